@@ -1,0 +1,85 @@
+"""The entry points: ``configure`` before the session starts, ``enable`` once it runs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ._config import DecomConfig
+from ._controller import Controller
+from ._errors import ShimNotFoundError
+from ._jvm import Shim, _spark_context
+from ._version import __version__
+
+__all__ = ["configure", "enable", "jar_path", "PLUGIN_CLASS"]
+
+log = logging.getLogger("decom")
+PLUGIN_CLASS = "io.decom.DecomPlugin"
+B = TypeVar("B")
+
+_controllers: dict[int, Controller] = {}
+_lock = threading.Lock()
+
+
+def jar_path() -> str:
+    """The shim jar of this decom version: the one inside the wheel, or a source tree's build."""
+    here = Path(__file__).resolve().parent
+    name = f"decom-shim-{__version__}.jar"
+    for candidate in (here / "jars" / name, here.parent / "jvm-shim" / "target" / name):
+        if candidate.is_file():
+            return str(candidate)
+    raise ShimNotFoundError(
+        f"{name} is neither inside the decom package nor built in this source tree: "
+        "install the decom wheel, or run `make jar` in the decom checkout.")
+
+
+def _append(options: dict[str, Any], key: str, value: str) -> None:
+    current = [v for v in str(options.get(key, "") or "").split(",") if v.strip()]
+    if value not in current:
+        current.append(value)
+    options[key] = ",".join(current)
+
+
+def configure(builder: B) -> B:
+    """Add the decom shim jar and plugin to a ``SparkSession.Builder`` before the session starts.
+
+    ``spark = decom.configure(SparkSession.builder).getOrCreate(); decom.enable(spark)``
+    """
+    options = getattr(builder, "_options", None)
+    if not isinstance(options, dict):
+        raise TypeError("decom.configure() takes a pyspark SparkSession.Builder")
+    _append(options, "spark.jars", jar_path())
+    _append(options, "spark.plugins", PLUGIN_CLASS)
+    return builder
+
+
+def enable(spark: Any, *, strict: bool = False, start_poller: bool = True,
+           **options: Any) -> Controller:
+    """Attach decom's control plane to a running session and return its :class:`Controller`.
+
+    Idempotent: a second call returns the same controller. Options are the attribute names of
+    :class:`decom.DecomConfig` (e.g. ``exclude_timeout="30min"``) and win over the Spark conf.
+    A bad setting is logged and keeps its default (``strict=True`` raises instead); a missing or
+    mismatched shim jar, Spark Connect or an unsupported Spark raise a typed :class:`DecomError`.
+    """
+    sc = _spark_context(spark)
+    key = id(sc._jsc)
+    with _lock:
+        existing = _controllers.get(key)
+        if existing is not None and existing.report()["enabled"]:
+            if options:
+                log.warning("decom: already enabled on this session; options %s ignored",
+                            sorted(options))
+            return existing
+        conf = {str(k): str(v) for k, v in sc.getConf().getAll()}
+        config = DecomConfig.resolve(conf, options, strict=strict)
+        shim = Shim.for_session(spark)
+        controller = Controller(shim, config)
+        if start_poller and config.enabled:
+            from ._poller import start_poller as _start
+
+            _start(controller, config, conf)
+        _controllers[key] = controller
+        return controller

@@ -1,0 +1,222 @@
+"""decom's settings: EMR's Spark keys, decom's own ``spark.decom.*`` keys, an optional YAML file.
+
+Precedence, highest first: ``decom.enable(spark, **options)`` keyword options, the Spark conf,
+the YAML file named by ``spark.decom.config``, the defaults below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._errors import ConfigError
+
+__all__ = ["DecomConfig", "parse_duration", "KEYS"]
+
+_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|d)?\s*$", re.IGNORECASE)
+
+
+def parse_duration(value: object, key: str = "value") -> float:
+    """Seconds from a Spark-style duration: ``"500ms"``, ``"20s"``, ``"1h"``, or a number of seconds."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} is not a duration: use e.g. 20s, 500ms, 5min or 1h")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise ConfigError(f"{key}={value!r} is not a duration: use e.g. 20s, 500ms, 5min or 1h")
+        seconds = float(m.group(1)) * _UNITS[(m.group(2) or "s").lower()]
+    if seconds < 0:
+        raise ConfigError(f"{key}={value!r} must not be negative")
+    return seconds
+
+
+def _parse_bool(value: object, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{key}={value!r} is not a boolean: use true or false")
+
+
+def _parse_int(value: object, key: str) -> int:
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{key}={value!r} is not a whole number") from None
+    if n < 1:
+        raise ConfigError(f"{key}={value!r} must be at least 1")
+    return n
+
+
+def _parse_list(value: object, key: str) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return tuple(str(i).strip() for i in items if str(i).strip())
+
+
+def _parse_str(value: object, key: str) -> str:
+    return str(value).strip()
+
+
+def _parse_auth(value: object, key: str) -> str:
+    text = str(value).strip().lower()
+    if text not in ("simple", "kerberos", "none"):
+        raise ConfigError(f"{key}={value!r}: use simple, kerberos or none")
+    return text
+
+
+@dataclass(frozen=True)
+class _Key:
+    key: str
+    attr: str
+    parse: Callable[[object, str], Any]
+    doc: str
+
+
+#: Every key decom reads, in the order the docs list them.
+KEYS: tuple[_Key, ...] = (
+    _Key("spark.blacklist.decommissioning.enabled", "exclude_enabled", _parse_bool,
+         "EMR: a DECOMMISSIONING node gets no new tasks; running ones finish."),
+    _Key("spark.blacklist.decommissioning.timeout", "exclude_timeout", parse_duration,
+         "EMR: how long that exclusion lasts; set it >= YARN's graceful decommission timeout."),
+    _Key("spark.resourceManager.cleanupExpiredHost", "cleanup_enabled", _parse_bool,
+         "EMR: at DECOMMISSIONED, unregister the node's shuffle outputs and cached blocks at once."),
+    _Key("spark.stage.attempt.ignoreOnDecommissionFetchFailure", "exempt_enabled", _parse_bool,
+         "EMR: stage attempts failed by decommissioned nodes don't count toward the retry limit."),
+    _Key("spark.decommissioning.timeout.threshold", "deadline_threshold", parse_duration,
+         "EMR: a node whose decommission deadline is nearer than this is handled as gone now."),
+    _Key("spark.decom.enabled", "enabled", _parse_bool, "Turn decom off without removing it."),
+    _Key("spark.decom.yarn.rm.addresses", "rm_addresses", _parse_list,
+         "ResourceManager web addresses (comma-separated for HA); default: from yarn-site.xml."),
+    _Key("spark.decom.poll.interval", "poll_interval", parse_duration,
+         "How often the ResourceManager is asked for node states."),
+    _Key("spark.decom.poll.timeout", "poll_timeout", parse_duration,
+         "HTTP timeout of one ResourceManager request."),
+    _Key("spark.decom.yarn.auth", "auth", _parse_auth,
+         "simple (user.name), kerberos (SPNEGO, needs decom[kerberos]) or none."),
+    _Key("spark.decom.yarn.user", "user", _parse_str, "user.name for simple auth."),
+    _Key("spark.decom.yarn.tls.caBundle", "ca_bundle", _parse_str,
+         "CA bundle (PEM) for an https ResourceManager."),
+    _Key("spark.decom.eventLog", "event_log", _parse_str,
+         "Append decom's transitions and actions as JSON lines to this file."),
+    _Key("spark.decom.config", "config_file", _parse_str, "A YAML file with any of these keys."),
+)
+_BY_KEY = {k.key: k for k in KEYS}
+_BY_ATTR = {k.attr: k for k in KEYS}
+
+
+@dataclass(frozen=True)
+class DecomConfig:
+    """The resolved settings; durations are in seconds."""
+
+    exclude_enabled: bool = True
+    exclude_timeout: float = 3600.0
+    cleanup_enabled: bool = True
+    exempt_enabled: bool = True
+    deadline_threshold: float = 20.0
+    enabled: bool = True
+    rm_addresses: tuple[str, ...] = ()
+    poll_interval: float = 1.0
+    poll_timeout: float = 5.0
+    auth: str = "simple"
+    user: str = ""
+    ca_bundle: str = ""
+    event_log: str = ""
+    config_file: str = ""
+    #: Problems found while resolving; each names the key and the fix. Empty when all is well.
+    errors: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def resolve(
+        cls,
+        spark_conf: Mapping[str, str] | None = None,
+        options: Mapping[str, object] | None = None,
+        *,
+        strict: bool = False,
+    ) -> DecomConfig:
+        """Resolve from the Spark conf and ``enable()`` options.
+
+        A bad key or value is reported in ``errors`` and that key keeps its default, so the job
+        still runs; with ``strict=True`` the first problem raises :class:`ConfigError` instead.
+        """
+        spark_conf = dict(spark_conf or {})
+        errors: list[str] = []
+        values: dict[str, Any] = {}
+
+        def take(key: str, raw: object, source: str) -> None:
+            spec = _BY_KEY.get(key)
+            if spec is None:
+                hint = difflib.get_close_matches(key, list(_BY_KEY), n=1)
+                msg = f"unknown decom key {key!r} in {source}" + (
+                    f": did you mean {hint[0]!r}?" if hint else "")
+                errors.append(msg)
+                return
+            try:
+                values[spec.attr] = spec.parse(raw, key)
+            except ConfigError as e:
+                errors.append(f"{e} (in {source}; keeping the default)")
+
+        config_file = spark_conf.get("spark.decom.config") or (options or {}).get("config_file")
+        if config_file:
+            for key, raw in _load_yaml(str(config_file), errors).items():
+                take(key, raw, f"YAML file {config_file}")
+        for key, raw in spark_conf.items():
+            if key in _BY_KEY or key.startswith("spark.decom."):
+                if key in ("spark.decom.stage.maxConsecutiveAttempts",
+                           "spark.decom.stage.maxDecommissionRetries"):
+                    continue  # read by the JVM shim
+                take(key, raw, "the Spark conf")
+        for attr, raw in (options or {}).items():
+            spec = _BY_ATTR.get(attr)
+            if spec is None:
+                hint = difflib.get_close_matches(attr, list(_BY_ATTR), n=1)
+                errors.append(f"unknown decom.enable() option {attr!r}" + (
+                    f": did you mean {hint[0]!r}?" if hint else ""))
+                continue
+            take(spec.key, raw, "decom.enable() options")
+        if strict and errors:
+            raise ConfigError("; ".join(errors))
+        return dataclasses.replace(cls(**values), errors=tuple(errors))
+
+
+def _load_yaml(path: str, errors: list[str]) -> dict[str, object]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        errors.append(f"spark.decom.config: cannot read {path!r}: {e.strerror or e}")
+        return {}
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        errors.append(f"spark.decom.config: {path!r} is not valid YAML: {e}")
+        return {}
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        errors.append(f"spark.decom.config: {path!r} must be a mapping of keys to values")
+        return {}
+    return {str(k): v for k, v in _flatten(data).items()}
+
+
+def _flatten(data: Mapping[Any, Any], prefix: str = "") -> dict[str, object]:
+    """Accept both flat keys and nested sections (``spark: {decom: {poll: {interval: 2s}}}``)."""
+    out: dict[str, object] = {}
+    for k, v in data.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and key not in _BY_KEY:
+            out.update(_flatten(v, key))
+        else:
+            out[key] = v
+    return out

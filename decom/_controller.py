@@ -1,0 +1,225 @@
+"""The control plane inside the driver: each node's decommission lifecycle, turned into shim actions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from ._config import DecomConfig
+from ._errors import DecomError
+from ._jvm import Shim
+from ._model import DOOMED_STATES, GONE_STATES, NodeStatus
+
+__all__ = ["Controller"]
+
+log = logging.getLogger("decom")
+
+RUNNING = "RUNNING"
+DECOMMISSIONING = "DECOMMISSIONING"
+DECOMMISSIONED = "DECOMMISSIONED"
+
+
+class _Node:
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.state = RUNNING
+        self.yarn_state: str | None = None
+        self.deadline: float | None = None
+        self.transitions: list[dict[str, Any]] = []
+
+
+def _deadline_epoch(deadline: float | datetime | None) -> float | None:
+    if deadline is None:
+        return None
+    if isinstance(deadline, datetime):
+        return deadline.timestamp()
+    return float(deadline)
+
+
+class Controller:
+    """Runs each node's lifecycle: RUNNING -> DECOMMISSIONING (exclude) -> DECOMMISSIONED/LOST/SHUTDOWN
+    (clean up early, exempt) -> RUNNING again (un-exclude), and reports what it did.
+
+    Nodes come from the ResourceManager poller, or by hand through :meth:`decommissioning`,
+    :meth:`decommissioned` and :meth:`recommissioned`. ``hosts`` act on every executor of that host
+    (a YARN node id ``host:port`` on that NodeManager's only); ``executors`` on those IDs only.
+    """
+
+    def __init__(self, shim: Shim, config: DecomConfig) -> None:
+        self._shim = shim
+        self.config = config
+        self._lock = threading.RLock()
+        self._nodes: dict[str, _Node] = {}
+        self._poller: Any = None
+        self._stopped = False
+        self._event_log = config.event_log or None
+        shim.set_exemption_enabled(config.exempt_enabled)
+        for problem in config.errors:
+            log.error("decom: configuration problem: %s", problem)
+
+    # ---- the public, by-hand API ---------------------------------------------------------------
+
+    def decommissioning(self, hosts: Iterable[str] = (), executors: Iterable[str] = (),
+                        deadline: float | datetime | None = None) -> None:
+        """These nodes/executors are being decommissioned: no new tasks there (running ones finish).
+
+        ``deadline`` (epoch seconds or datetime): when the node will be forced out. If it is nearer
+        than ``spark.decommissioning.timeout.threshold``, the node is handled as gone right now.
+        """
+        when = _deadline_epoch(deadline)
+        self._apply([NodeStatus(k, DECOMMISSIONING, when) for k in self._keys(hosts, executors)])
+
+    def decommissioned(self, hosts: Iterable[str] = (), executors: Iterable[str] = ()) -> None:
+        """These nodes/executors are gone: drop their shuffle outputs and cached blocks at once."""
+        self._apply([NodeStatus(k, DECOMMISSIONED) for k in self._keys(hosts, executors)])
+
+    def recommissioned(self, hosts: Iterable[str] = (), executors: Iterable[str] = ()) -> None:
+        """These nodes/executors are back in service: tasks may run there again."""
+        self._apply([NodeStatus(k, RUNNING) for k in self._keys(hosts, executors)])
+
+    def report(self) -> dict[str, Any]:
+        """What decom saw and did: per node its state, transitions and the shim's actions."""
+        shim = self._shim.report()
+        by_key = {n["key"]: n for n in shim.get("nodes", [])}
+        with self._lock:
+            nodes = {}
+            for key, node in self._nodes.items():
+                s = by_key.get(key, {})
+                nodes[key] = {
+                    "state": node.state,
+                    "yarn_state": node.yarn_state,
+                    "transitions": list(node.transitions),
+                    "excluded": bool(s.get("excluded", False)),
+                    "executors_excluded": s.get("executorsExcluded", []),
+                    "executors_released": s.get("executorsReleased", []),
+                    "outputs_unregistered": s.get("outputsUnregistered", 0),
+                    "shuffles": s.get("shuffles", []),
+                    "exempted_stage_attempts": s.get("exemptedStageAttempts", []),
+                }
+            poller = self._poller.status() if self._poller is not None else None
+        return {
+            "enabled": self.config.enabled and not self._stopped,
+            "config_errors": list(self.config.errors),
+            "nodes": nodes,
+            "stages": shim.get("stages", []),
+            "fetch_failures": shim.get("fetchFailures", {}),
+            "retry_policy": shim.get("retryPolicy", {}),
+            "poller": poller,
+            "shim": shim,
+        }
+
+    def stop(self) -> None:
+        """Stop polling and acting. Exclusions in place stay until they expire or are lifted."""
+        with self._lock:
+            self._stopped = True
+            poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.stop()
+
+    # ---- what the poller calls ---------------------------------------------------------------
+
+    def on_node_states(self, statuses: Sequence[NodeStatus]) -> None:
+        """Apply the ResourceManager's view of some nodes. Never raises: a failure is logged and the
+        next poll tries again, so a broken shim call can't take the driver down."""
+        try:
+            self._apply(statuses, from_rm=True)
+        except Exception:  # noqa: BLE001 - the poller must survive anything the shim throws
+            log.exception("decom: acting on node states failed; will retry on the next change")
+
+    def attach_poller(self, poller: Any) -> None:
+        with self._lock:
+            self._poller = poller
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _keys(hosts: Iterable[str], executors: Iterable[str]) -> list[str]:
+        if isinstance(hosts, str) or isinstance(executors, str):
+            raise DecomError("hosts and executors take lists, e.g. hosts=['node-1'], executors=['3']")
+        return [str(h) for h in hosts] + [f"executor:{e}" for e in executors]
+
+    def _target_state(self, status: NodeStatus, now: float) -> str:
+        if status.state in GONE_STATES:
+            return DECOMMISSIONED
+        if status.state == DECOMMISSIONING:
+            if status.deadline is not None and status.deadline - now < self.config.deadline_threshold:
+                return DECOMMISSIONED  # spot reclaim: too close to the end to drain
+            return DECOMMISSIONING
+        if status.state == RUNNING:
+            return RUNNING
+        return ""  # NEW, UNHEALTHY, REBOOTED, unknown: no action
+
+    def _apply(self, statuses: Sequence[NodeStatus], from_rm: bool = False) -> None:
+        if not self.config.enabled:
+            return
+        now = time.time()
+        exclude: list[str] = []
+        gone: list[str] = []
+        back: list[str] = []
+        with self._lock:
+            if self._stopped:
+                if from_rm:
+                    return
+                raise DecomError("this decom controller was stopped; call decom.enable(spark) again")
+            for status in statuses:
+                target = self._target_state(status, now)
+                node = self._nodes.get(status.target)
+                if node is None:
+                    if target in ("", RUNNING):
+                        continue  # a healthy node we never acted on: nothing to do
+                    node = self._nodes[status.target] = _Node(status.target)
+                node.yarn_state = status.state
+                node.deadline = status.deadline
+                if not target or target == node.state:
+                    continue
+                if node.state == DECOMMISSIONED and target == DECOMMISSIONING:
+                    continue  # the RM answered out of order; gone is final until RUNNING again
+                node.transitions.append({"state": target, "yarn_state": status.state, "at": now})
+                self._log_event("transition", status.target,
+                                {"from": node.state, "to": target, "yarn_state": status.state,
+                                 "deadline": status.deadline})
+                node.state = target
+                {DECOMMISSIONING: exclude, DECOMMISSIONED: gone, RUNNING: back}[target].append(
+                    status.target)
+            # One shim call per action for the whole batch: nodes lost together are cleaned
+            # together, so the next map-stage attempt recomputes all their outputs at once.
+            if gone:
+                self._act_decommissioned(gone)
+            if exclude and self.config.exclude_enabled:
+                self._act("exclude", exclude, lambda h, e: self._shim.exclude(
+                    h, e, self.config.exclude_timeout, "decom: node is decommissioning"))
+            if back:
+                self._act("unexclude", back, lambda h, e: self._shim.unexclude(
+                    h, e, "decom: node is back in service"))
+
+    def _act_decommissioned(self, keys: list[str]) -> None:
+        cleanup = self.config.cleanup_enabled
+        self._act("decommissioned", keys, lambda h, e: self._shim.decommissioned(
+            h, e, cleanup, "decom: node is decommissioned"))
+
+    def _act(self, action: str, keys: list[str], call: Any) -> None:
+        hosts = [k for k in keys if not k.startswith("executor:")]
+        executors = [k[len("executor:"):] for k in keys if k.startswith("executor:")]
+        try:
+            result = call(hosts, executors)
+        except Exception as e:  # noqa: BLE001 - py4j errors become one typed, logged error
+            self._log_event("action-failed", ",".join(keys), {"action": action, "error": str(e)})
+            raise DecomError(f"decom: {action} of {keys} failed in the JVM shim: {e}") from e
+        self._log_event(action, ",".join(keys), result)
+
+    def _log_event(self, action: str, target: str, detail: dict[str, Any]) -> None:
+        log.info("decom: %s %s %s", action, target, json.dumps(detail, sort_keys=True))
+        if self._event_log:
+            line = json.dumps({"time": time.time(), "action": action, "target": target,
+                               "detail": detail}, sort_keys=True)
+            try:
+                with open(self._event_log, "a", encoding="utf-8") as f:
+                    f.write(line + "\n")
+            except OSError as e:
+                log.warning("decom: cannot write the event log %s: %s", self._event_log, e)
+                self._event_log = None

@@ -1,0 +1,30 @@
+"""decom's version: the one number in jvm-shim/pom.xml, as packaged."""
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
+from pathlib import Path
+
+__all__ = ["__version__"]
+
+
+def _read() -> str:
+    try:
+        return metadata.version("decom")
+    except metadata.PackageNotFoundError:
+        pass
+    # Running from a source tree or a --py-files zip: the zip carries the number, a checkout has the pom.
+    here = Path(__file__).resolve().parent
+    stamped = here / "VERSION"
+    if stamped.is_file():
+        return stamped.read_text(encoding="utf-8").strip()
+    pom = here.parent / "jvm-shim" / "pom.xml"
+    if pom.is_file():
+        m = re.search(r"<version>([^<]+)</version><!-- decom-version -->", pom.read_text("utf-8"))
+        if m:
+            return m.group(1)
+    return "0+unknown"
+
+
+__version__ = _read()

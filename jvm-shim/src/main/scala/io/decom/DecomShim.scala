@@ -1,0 +1,443 @@
+package io.decom
+
+import java.util.{Properties, List => JList}
+import java.util.concurrent.{Executors, ScheduledExecutorService, TimeUnit}
+
+import scala.collection.mutable
+import scala.jdk.CollectionConverters._
+import scala.util.control.NonFatal
+
+import org.apache.spark.{FetchFailed, SparkConf, SparkContext}
+import org.apache.spark.decom.SparkInternals
+import org.apache.spark.scheduler._
+import org.json4s._
+import org.json4s.JsonDSL._
+import org.json4s.jackson.JsonMethods.{compact, render}
+import org.slf4j.LoggerFactory
+
+/** The Spark conf keys the shim reads (EMR's names, so EMR users keep their settings). */
+object Keys {
+  val ExemptEnabled = "spark.stage.attempt.ignoreOnDecommissionFetchFailure"
+  val SparkMaxAttempts = "spark.stage.maxConsecutiveAttempts"
+  val UserMaxAttempts = "spark.decom.stage.maxConsecutiveAttempts"
+  val ExtraAttempts = "spark.decom.stage.maxDecommissionRetries"
+  val DefaultMaxAttempts = 4
+  val DefaultExtraAttempts = 16
+}
+
+/**
+ * Raise Spark's stage-retry limit so decom can own the policy: Spark keeps retrying, and
+ * [[RetryPolicy]] aborts at the user's limit counting only attempts not caused by decommissioning.
+ * Spark's own limit stays as a backstop at user limit + `spark.decom.stage.maxDecommissionRetries`.
+ */
+object RetryLimits {
+  def userLimit(conf: SparkConf): Int =
+    conf.getOption(Keys.UserMaxAttempts).map(_.toInt)
+      .getOrElse(conf.getInt(Keys.SparkMaxAttempts, Keys.DefaultMaxAttempts))
+
+  def raisedLimit(conf: SparkConf): Int =
+    userLimit(conf) + conf.getInt(Keys.ExtraAttempts, Keys.DefaultExtraAttempts)
+
+  /** Returns true when Spark's limit was raised (exemption on). */
+  def raise(conf: SparkConf): Boolean = {
+    if (!conf.getBoolean(Keys.ExemptEnabled, defaultValue = true)) return false
+    val user = userLimit(conf)
+    conf.set(Keys.UserMaxAttempts, user.toString)
+    conf.set(Keys.SparkMaxAttempts, raisedLimit(conf).toString)
+    true
+  }
+}
+
+/**
+ * The driver-side half of decom, one per SparkContext. The Python control plane calls
+ * [[exclude]], [[unexclude]] and [[decommissioned]] through py4j; the listener feeds executor
+ * placement, fetch failures and stage outcomes. All state changes happen under this object's lock.
+ */
+final class DecomShim private (val sc: SparkContext, retryMode: String) {
+  import DecomShim.log
+
+  private val conf = sc.getConf
+  private val userLimit = RetryLimits.userLimit(conf)
+  @volatile private var exemptEnabled = conf.getBoolean(Keys.ExemptEnabled, defaultValue = true)
+  private val policy = new RetryPolicy(userLimit)
+  private val executors = mutable.LinkedHashMap.empty[String, ExecutorInfo]
+  private val alive = mutable.Set.empty[String]
+  private val nodes = mutable.LinkedHashMap.empty[String, NodeRecord]
+  private val events = mutable.ArrayDeque.empty[JObject]
+  private var fetchFailures = 0
+  private var exemptFetchFailures = 0
+  private val listener = new DecomListener(this)
+  private val timer: ScheduledExecutorService = Executors.newSingleThreadScheduledExecutor { r =>
+    val t = new Thread(r, "decom-exclusion-expiry")
+    t.setDaemon(true)
+    t
+  }
+  @volatile private var stopped = false
+
+  private def now(): Long = System.currentTimeMillis()
+
+  private[decom] def start(): this.type = {
+    SparkInternals.addListener(sc, listener)
+    synchronized {
+      SparkInternals.liveExecutors(sc).foreach { e =>
+        executorAdded(ExecutorInfo.fromAttributes(e.id, e.host, e.attributes))
+      }
+    }
+    timer.scheduleWithFixedDelay(() => expireExclusions(), 500, 500, TimeUnit.MILLISECONDS)
+    event("shim-started", "driver", ("retryPolicy" -> retryMode) ~ ("userLimit" -> userLimit))
+    this
+  }
+
+  // ---- what the control plane calls ------------------------------------------------------------
+
+  /**
+   * A node (or executors) is decommissioning: no new tasks there until `timeoutMs` has passed or
+   * it is recommissioned; running tasks finish. Executors that register there later are excluded
+   * too. Returns JSON: {"executors": [ids newly excluded], "targets": [keys]}.
+   */
+  def exclude(hosts: JList[String], execs: JList[String], timeoutMs: Long, reason: String): String =
+    guarded("exclude") {
+      val t = now()
+      val newly = targets(hosts, execs).flatMap { target =>
+        val rec = record(target)
+        if (!rec.excludedNow) {
+          rec.excludedAt = Some(t)
+          rec.unexcludeReason = None
+        }
+        rec.excludedUntil = Some(t + timeoutMs)
+        val marked = markOn(rec, resolve(target), reason)
+        event("excluded", target.key, ("executors" -> marked) ~ ("until" -> (t + timeoutMs)))
+        marked
+      }
+      compact(render(("executors" -> newly.distinct) ~ ("targets" -> keys(hosts, execs))))
+    }
+
+  /** The node is back (recommissioned, or the exclusion expired): tasks may run there again. */
+  def unexclude(hosts: JList[String], execs: JList[String], reason: String): String =
+    guarded("unexclude") {
+      val freed = targets(hosts, execs).flatMap { target => unexcludeRecord(record(target), reason) }
+      compact(render(("executors" -> freed.distinct) ~ ("targets" -> keys(hosts, execs))))
+    }
+
+  /**
+   * The node is gone (DECOMMISSIONED / LOST / SHUTDOWN). Every target passed in one call is
+   * handled in one step: executors are marked, then (if `cleanup`) every shuffle output and cached
+   * block location on them is dropped before anything else can be scheduled, and the executors
+   * are released so YARN can finish draining the node and running tasks are re-offered now.
+   */
+  def decommissioned(hosts: JList[String], execs: JList[String], cleanup: Boolean, reason: String)
+      : String = guarded("decommissioned") {
+    val t = now()
+    val ts = targets(hosts, execs)
+    val perTarget = ts.map { target =>
+      val rec = record(target)
+      val fresh = !rec.decommissioned
+      if (fresh) rec.decommissionedAt = Some(t)
+      val execIds = resolve(target)
+      rec.executorsLost ++= execIds
+      rec.executorsLost ++= executors.values.filter(_.runsOn(target)).map(_.id)
+      markOn(rec, execIds, reason)
+      (target, rec, execIds, fresh)
+    }
+    var unregistered = 0
+    val released = mutable.ArrayBuffer.empty[String]
+    if (cleanup) {
+      // Outputs first, for all targets, so the next map attempt recomputes all of them at once.
+      perTarget.foreach { case (target, rec, execIds, _) =>
+        val lost: (String, String) => Boolean = target match {
+          case NodeTarget(h, None) => (eid, host) => host == h || rec.executorsLost.contains(eid)
+          case _ => (eid, _) => rec.executorsLost.contains(eid)
+        }
+        val matched = SparkInternals.outputsMatching(lost)
+        target match {
+          case NodeTarget(h, None) => SparkInternals.removeOutputsOnHost(h)
+          case _ => ()
+        }
+        rec.executorsLost.foreach(SparkInternals.removeOutputsOnExecutor)
+        rec.executorsLost.foreach(id => SparkInternals.removeBlockLocations(sc, id))
+        matched.foreach { case (shuffle, n) =>
+          rec.cleanups.getOrElseUpdate(shuffle, mutable.ArrayBuffer.empty) += t
+          rec.outputsUnregistered += n
+          unregistered += n
+        }
+        event("outputs-unregistered", target.key,
+          ("outputs" -> matched.values.sum) ~ ("shuffles" -> matched.keys.toSeq.sorted))
+      }
+      perTarget.foreach { case (target, rec, execIds, _) =>
+        val host = target match {
+          case NodeTarget(h, _) => Some(h)
+          case _ => None
+        }
+        val gone = SparkInternals.releaseExecutors(sc, execIds, host, reason)
+        rec.executorsReleased ++= gone
+        released ++= gone
+        alive --= gone
+        if (gone.nonEmpty) event("executors-released", target.key, "executors" -> gone)
+      }
+    }
+    perTarget.foreach { case (target, _, execIds, fresh) =>
+      if (fresh) event("decommissioned", target.key, ("executors" -> execIds) ~ ("cleanup" -> cleanup))
+    }
+    compact(render(
+      ("targets" -> ts.map(_.key)) ~ ("outputsUnregistered" -> unregistered) ~
+        ("executorsReleased" -> released.toSeq)))
+  }
+
+  def setExemptionEnabled(enabled: Boolean): Unit = exemptEnabled = enabled
+
+  /** JSON: what decom saw and did, per node and per stage. */
+  def report(): String = synchronized {
+    val nodeJson = nodes.values.map { n =>
+      JObject(
+        "key" -> JString(n.target.key),
+        "kind" -> JString(n.target match { case _: ExecutorTarget => "executor"; case _ => "node" }),
+        "excludedAt" -> opt(n.excludedAt), "excludedUntil" -> opt(n.excludedUntil),
+        "unexcludedAt" -> opt(n.unexcludedAt),
+        "unexcludeReason" -> n.unexcludeReason.map(JString(_)).getOrElse(JNull),
+        "decommissionedAt" -> opt(n.decommissionedAt),
+        "excluded" -> JBool(n.excludedNow),
+        "executorsExcluded" -> JArray(n.executorsExcluded.toList.map(JString(_))),
+        "executorsReleased" -> JArray(n.executorsReleased.toList.map(JString(_))),
+        "outputsUnregistered" -> JInt(n.outputsUnregistered),
+        "shuffles" -> JArray(n.cleanups.keys.toList.sorted.map(JInt(_))),
+        "exemptedStageAttempts" -> JArray(n.exemptedAttempts.toList.map(JString(_))))
+    }.toList
+    val stages = policy.stagesWithFailures.toList.sorted.map { s =>
+      JObject("stage" -> JInt(s),
+        "countedAttempts" -> JArray(policy.countedAttempts(s).toList.map(JInt(_))),
+        "exemptAttempts" -> JArray(policy.exemptAttempts(s).toList.map(JInt(_))),
+        "aborted" -> JBool(policy.abortedStages.contains(s)))
+    }
+    val execJson = executors.values.map { e =>
+      JObject("id" -> JString(e.id), "host" -> JString(e.host),
+        "nmHost" -> e.nmHost.map(JString(_)).getOrElse(JNull),
+        "nmPort" -> e.nmPort.map(JInt(_)).getOrElse(JNull), "alive" -> JBool(alive.contains(e.id)))
+    }.toList
+    compact(render(JObject(
+      "version" -> JString(DecomShim.version()),
+      "retryPolicy" -> JObject("mode" -> JString(retryMode), "userLimit" -> JInt(userLimit),
+        "exemptionEnabled" -> JBool(exemptEnabled),
+        "sparkLimit" -> SparkInternals.dagSchedulerMaxConsecutiveAttempts(sc).map(JInt(_)).getOrElse(JNull)),
+      "fetchFailures" -> JObject("total" -> JInt(fetchFailures), "exempt" -> JInt(exemptFetchFailures)),
+      "nodes" -> JArray(nodeJson), "stages" -> JArray(stages), "executors" -> JArray(execJson),
+      "events" -> JArray(events.toList))))
+  }
+
+  def stop(): Unit = {
+    stopped = true
+    timer.shutdownNow()
+    try SparkInternals.removeListener(sc, listener) catch { case NonFatal(_) => () }
+  }
+
+  // ---- what the listener calls -----------------------------------------------------------------
+
+  private[decom] def executorAdded(info: ExecutorInfo): Unit = synchronized {
+    executors(info.id) = info
+    alive += info.id
+    // An executor that registers on a node already reported gets the node's treatment at once.
+    nodes.values.filter(n => n.doomed && info.runsOn(n.target)).foreach { n =>
+      markOn(n, Seq(info.id), s"decom: executor ${info.id} registered on ${n.target.key}, which is " +
+        (if (n.decommissioned) "decommissioned" else "decommissioning"))
+    }
+  }
+
+  private[decom] def executorRemoved(id: String): Unit = synchronized { alive -= id }
+
+  private[decom] def stageSubmitted(stage: Int, attempt: Int, at: Long): Unit = synchronized {
+    policy.submitted(stage, attempt, at)
+  }
+
+  private[decom] def fetchFailed(stage: Int, attempt: Int, f: FetchFailed): Unit = synchronized {
+    fetchFailures += 1
+    val addr = Option(f.bmAddress)
+    val started = policy.startedAt(stage, attempt).getOrElse(now())
+    val causes =
+      if (!exemptEnabled) Nil
+      else Blame.of(nodes.values, addr.map(_.executorId), addr.map(_.host), f.shuffleId, started)
+    if (causes.nonEmpty) {
+      exemptFetchFailures += 1
+      causes.foreach(k => nodes.get(k).foreach(_.exemptedAttempts += s"$stage.$attempt"))
+    }
+    // A late fetch failure that blames a reported node turns an already counted attempt exempt.
+    policy.fetchFailed(stage, attempt, causes, now()).foreach { _ =>
+      event("stage-attempt-exempted", s"stage $stage.$attempt", "causes" -> causes)
+    }
+  }
+
+  private[decom] def stageCompleted(stage: Int, attempt: Int, failure: Option[String]): Unit = {
+    val toAbort = synchronized {
+      failure match {
+        case None =>
+          policy.succeeded(stage)
+          None
+        case Some(reason) =>
+          policy.failed(stage, attempt, reason, now()) match {
+            case Exempted(causes) =>
+              event("stage-attempt-exempted", s"stage $stage.$attempt", "causes" -> causes)
+              None
+            case Counted(n, abort) =>
+              event("stage-attempt-counted", s"stage $stage.$attempt", ("consecutive" -> n) ~
+                ("limit" -> userLimit))
+              if (abort) Some((n, reason)) else None
+            case NotCounted => None
+          }
+      }
+    }
+    toAbort.foreach { case (n, reason) =>
+      val exempt = policy.exemptAttempts(stage).size
+      val msg = s"Stage $stage has failed the maximum allowable number of times: $n " +
+        s"(${Keys.SparkMaxAttempts}=$userLimit; decom did not count $exempt attempt(s) failed by " +
+        s"decommissioned nodes). Most recent failure reason: $reason"
+      log.warn(s"decom: aborting stage $stage: $msg")
+      event("stage-aborted", s"stage $stage", "reason" -> msg)
+      SparkInternals.cancelStage(sc, stage, msg)
+    }
+  }
+
+  // ---- internals ---------------------------------------------------------------------------------
+
+  private def guarded(action: String)(body: => String): String = synchronized {
+    if (stopped) throw new IllegalStateException("decom shim is stopped")
+    body
+  }
+
+  private def targets(hosts: JList[String], execs: JList[String]): Seq[Target] =
+    Option(hosts).map(_.asScala.toSeq).getOrElse(Nil).map(Target.node) ++
+      Option(execs).map(_.asScala.toSeq).getOrElse(Nil).map(ExecutorTarget(_))
+
+  private def keys(hosts: JList[String], execs: JList[String]): Seq[String] =
+    targets(hosts, execs).map(_.key)
+
+  private def record(t: Target): NodeRecord = nodes.getOrElseUpdate(t.key, new NodeRecord(t))
+
+  /** Alive executors of a target, from our registry and, for hosts, the task scheduler. */
+  private def resolve(t: Target): Seq[String] = {
+    val active = SparkInternals.activeExecutorIds(sc)
+    val known = executors.values.filter(e => e.runsOn(t)).map(_.id)
+    val extra = t match {
+      case NodeTarget(h, None) => SparkInternals.executorsAliveOnHost(sc, h)
+      case _ => Set.empty[String]
+    }
+    (known ++ extra).toSeq.distinct.filter(active.contains)
+  }
+
+  private def markOn(rec: NodeRecord, execIds: Seq[String], reason: String): Seq[String] = {
+    val host = rec.target match {
+      case NodeTarget(h, _) => Some(h)
+      case _ => None
+    }
+    val fresh = execIds.filterNot(SparkInternals.isMarkedDecommissioning(sc, _))
+    val marked = SparkInternals.markDecommissioning(sc, fresh, host, reason)
+    rec.executorsExcluded ++= execIds
+    marked
+  }
+
+  private def unexcludeRecord(rec: NodeRecord, reason: String): Seq[String] = {
+    if (!rec.doomed) return Nil
+    rec.unexcludedAt = Some(now())
+    rec.unexcludeReason = Some(reason)
+    rec.excludedUntil = None
+    val ids = rec.executorsExcluded.toSeq.filter(alive.contains)
+    // An executor also covered by another node that is still doomed stays excluded.
+    val stillDoomed = nodes.values.filter(n => (n ne rec) && n.doomed).flatMap(_.executorsExcluded).toSet
+    val freed = SparkInternals.unmarkDecommissioning(sc, ids.filterNot(stillDoomed.contains))
+    event("unexcluded", rec.target.key, ("executors" -> freed) ~ ("reason" -> reason))
+    freed
+  }
+
+  private def expireExclusions(): Unit = try {
+    synchronized {
+      val t = now()
+      nodes.values.filter(n => n.excludedNow && !n.decommissioned && n.excludedUntil.exists(_ <= t))
+        .foreach(unexcludeRecord(_, "exclusion timeout expired"))
+    }
+  } catch { case NonFatal(e) => log.warn("decom: exclusion expiry failed", e) }
+
+  private def event(action: String, target: String, detail: JObject): Unit = {
+    val e = ("time" -> now()) ~ ("action" -> action) ~ ("target" -> target) ~ ("detail" -> detail)
+    events.append(e)
+    while (events.size > DecomShim.MaxEvents) events.removeHead()
+    log.info(s"decom: $action $target ${compact(render(detail))}")
+  }
+
+  private def opt(v: Option[Long]): JValue = v.map(JLong(_)).getOrElse(JNull)
+}
+
+object DecomShim {
+  private[decom] val log = LoggerFactory.getLogger("io.decom.DecomShim")
+  val MaxEvents = 2000
+
+  private lazy val versionString: String = {
+    val props = new Properties()
+    val in = getClass.getResourceAsStream("/decom-shim.properties")
+    if (in != null) try props.load(in) finally in.close()
+    props.getProperty("version", "unknown")
+  }
+
+  /** The jar's version; the Python side checks it against its own once. */
+  def version(): String = versionString
+
+  @volatile private var current: DecomShim = _
+
+  /**
+   * The shim of this context, installed on first use. With the plugin, Spark's retry limit was
+   * raised through the conf before the DAGScheduler existed; without it, the running DAGScheduler's
+   * limit is raised here ("reflection"), so decom also works on a session started without it.
+   */
+  def get(sc: SparkContext): DecomShim = synchronized {
+    if (current != null && (current.sc eq sc) && !current.stopped) return current
+    val conf = sc.getConf
+    val exempt = conf.getBoolean(Keys.ExemptEnabled, defaultValue = true)
+    val mode =
+      if (!exempt) "spark"
+      else if (conf.contains(Keys.UserMaxAttempts) &&
+        SparkInternals.dagSchedulerMaxConsecutiveAttempts(sc).contains(RetryLimits.raisedLimit(conf))) {
+        "plugin"
+      } else {
+        val raised = RetryLimits.raisedLimit(conf)
+        if (SparkInternals.setDagSchedulerMaxConsecutiveAttempts(sc, raised)) "reflection" else "spark"
+      }
+    if (current != null) current.stop()
+    current = new DecomShim(sc, mode).start()
+    current
+  }
+
+  /** The installed shim, or null. */
+  def peek(): DecomShim = current
+
+  private[decom] def stopFor(sc: SparkContext): Unit = synchronized {
+    if (current != null && (current.sc eq sc)) {
+      current.stop()
+      current = null
+    }
+  }
+}
+
+/** Feeds the shim from Spark's listener bus (decom's own queue, so a busy app queue can't delay it). */
+private[decom] final class DecomListener(shim: DecomShim) extends SparkListener {
+  private def safely(what: String)(f: => Unit): Unit =
+    try f catch { case NonFatal(e) => DecomShim.log.warn(s"decom: $what failed", e) }
+
+  override def onExecutorAdded(e: SparkListenerExecutorAdded): Unit = safely("executor added") {
+    shim.executorAdded(ExecutorInfo.fromAttributes(e.executorId, e.executorInfo.executorHost,
+      e.executorInfo.attributes))
+  }
+
+  override def onExecutorRemoved(e: SparkListenerExecutorRemoved): Unit =
+    safely("executor removed")(shim.executorRemoved(e.executorId))
+
+  override def onStageSubmitted(e: SparkListenerStageSubmitted): Unit = safely("stage submitted") {
+    val i = e.stageInfo
+    shim.stageSubmitted(i.stageId, i.attemptNumber(), i.submissionTime.getOrElse(System.currentTimeMillis()))
+  }
+
+  override def onTaskEnd(e: SparkListenerTaskEnd): Unit = e.reason match {
+    case f: FetchFailed => safely("fetch failure")(shim.fetchFailed(e.stageId, e.stageAttemptId, f))
+    case _ => ()
+  }
+
+  override def onStageCompleted(e: SparkListenerStageCompleted): Unit = safely("stage completed") {
+    val i = e.stageInfo
+    shim.stageCompleted(i.stageId, i.attemptNumber(), i.failureReason)
+  }
+}

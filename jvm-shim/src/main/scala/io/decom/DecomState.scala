@@ -1,0 +1,173 @@
+package io.decom
+
+import scala.collection.mutable
+
+/** What decom's callers name: a node (host, or YARN node id "host:port") or one executor. */
+sealed trait Target { def key: String }
+
+final case class NodeTarget(host: String, port: Option[Int]) extends Target {
+  val key: String = port.fold(host)(p => s"$host:$p")
+}
+
+final case class ExecutorTarget(id: String) extends Target {
+  val key: String = s"executor:$id"
+}
+
+object Target {
+  private val NodeId = """^(.+):(\d+)$""".r
+
+  /** "host" or a YARN node id "host:port" (IPv6 literals come in brackets: "[::1]:8041"). */
+  def node(spec: String): NodeTarget = spec.trim match {
+    case NodeId(h, p) if !h.contains(':') || h.startsWith("[") => NodeTarget(h, Some(p.toInt))
+    case h => NodeTarget(h, None)
+  }
+}
+
+/**
+ * An executor and the node it runs on. On YARN, `nmHost`/`nmPort` come from the executor's
+ * NM_HOST/NM_PORT attributes, which tell apart several NodeManagers on one host.
+ */
+final case class ExecutorInfo(id: String, host: String, nmHost: Option[String], nmPort: Option[Int]) {
+  def runsOn(t: Target): Boolean = t match {
+    case ExecutorTarget(eid) => eid == id
+    case NodeTarget(h, port) =>
+      (nmHost.contains(h) || host == h) && port.forall(p => nmPort.forall(_ == p))
+  }
+}
+
+object ExecutorInfo {
+  def fromAttributes(id: String, host: String, attributes: collection.Map[String, String])
+      : ExecutorInfo =
+    ExecutorInfo(id, host, attributes.get("NM_HOST"),
+      attributes.get("NM_PORT").flatMap(_.toIntOption))
+}
+
+/** Everything decom did to one node (or executor), for exemption decisions and the report. */
+final class NodeRecord(val target: Target) {
+  var excludedAt: Option[Long] = None
+  var excludedUntil: Option[Long] = None
+  var unexcludedAt: Option[Long] = None
+  var unexcludeReason: Option[String] = None
+  var decommissionedAt: Option[Long] = None
+  val executorsExcluded: mutable.LinkedHashSet[String] = mutable.LinkedHashSet.empty
+  val executorsReleased: mutable.LinkedHashSet[String] = mutable.LinkedHashSet.empty
+  /** Executors that were on the node when it was reported decommissioned (alive or not). */
+  val executorsLost: mutable.LinkedHashSet[String] = mutable.LinkedHashSet.empty
+  var outputsUnregistered: Int = 0
+  /** shuffle id -> times decom unregistered outputs of that shuffle on this node. */
+  val cleanups: mutable.Map[Int, mutable.ArrayBuffer[Long]] = mutable.Map.empty
+  val exemptedAttempts: mutable.LinkedHashSet[String] = mutable.LinkedHashSet.empty
+
+  def excludedNow: Boolean = excludedAt.isDefined && unexcludedAt.forall(u => excludedAt.exists(_ > u))
+  def decommissioned: Boolean = decommissionedAt.exists(d => unexcludedAt.forall(_ < d))
+  /** A node whose fetch failures are decom-caused: decommissioning (excluded) or decommissioned. */
+  def doomed: Boolean = excludedNow || decommissioned
+}
+
+/** The decision on one failed stage attempt. */
+sealed trait Verdict
+case object NotCounted extends Verdict
+final case class Exempted(causes: Seq[String]) extends Verdict
+final case class Counted(consecutive: Int, abort: Boolean) extends Verdict
+
+/**
+ * decom's own stage-retry policy. Spark's `spark.stage.maxConsecutiveAttempts` is raised by the
+ * plugin, so Spark retries; this class counts the failed attempts Spark would count, minus those a
+ * decommissioned node caused, and says when the user's limit is reached.
+ *
+ * Spark counts a stage attempt that failed through a FetchFailed (or a barrier task) and clears the
+ * count when the stage succeeds; so does this. An attempt is exempt when any of its fetch failures
+ * was caused by a node decom was told about, including one that arrives after the attempt failed.
+ */
+final class RetryPolicy(val userLimit: Int) {
+  private final class Attempt(val startedAt: Long) {
+    var fetchFailed = false
+    val causes: mutable.LinkedHashSet[String] = mutable.LinkedHashSet.empty
+    var verdict: Verdict = NotCounted
+  }
+
+  private val attempts = mutable.Map.empty[(Int, Int), Attempt]
+  private val counted = mutable.Map.empty[Int, mutable.LinkedHashSet[Int]]
+  private val exempted = mutable.Map.empty[Int, mutable.LinkedHashSet[Int]]
+  private val aborted = mutable.Set.empty[Int]
+
+  def submitted(stage: Int, attempt: Int, at: Long): Unit =
+    attempts.getOrElseUpdate((stage, attempt), new Attempt(at))
+
+  def startedAt(stage: Int, attempt: Int): Option[Long] = attempts.get((stage, attempt)).map(_.startedAt)
+
+  /** Record a fetch failure; returns a changed verdict when it turns a counted attempt exempt. */
+  def fetchFailed(stage: Int, attempt: Int, causes: Seq[String], now: Long): Option[Verdict] = {
+    val a = attempts.getOrElseUpdate((stage, attempt), new Attempt(now))
+    a.fetchFailed = true
+    a.causes ++= causes
+    a.verdict match {
+      case Counted(_, false) if causes.nonEmpty =>
+        counted.get(stage).foreach(_ -= attempt)
+        exempted.getOrElseUpdate(stage, mutable.LinkedHashSet.empty) += attempt
+        a.verdict = Exempted(a.causes.toSeq)
+        Some(a.verdict)
+      case _ => None
+    }
+  }
+
+  def failed(stage: Int, attempt: Int, reason: String, now: Long): Verdict = {
+    val a = attempts.getOrElseUpdate((stage, attempt), new Attempt(now))
+    val barrier = reason.startsWith("Stage failed because barrier task")
+    a.verdict =
+      if (!a.fetchFailed && !barrier) NotCounted
+      else if (a.causes.nonEmpty) {
+        exempted.getOrElseUpdate(stage, mutable.LinkedHashSet.empty) += attempt
+        Exempted(a.causes.toSeq)
+      } else {
+        val c = counted.getOrElseUpdate(stage, mutable.LinkedHashSet.empty)
+        c += attempt
+        val abort = c.size >= userLimit && !aborted.contains(stage)
+        if (abort) aborted += stage
+        Counted(c.size, abort)
+      }
+    a.verdict
+  }
+
+  def succeeded(stage: Int): Unit = {
+    counted.remove(stage)
+    exempted.remove(stage)
+  }
+
+  def countedAttempts(stage: Int): Seq[Int] = counted.get(stage).map(_.toSeq).getOrElse(Nil)
+  def exemptAttempts(stage: Int): Seq[Int] = exempted.get(stage).map(_.toSeq).getOrElse(Nil)
+  def abortedStages: Set[Int] = aborted.toSet
+  def stagesWithFailures: Set[Int] = (counted.keySet ++ exempted.keySet ++ aborted).toSet
+}
+
+/**
+ * Which nodes a fetch failure is to be blamed on. Pure bookkeeping over [[NodeRecord]]s.
+ *
+ * With an address (executor id + host of the block manager that served the output): a node that
+ * decom excluded or decommissioned and that ran that executor or is that host. Without one (Spark's
+ * "Missing an output location", seen by reducers after outputs were unregistered): a node whose
+ * outputs of that shuffle decom unregistered since the stage attempt began (`slackMs` absorbs the
+ * clock gap between Spark's submission time and ours).
+ */
+object Blame {
+  def of(
+      nodes: Iterable[NodeRecord],
+      execId: Option[String],
+      host: Option[String],
+      shuffleId: Int,
+      attemptStartedAt: Long,
+      slackMs: Long = 1000L): Seq[String] = execId match {
+    case Some(id) =>
+      nodes.filter { n =>
+        n.doomed && (n.executorsExcluded.contains(id) || n.executorsLost.contains(id) ||
+          n.executorsReleased.contains(id) || (n.target match {
+            case ExecutorTarget(eid) => eid == id
+            case NodeTarget(h, _) => host.contains(h)
+          }))
+      }.map(_.target.key).toSeq
+    case None =>
+      nodes.filter { n =>
+        n.cleanups.get(shuffleId).exists(_.exists(_ >= attemptStartedAt - slackMs))
+      }.map(_.target.key).toSeq
+  }
+}

@@ -1,0 +1,166 @@
+package org.apache.spark.decom
+
+import scala.collection.mutable
+
+import org.apache.spark.{MapOutputTrackerMaster, SparkConf, SparkContext, SparkEnv}
+import org.apache.spark.scheduler.{ExecutorDecommission, ExecutorDecommissionInfo, ExecutorLossReason, TaskSchedulerImpl}
+import org.apache.spark.scheduler.cluster.CoarseGrainedSchedulerBackend
+
+/**
+ * The only place decom calls Spark 4.3's `private[spark]` APIs. Everything else lives in `io.decom`
+ * and talks to Spark through this object, so a Spark upgrade has one small file to re-check.
+ */
+object SparkInternals {
+
+  /** An executor as the driver's status store knows it (attributes hold YARN's NM_HOST/NM_PORT). */
+  final case class ExecutorRecord(id: String, host: String, attributes: Map[String, String])
+
+  /** The context's own mutable conf: only safe to change from `DriverPlugin.init`. */
+  def mutableConf(sc: SparkContext): SparkConf = sc.conf
+
+  private def backend(sc: SparkContext): Option[CoarseGrainedSchedulerBackend] =
+    Option(sc.schedulerBackend).collect { case b: CoarseGrainedSchedulerBackend => b }
+
+  private def taskScheduler(sc: SparkContext): Option[TaskSchedulerImpl] =
+    Option(sc.taskScheduler).collect { case t: TaskSchedulerImpl => t }
+
+  /** False for local mode, whose backend cannot decommission, exclude or kill anything. */
+  def supportsExecutorControl(sc: SparkContext): Boolean =
+    backend(sc).isDefined && taskScheduler(sc).isDefined
+
+  def liveExecutors(sc: SparkContext): Seq[ExecutorRecord] =
+    sc.statusStore.executorList(true).filter(_.id != "driver").map { s =>
+      val host = s.hostPort.lastIndexOf(':') match {
+        case -1 => s.hostPort
+        case i => s.hostPort.substring(0, i)
+      }
+      ExecutorRecord(s.id, host, s.attributes)
+    }
+
+  def activeExecutorIds(sc: SparkContext): Set[String] =
+    backend(sc).map(_.getExecutorIds().toSet).getOrElse(Set.empty)
+
+  def executorsAliveOnHost(sc: SparkContext, host: String): Set[String] =
+    taskScheduler(sc).flatMap(_.getExecutorsAliveOnHost(host)).getOrElse(Set.empty)
+
+  def isMarkedDecommissioning(sc: SparkContext, execId: String): Boolean =
+    taskScheduler(sc).exists(_.getExecutorDecommissionState(execId).isDefined)
+
+  /**
+   * Spark's own decommission marking, driver side only (`triggeredByExecutor = true` sends nothing
+   * to the executor): the executor gets no new task offers, its running tasks finish, and if
+   * `workerHost` is set, losing it later unregisters every shuffle output on that host.
+   */
+  def markDecommissioning(
+      sc: SparkContext, execIds: Seq[String], workerHost: Option[String], message: String)
+      : Seq[String] = backend(sc) match {
+    case Some(b) if execIds.nonEmpty =>
+      val infos = execIds.map(id => (id, ExecutorDecommissionInfo(message, workerHost))).toArray
+      b.decommissionExecutors(infos, adjustTargetNumExecutors = false, triggeredByExecutor = true)
+    case _ => Seq.empty
+  }
+
+  /**
+   * Undo [[markDecommissioning]]; Spark has no API for it. Both pending-decommission maps are
+   * cleared under their owners' locks, taken in Spark's own order (task scheduler, then backend).
+   */
+  def unmarkDecommissioning(sc: SparkContext, execIds: Seq[String]): Seq[String] =
+    (backend(sc), taskScheduler(sc)) match {
+      case (Some(b), Some(ts)) if execIds.nonEmpty =>
+        val backendPending = accessor[mutable.HashMap[String, _]](b, "executorsPendingDecommission")
+        val undone = ts.synchronized {
+          b.synchronized {
+            execIds.filter { id =>
+              val inBackend = backendPending.remove(id).isDefined
+              val inScheduler = ts.executorsPendingDecommission.remove(id).isDefined
+              inBackend || inScheduler
+            }
+          }
+        }
+        if (undone.nonEmpty) b.reviveOffers()
+        undone
+      case _ => Seq.empty
+    }
+
+  /** Shuffle ids, and the number of map outputs, whose location matches `lost`. */
+  def outputsMatching(lost: (String, String) => Boolean): Map[Int, Int] =
+    mapOutputTracker.map { t =>
+      t.shuffleStatuses.iterator.flatMap { case (shuffleId, status) =>
+        val n = status.withMapStatuses { statuses =>
+          statuses.count(s => s != null && lost(s.location.executorId, s.location.host))
+        }
+        if (n > 0) Some(shuffleId -> n) else None
+      }.toMap
+    }.getOrElse(Map.empty)
+
+  def removeOutputsOnHost(host: String): Unit = mapOutputTracker.foreach(_.removeOutputsOnHost(host))
+
+  def removeOutputsOnExecutor(execId: String): Unit =
+    mapOutputTracker.foreach(_.removeOutputsOnExecutor(execId))
+
+  /** Forget the executor's cached blocks so no task is sent to read them from a dying node. */
+  def removeBlockLocations(sc: SparkContext, execId: String): Unit =
+    sc.env.blockManager.master.removeExecutorAsync(execId)
+
+  /**
+   * Let go of executors: ask the cluster manager to kill them (so YARN can finish draining the node)
+   * and drop them on the driver at once, so their running tasks are re-offered now instead of
+   * after a heartbeat timeout when the node has vanished.
+   */
+  def releaseExecutors(
+      sc: SparkContext, execIds: Seq[String], workerHost: Option[String], message: String)
+      : Seq[String] = backend(sc) match {
+    case Some(b) if execIds.nonEmpty =>
+      val alive = execIds.filter(b.getExecutorIds().contains)
+      b.killExecutors(alive, adjustTargetNumExecutors = false, countFailures = false, force = true)
+      // `removeExecutor` is Scala-protected (public in bytecode): the same call Spark makes when an
+      // executor's connection drops, with the decommission loss reason.
+      val remove = b.getClass.getMethod("removeExecutor", classOf[String], classOf[ExecutorLossReason])
+      alive.foreach(id => remove.invoke(b, id, ExecutorDecommission(workerHost, message)))
+      alive
+    case _ => Seq.empty
+  }
+
+  /** The retry limit the running DAGScheduler enforces. */
+  def dagSchedulerMaxConsecutiveAttempts(sc: SparkContext): Option[Int] =
+    Option(sc.dagScheduler).map(d => field(d, "maxConsecutiveStageAttempts").getInt(d))
+
+  /**
+   * Raise the running DAGScheduler's retry limit, for sessions whose context started without the
+   * decom plugin (the plugin sets it through the conf before the DAGScheduler exists).
+   */
+  def setDagSchedulerMaxConsecutiveAttempts(sc: SparkContext, limit: Int): Boolean =
+    Option(sc.dagScheduler).exists { d =>
+      field(d, "maxConsecutiveStageAttempts").setInt(d, limit)
+      true
+    }
+
+  def cancelStage(sc: SparkContext, stageId: Int, reason: String): Unit =
+    sc.cancelStage(stageId, reason)
+
+  def addListener(sc: SparkContext, listener: org.apache.spark.scheduler.SparkListenerInterface)
+      : Unit = sc.listenerBus.addToQueue(listener, "decom")
+
+  def removeListener(sc: SparkContext, listener: org.apache.spark.scheduler.SparkListenerInterface)
+      : Unit = sc.listenerBus.removeListener(listener)
+
+  private def mapOutputTracker: Option[MapOutputTrackerMaster] =
+    Option(SparkEnv.get).map(_.mapOutputTracker).collect { case m: MapOutputTrackerMaster => m }
+
+  private def accessor[T](target: AnyRef, name: String): T =
+    target.getClass.getMethod(name).invoke(target).asInstanceOf[T]
+
+  private def field(target: AnyRef, name: String): java.lang.reflect.Field = {
+    var cls: Class[_] = target.getClass
+    while (cls != null) {
+      try {
+        val f = cls.getDeclaredField(name)
+        f.setAccessible(true)
+        return f
+      } catch {
+        case _: NoSuchFieldException => cls = cls.getSuperclass
+      }
+    }
+    throw new NoSuchFieldException(s"${target.getClass.getName}.$name")
+  }
+}
