@@ -1,0 +1,630 @@
+"""The YARN ResourceManager REST client: node states, applications, HA fail-over, kill.
+
+Facts this relies on (checked against Hadoop 3.5.0's ``webapp.dao.NodeInfo``): a node carries
+``id`` ("host:port"), ``nodeHostName``, ``nodeHTTPAddress`` (empty for inactive nodes), ``state``,
+``rack``, ``lastHealthUpdate`` (epoch ms), ``numContainers``, ``usedMemoryMB``, ``availMemoryMB``,
+``usedVirtualCores``, ``availableVirtualCores``, ``healthReport`` and ``version``. Stock YARN's REST
+does **not** expose the remaining graceful-decommission timeout (the Java ``NodeReport`` has it,
+the REST ``NodeInfo`` has not): :attr:`RMNode.decommissioning_timeout` is read from a
+``decommissioningTimeout`` field when an RM (a vendor build) sends one, and is ``None`` otherwise.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import re
+import socket
+import ssl
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ._errors import ResourceManagerError
+
+__all__ = [
+    "RMNode",
+    "ResourceManagerClient",
+    "ResourceManagerUnreachableError",
+    "discover_rm_addresses",
+    "NODE_STATES",
+]
+
+log = logging.getLogger("decom.yarn")
+
+#: Every node state YARN 3.x knows. Others may come from newer RMs: they are kept as they are.
+NODE_STATES = ("NEW", "RUNNING", "UNHEALTHY", "DECOMMISSIONING", "DECOMMISSIONED", "LOST",
+               "REBOOTED", "SHUTDOWN")
+
+_ADDRESSES_KEY = "spark.decom.yarn.rm.addresses"
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_HOPS = 3
+_APP_ID = re.compile(r"^application_\d+_\d+$")
+
+
+class ResourceManagerUnreachableError(ResourceManagerError):
+    """No configured ResourceManager gave an answer (refused, timed out, 5xx, bad redirect)."""
+
+
+class _BadReplyError(ResourceManagerError):
+    """An RM answered, but not with what a YARN ResourceManager sends for this request."""
+
+
+# ---- discovery -----------------------------------------------------------------------------------
+
+
+def _normalize(address: str) -> str:
+    """``rm1:8088`` -> ``http://rm1:8088``; keeps a path prefix (proxies), drops a trailing /."""
+    text = address.strip()
+    if not text:
+        return ""
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return ""
+    return f"{parts.scheme.lower()}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _display(base: str) -> str:
+    """An address as messages show it: scheme, host and port only (never user info or query)."""
+    parts = urlsplit(base)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
+
+
+_VAR = re.compile(r"\$\{([^}$\s]+)\}")
+
+
+def _expand(value: str, props: Mapping[str, str], env: Mapping[str, str]) -> str | None:
+    """Hadoop's ``${key}`` / ``${env.NAME}`` substitution; None when a variable stays unresolved."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name.startswith("env."):
+            return env.get(name[4:], m.group(0))
+        return props.get(name, m.group(0))
+
+    for _ in range(20):
+        expanded = _VAR.sub(sub, value)
+        if expanded == value:
+            break
+        value = expanded
+    return None if _VAR.search(value) else value.strip()
+
+
+def _read_site(path: Path) -> dict[str, str]:
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as e:
+        log.warning("decom: cannot read %s (%s); ignoring it for ResourceManager discovery",
+                    path, e)
+        return {}
+    props: dict[str, str] = {}
+    for prop in root.iter("property"):
+        name = (prop.findtext("name") or "").strip()
+        if name:
+            props[name] = (prop.findtext("value") or "").strip()
+    return props
+
+
+def _addresses_from_props(props: Mapping[str, str], env: Mapping[str, str]) -> list[str]:
+    def get(key: str) -> str | None:
+        raw = props.get(key)
+        return _expand(raw, props, env) if raw else None
+
+    https = (get("yarn.http.policy") or "HTTP_ONLY").upper() == "HTTPS_ONLY"
+    scheme, port = ("https", 8090) if https else ("http", 8088)
+    addr_key = "yarn.resourcemanager.webapp.https.address" if https else \
+        "yarn.resourcemanager.webapp.address"
+    ids: list[str] = []
+    if (get("yarn.resourcemanager.ha.enabled") or "").lower() == "true":
+        ids = [i.strip() for i in (get("yarn.resourcemanager.ha.rm-ids") or "").split(",")
+               if i.strip()]
+    out: list[str] = []
+    for suffix in [f".{i}" for i in ids] or [""]:
+        host = get("yarn.resourcemanager.hostname" + suffix)
+        addr = get(addr_key + suffix)
+        if not addr and host:
+            addr = f"{host}:{port}"
+        if not addr:
+            continue
+        if addr.startswith("0.0.0.0:"):
+            # A bind-all address: Hadoop's clients then use the RM host name, else the local host.
+            addr = f"{host if host and host != '0.0.0.0' else socket.gethostname()}:{addr[8:]}"
+        normalized = _normalize(f"{scheme}://{addr}")
+        if normalized:
+            out.append(normalized)
+    return out
+
+
+def discover_rm_addresses(spark_conf: Mapping[str, str],
+                          env: Mapping[str, str] = os.environ) -> list[str]:
+    """The ResourceManager web addresses to poll, active-candidate order, or ``[]`` when unknown.
+
+    ``spark.decom.yarn.rm.addresses`` wins. Otherwise the first ``yarn-site.xml`` found under
+    ``HADOOP_CONF_DIR`` then ``YARN_CONF_DIR``, with the Spark conf's ``spark.hadoop.*`` keys laid
+    over it the way Spark builds its Hadoop configuration (so they alone also suffice). HA lists
+    one address per ``yarn.resourcemanager.ha.rm-ids`` entry; ``yarn.http.policy=HTTPS_ONLY``
+    switches to the https addresses; without a web address, ``yarn.resourcemanager.hostname[.id]``
+    plus the default port (8088, https 8090) is used.
+    """
+    explicit = spark_conf.get(_ADDRESSES_KEY, "")
+    if explicit and explicit.strip():
+        return _dedupe(_normalize(a) for a in explicit.split(","))
+    props: dict[str, str] = {}
+    for var in ("HADOOP_CONF_DIR", "YARN_CONF_DIR"):
+        conf_dir = env.get(var, "").strip()
+        if conf_dir and (Path(conf_dir) / "yarn-site.xml").is_file():
+            props.update(_read_site(Path(conf_dir) / "yarn-site.xml"))
+            break
+    prefix = "spark.hadoop."
+    props.update({k[len(prefix):]: str(v) for k, v in spark_conf.items() if k.startswith(prefix)})
+    return _dedupe(_addresses_from_props(props, env))
+
+
+def _dedupe(addresses: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for a in addresses:
+        if a and a not in out:
+            out.append(a)
+    return out
+
+
+# ---- replies -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RMNode:
+    """One NodeManager as the ResourceManager's ``/ws/v1/cluster/nodes`` reports it."""
+
+    #: YARN's node id, ``host:port`` of the NodeManager.
+    node_id: str
+    #: ``nodeHostName``.
+    host: str
+    #: NEW, RUNNING, UNHEALTHY, DECOMMISSIONING, DECOMMISSIONED, LOST, REBOOTED, SHUTDOWN, or a
+    #: state this version does not know (kept as sent).
+    state: str
+    rack: str = ""
+    #: ``nodeHTTPAddress``; empty for inactive nodes.
+    http_address: str = ""
+    num_containers: int = 0
+    #: ``lastHealthUpdate``: epoch milliseconds of the node's last health report (not its last
+    #: state change: REST has no "time in state").
+    last_health_update: int = 0
+    #: Seconds left before YARN forces a DECOMMISSIONING node out, when the RM reports it
+    #: (``decommissioningTimeout``; absent from stock Hadoop 3.x REST): else None.
+    decommissioning_timeout: int | None = None
+    used_memory_mb: int = 0
+    avail_memory_mb: int = 0
+    used_vcores: int = 0
+    avail_vcores: int = 0
+    health_report: str = ""
+    version: str = ""
+
+
+def _int(value: object, default: int = 0) -> int:
+    if isinstance(value, bool) or value is None:
+        return default
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value == value and abs(value) != float("inf") else default
+    if isinstance(value, str):
+        try:
+            return int(float(value.strip()))
+        except ValueError:
+            return default
+    return default
+
+
+def _seconds(value: object) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    n = _int(value, -1)
+    return n if n >= 0 else None
+
+
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _parse_node(item: object) -> RMNode | None:
+    if not isinstance(item, dict):
+        return None
+    node_id, state = item.get("id"), item.get("state")
+    if not isinstance(node_id, str) or not node_id or not isinstance(state, str) or not state:
+        return None
+    host = _str(item.get("nodeHostName")) or node_id.rsplit(":", 1)[0]
+    timeout = item.get("decommissioningTimeout")
+    return RMNode(
+        node_id=node_id,
+        host=host,
+        state=state,
+        rack=_str(item.get("rack")),
+        http_address=_str(item.get("nodeHTTPAddress")),
+        num_containers=_int(item.get("numContainers")),
+        last_health_update=_int(item.get("lastHealthUpdate")),
+        decommissioning_timeout=_seconds(timeout),
+        used_memory_mb=_int(item.get("usedMemoryMB")),
+        avail_memory_mb=_int(item.get("availMemoryMB")),
+        used_vcores=_int(item.get("usedVirtualCores")),
+        avail_vcores=_int(item.get("availableVirtualCores")),
+        health_report=_str(item.get("healthReport")),
+        version=_str(item.get("version")),
+    )
+
+
+def _items(data: object, outer: str, inner: str) -> list[Any] | None:
+    """``{"nodes": {"node": [...]}}`` -> the list; ``null``/missing inner -> []; None if malformed.
+    Jettison-style replies give a lone element as an object instead of a one-element list."""
+    if not isinstance(data, dict) or outer not in data:
+        return None
+    box = data[outer]
+    if box is None:
+        return []
+    if not isinstance(box, dict):
+        return None
+    items = box.get(inner)
+    if items is None:
+        return []
+    if isinstance(items, dict):
+        return [items]
+    if isinstance(items, list):
+        return items
+    return None
+
+
+# ---- the client ----------------------------------------------------------------------------------
+
+
+def _host_port(base: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(base)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), port or (443 if scheme == "https" else 80)
+
+
+class ResourceManagerClient:
+    """Talks to one YARN cluster's ResourceManager(s) over REST; thread-safe.
+
+    ``addresses`` are the RMs' web addresses (``http://rm1:8088``; a missing scheme means http),
+    in the order to try them. The client remembers the one that last answered (the active RM of an
+    HA pair), follows a standby's 307 only to a configured RM or the same host, and fails over on
+    connection errors, time-outs and 5xx. Every failure raises :class:`ResourceManagerError`.
+    """
+
+    def __init__(self, addresses: Sequence[str], *, timeout: float = 5.0, auth: str = "simple",
+                 user: str = "", ca_bundle: str = "",
+                 transport: httpx.BaseTransport | None = None) -> None:
+        if isinstance(addresses, str):
+            addresses = addresses.split(",")
+        self._addresses = _dedupe(_normalize(a) for a in addresses)
+        if not self._addresses:
+            raise ResourceManagerError(
+                "no usable ResourceManager address: set spark.decom.yarn.rm.addresses to e.g. "
+                "http://rm-host:8088 (comma-separated for HA), or HADOOP_CONF_DIR to the directory "
+                "holding yarn-site.xml")
+        self._timeout = float(timeout)
+        self._auth = (auth or "simple").strip().lower()
+        self._params: dict[str, str] = {}
+        self._secrets: list[str] = []
+        http_auth: httpx.Auth | None = None
+        if self._auth == "simple":
+            name = user or _current_user()
+            if name:
+                self._params["user.name"] = name
+                self._secrets.append(name)
+        elif self._auth == "kerberos":
+            try:
+                from httpx_gssapi import HTTPSPNEGOAuth
+            except ImportError:
+                raise ResourceManagerError(
+                    "spark.decom.yarn.auth=kerberos needs the httpx-gssapi package: "
+                    "pip install decom[kerberos]") from None
+            http_auth = HTTPSPNEGOAuth()
+        elif self._auth != "none":
+            raise ResourceManagerError(
+                f"unknown ResourceManager auth {auth!r}: set spark.decom.yarn.auth to simple, "
+                "kerberos or none")
+        verify: ssl.SSLContext | bool = True
+        if ca_bundle:
+            try:
+                verify = ssl.create_default_context(cafile=ca_bundle)
+            except (OSError, ssl.SSLError) as e:
+                raise ResourceManagerError(
+                    f"spark.decom.yarn.tls.caBundle={ca_bundle!r} is not a readable PEM CA bundle "
+                    f"({getattr(e, 'strerror', None) or e})") from None
+        self._http = httpx.Client(
+            timeout=self._timeout, verify=verify, auth=http_auth, transport=transport,
+            follow_redirects=False, trust_env=False,
+            headers={"Accept": "application/json", "User-Agent": "decom"})
+        self._lock = threading.Lock()
+        self._active: str | None = None
+
+    # ---- public ---------------------------------------------------------------------------------
+
+    @property
+    def addresses(self) -> list[str]:
+        """The configured RMs as messages show them (scheme://host:port)."""
+        return [_display(a) for a in self._addresses]
+
+    @property
+    def active_address(self) -> str | None:
+        """The RM that answered last (scheme://host:port), or None before any answer."""
+        with self._lock:
+            return _display(self._active) if self._active else None
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    def nodes(self, states: Iterable[str] | None = None) -> list[RMNode]:
+        """``GET /ws/v1/cluster/nodes[?states=A,B]``: the RM's nodes in these states (its default
+        set when None)."""
+        params = {"states": ",".join(s.strip().upper() for s in states)} if states is not None \
+            else None
+        data, base = self._get_json("/ws/v1/cluster/nodes", params)
+        items = _items(data, "nodes", "node")
+        if items is None:
+            raise self._not_rm(base, "/ws/v1/cluster/nodes", "no nodes.node list")
+        out: list[RMNode] = []
+        for item in items:
+            node = _parse_node(item)
+            if node is None:
+                raise self._not_rm(base, "/ws/v1/cluster/nodes", "a node without id or state")
+            out.append(node)
+        return out
+
+    def apps(self, states: Iterable[str] | None = None,
+             application_types: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """``GET /ws/v1/cluster/apps?states=..&applicationTypes=..``: the apps as the RM sends them
+        (id, name, user, queue, state, startedTime, elapsedTime, allocatedMB, ...)."""
+        params: dict[str, str] = {}
+        if states is not None:
+            params["states"] = ",".join(s.strip().upper() for s in states)
+        if application_types is not None:
+            params["applicationTypes"] = ",".join(t.strip() for t in application_types)
+        data, base = self._get_json("/ws/v1/cluster/apps", params or None)
+        items = _items(data, "apps", "app")
+        if items is None or not all(isinstance(a, dict) and isinstance(a.get("id"), str)
+                                    for a in items):
+            raise self._not_rm(base, "/ws/v1/cluster/apps", "no apps.app list of applications")
+        return items
+
+    def cluster_info(self) -> dict[str, Any]:
+        """``GET /ws/v1/cluster/info``. A standby RM answers this itself (``haState``: STANDBY):
+        the other RMs are then asked, and the active one's answer is returned when there is one."""
+        path = "/ws/v1/cluster/info"
+        data, base = self._get_json(path)
+        info = self._cluster_info(data, base)
+        if str(info.get("haState", "")).upper() != "STANDBY":
+            return info
+        for other in self._addresses:
+            if other == base:
+                continue
+            try:
+                data2, base2 = self._get_json(path, only=other)
+                info2 = self._cluster_info(data2, base2)
+            except ResourceManagerError:
+                continue
+            if str(info2.get("haState", "")).upper() == "ACTIVE":
+                return info2
+        return info
+
+    def cluster_metrics(self) -> dict[str, Any]:
+        """``GET /ws/v1/cluster/metrics``: node counts by state (activeNodes, lostNodes, ...)."""
+        data, base = self._get_json("/ws/v1/cluster/metrics")
+        if not isinstance(data, dict) or not isinstance(data.get("clusterMetrics"), dict):
+            raise self._not_rm(base, "/ws/v1/cluster/metrics", "no clusterMetrics object")
+        metrics: dict[str, Any] = data["clusterMetrics"]
+        return metrics
+
+    def kill_app(self, app_id: str, *, wait: float = 30.0, retry_interval: float = 0.5) -> None:
+        """``PUT /ws/v1/cluster/apps/{id}/state {"state":"KILLED"}``, repeated while the RM answers
+        202 (kill in progress) for at most ``wait`` seconds; returns once the RM answers 200."""
+        if not isinstance(app_id, str) or not _APP_ID.match(app_id):
+            raise ResourceManagerError(
+                f"{app_id!r} is not a YARN application id (application_<clusterTimestamp>_<n>)")
+        path = f"/ws/v1/cluster/apps/{app_id}/state"
+        deadline = time.monotonic() + max(0.0, wait)
+        delay = max(0.01, retry_interval)
+        while True:
+            resp, base = self._send("PUT", path, body={"state": "KILLED"})
+            if resp.status_code == 200:
+                return
+            if resp.status_code != 202:
+                raise self._status_error(resp, base, f"kill {app_id}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ResourceManagerError(
+                    f"the ResourceManager at {_display(base)} is still killing {app_id} after "
+                    f"{wait:g} s (HTTP 202 each time): check the application in the RM UI, or "
+                    "call kill again with a longer wait")
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 2.0)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ResourceManagerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- HTTP -----------------------------------------------------------------------------------
+
+    def _candidates(self) -> list[str]:
+        with self._lock:
+            active = self._active
+        if active is None:
+            return list(self._addresses)
+        return [active] + [a for a in self._addresses if a != active]
+
+    def _redirect_target(self, current: str, resp: httpx.Response) -> str | None:
+        location = resp.headers.get("location", "")
+        if not location:
+            return None
+        target = resp.request.url.join(location)
+        if target.scheme not in ("http", "https") or not target.host:
+            return None
+        base = _normalize(f"{target.scheme}://{target.netloc.decode('ascii', 'replace')}")
+        if not base:
+            return None
+        # Keep a configured address's path prefix (a proxy in front of the RM).
+        scheme, host, port = _host_port(base)
+        for configured in self._addresses:
+            if _host_port(configured) == (scheme, host, port):
+                return configured
+        cur_scheme, cur_host, _ = _host_port(current)
+        if (scheme, host) == (cur_scheme, cur_host):
+            return base
+        return None
+
+    def _send(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+              body: object = None, only: str | None = None) -> tuple[httpx.Response, str]:
+        """The first non-5xx answer, trying the active RM then the others, following allowed
+        redirects. Raises ResourceManagerUnreachableError when none answers."""
+        query = {**(params or {}), **self._params}
+        problems: list[str] = []
+        for first in [only] if only else self._candidates():
+            base = first
+            for _hop in range(_MAX_HOPS + 1):
+                try:
+                    resp = self._http.request(method, base + path, params=query, json=body)
+                except httpx.TimeoutException:
+                    problems.append(f"{_display(base)}: no answer within {self._timeout:g} s")
+                    break
+                except httpx.TransportError as e:
+                    problems.append(f"{_display(base)}: {self._reason(e)}")
+                    break
+                if resp.status_code in _REDIRECTS:
+                    target = self._redirect_target(base, resp)
+                    if target is None:
+                        where = resp.headers.get("location", "")
+                        shown = _display(str(resp.request.url.join(where))) if where else "nowhere"
+                        problems.append(
+                            f"{_display(base)}: redirected (HTTP {resp.status_code}) to {shown}, "
+                            "which is not a configured ResourceManager: add it to "
+                            "spark.decom.yarn.rm.addresses")
+                        break
+                    base = target
+                    continue
+                if resp.status_code >= 500:
+                    problems.append(f"{_display(base)}: HTTP {resp.status_code}"
+                                    f"{self._rm_message(resp)}")
+                    break
+                with self._lock:
+                    self._active = base
+                return resp, base
+            else:
+                problems.append(f"{_display(first)}: more than {_MAX_HOPS} redirects")
+        raise ResourceManagerUnreachableError(
+            "no YARN ResourceManager answered (" + "; ".join(problems) + "): check that the RM "
+            "is up and that spark.decom.yarn.rm.addresses (or yarn-site.xml under "
+            "HADOOP_CONF_DIR) names its web address")
+
+    def _get_json(self, path: str, params: Mapping[str, str] | None = None, *,
+                  only: str | None = None) -> tuple[object, str]:
+        resp, base = self._send("GET", path, params=params, only=only)
+        if resp.status_code != 200:
+            raise self._status_error(resp, base, f"GET {path}")
+        try:
+            text = resp.content.decode("utf-8")
+            return json.loads(text), base
+        except UnicodeDecodeError:
+            raise self._not_rm(base, path, "not UTF-8") from None
+        except ValueError as e:
+            if not resp.content.strip():
+                reason = "an empty body"
+            elif isinstance(e, json.JSONDecodeError):
+                reason = f"not JSON: {e.msg} at character {e.pos}"
+            else:
+                reason = "not JSON"
+            raise self._not_rm(base, path, reason) from None
+
+    def _cluster_info(self, data: object, base: str) -> dict[str, Any]:
+        if not isinstance(data, dict) or not isinstance(data.get("clusterInfo"), dict):
+            raise self._not_rm(base, "/ws/v1/cluster/info", "no clusterInfo object")
+        info: dict[str, Any] = data["clusterInfo"]
+        return info
+
+    # ---- messages -------------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "<user>")
+        return text
+
+    def _reason(self, e: Exception) -> str:
+        if isinstance(e, httpx.ConnectError):
+            detail = str(e) or "connection failed"
+            if "refused" in detail.lower():
+                return "connection refused (is the RM running on that port?)"
+            return f"cannot connect ({self._scrub(detail)[:200]})"
+        return f"{type(e).__name__} ({self._scrub(str(e))[:200]})"
+
+    def _rm_message(self, resp: httpx.Response) -> str:
+        """The RM's RemoteException message, scrubbed and short, as ': message'."""
+        try:
+            data = json.loads(resp.content.decode("utf-8"))
+            remote = data.get("RemoteException") if isinstance(data, dict) else None
+            message = remote.get("message") if isinstance(remote, dict) else None
+        except (ValueError, UnicodeDecodeError):
+            message = None
+        if not isinstance(message, str) or not message.strip():
+            return ""
+        return ": " + self._scrub(message.strip())[:300]
+
+    def _not_rm(self, base: str, path: str, reason: str) -> ResourceManagerError:
+        return _BadReplyError(
+            f"the answer of {_display(base)}{path} is not a YARN ResourceManager reply ({reason}): "
+            "check that spark.decom.yarn.rm.addresses points at the RM web address (port 8088, "
+            "https 8090), not a proxy, NodeManager or other service")
+
+    def _status_error(self, resp: httpx.Response, base: str, what: str) -> ResourceManagerError:
+        code = resp.status_code
+        at = _display(base)
+        if code == 401:
+            return ResourceManagerError(
+                f"the ResourceManager at {at} wants authentication for {what} (HTTP 401): the "
+                "cluster is secured; set spark.decom.yarn.auth=kerberos (pip install "
+                "decom[kerberos]) and make sure a Kerberos ticket is available")
+        if code == 403:
+            return ResourceManagerError(
+                f"the ResourceManager at {at} refused to {what} (HTTP 403 Forbidden): the user "
+                "decom acts as may not do this; set spark.decom.yarn.user to the application's "
+                "owner or a YARN admin (yarn.admin.acl), or use spark.decom.yarn.auth=kerberos")
+        if code == 404:
+            return ResourceManagerError(
+                f"the ResourceManager at {at} answered HTTP 404 to {what}"
+                f"{self._rm_message(resp)}: check the application id, and that the address is "
+                "the RM web address")
+        return _BadReplyError(f"the ResourceManager at {at} answered HTTP {code} to {what}"
+                              f"{self._rm_message(resp)}")
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):
+        return ""
