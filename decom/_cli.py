@@ -1,0 +1,249 @@
+"""The ``decom`` command line: ``decom jar``, ``decom nodes``, ``decom watch``.
+
+To add a command, decorate it with ``@main.command()``; a command that talks to the
+ResourceManager takes ``@rm_options`` and builds its client with :func:`client_from_options`,
+which also maps "no RM configured" and RM failures to exit status 2 with one stderr line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import click
+
+from ._errors import ConfigError, DecomError, ResourceManagerError
+from ._model import NodeStatus
+from ._poller import NodePoller
+from ._version import __version__
+from ._yarn import NODE_STATES, ResourceManagerClient, discover_rm_addresses
+
+__all__ = ["main", "rm_options", "client_from_options", "EXIT_RM"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Exit status when no ResourceManager is configured or none answers.
+EXIT_RM = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="decom")
+def main() -> None:
+    """decom: decommission-aware scheduling for Apache Spark on YARN."""
+
+
+def rm_options(f: F) -> F:
+    """The options of every command that talks to the ResourceManager."""
+    options = [
+        click.option("--rm", "rm", metavar="URL[,URL...]", default=None,
+                     help="ResourceManager web address(es), e.g. http://rm:8088 (comma-separated "
+                          "for HA). Default: from yarn-site.xml under HADOOP_CONF_DIR."),
+        click.option("--timeout", "timeout", default="5s", show_default=True,
+                     help="HTTP timeout of one request (e.g. 5s, 500ms)."),
+        click.option("--auth", type=click.Choice(["simple", "kerberos", "none"]),
+                     default="simple", show_default=True,
+                     help="simple: user.name; kerberos: SPNEGO (pip install decom[kerberos])."),
+        click.option("--user", default="", help="user.name for simple auth (default: you)."),
+        click.option("--ca-bundle", "ca_bundle", default="",
+                     help="CA bundle (PEM) for an https ResourceManager."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _fail(message: str, code: int = EXIT_RM) -> click.exceptions.Exit:
+    click.echo(f"decom: {message}", err=True)
+    return click.exceptions.Exit(code)
+
+
+def _seconds(value: str, name: str) -> float:
+    from ._config import parse_duration
+
+    try:
+        return parse_duration(value, name)
+    except ConfigError as e:
+        raise click.BadParameter(str(e), param_hint=name) from None
+
+
+def client_from_options(rm: str | None, timeout: str = "5s", auth: str = "simple",
+                        user: str = "", ca_bundle: str = "") -> ResourceManagerClient:
+    """A client for ``--rm`` (or the addresses found through HADOOP_CONF_DIR / YARN_CONF_DIR);
+    exits with status 2 and a clear message when there is none."""
+    addresses = [a for a in (rm or "").split(",") if a.strip()] or \
+        discover_rm_addresses({}, os.environ)
+    if not addresses:
+        raise _fail("no ResourceManager given: pass --rm http://<rm-host>:8088, or set "
+                    "HADOOP_CONF_DIR to the directory holding yarn-site.xml")
+    try:
+        return ResourceManagerClient(addresses, timeout=_seconds(timeout, "--timeout"),
+                                     auth=auth, user=user, ca_bundle=ca_bundle)
+    except ResourceManagerError as e:
+        raise _fail(str(e)) from None
+
+
+@contextmanager
+def _rm_errors() -> Iterator[None]:
+    try:
+        yield
+    except ResourceManagerError as e:
+        raise _fail(str(e)) from None
+
+
+# ---- decom jar -----------------------------------------------------------------------------------
+
+
+@main.command()
+def jar() -> None:
+    """Print the path of the decom shim jar (for spark-submit --jars)."""
+    from ._api import jar_path
+
+    try:
+        click.echo(jar_path())
+    except DecomError as e:
+        raise _fail(str(e), 1) from None
+
+
+# ---- decom nodes ---------------------------------------------------------------------------------
+
+
+def _ago(ms: int, now: float) -> str:
+    if ms <= 0:
+        return "-"
+    seconds = max(0.0, now - ms / 1000.0)
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f}h ago"
+    return f"{seconds / 86400:.0f}d ago"
+
+
+def _states(values: tuple[str, ...]) -> list[str]:
+    out: list[str] = []
+    for value in values:
+        for s in value.split(","):
+            s = s.strip().upper()
+            if s and s not in out:
+                out.append(s)
+    return out
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
+
+
+_STATE_ORDER = {s: i for i, s in enumerate(
+    ("DECOMMISSIONING", "LOST", "SHUTDOWN", "DECOMMISSIONED", "UNHEALTHY", "REBOOTED", "NEW",
+     "RUNNING"))}
+
+
+@main.command()
+@rm_options
+@click.option("--json", "as_json", is_flag=True, help="Print the nodes as JSON.")
+@click.option("--state", "state", multiple=True, metavar="STATE",
+              help="Only nodes in this state (repeatable, or comma-separated). Default: all.")
+def nodes(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, as_json: bool,
+          state: tuple[str, ...]) -> None:
+    """List the cluster's NodeManagers and their YARN states.
+
+    LAST HEALTH is the node's last health report to the RM: YARN's REST API has no
+    "time in state".
+    """
+    states = _states(state) or list(NODE_STATES)
+    with client_from_options(rm, timeout, auth, user, ca_bundle) as client, _rm_errors():
+        found = client.nodes(states)
+    found.sort(key=lambda n: (_STATE_ORDER.get(n.state, 99), n.node_id))
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(n) for n in found], indent=2))
+        return
+    if not found:
+        click.echo(f"no nodes in state {','.join(states)}")
+        return
+    now = time.time()
+    rows = [["ID", "HOST", "STATE", "CONTAINERS", "RACK", "LAST HEALTH"]]
+    rows += [[n.node_id, n.host, n.state, str(n.num_containers), n.rack or "-",
+              _ago(n.last_health_update, now)] for n in found]
+    click.echo(_table(rows))
+    counts: dict[str, int] = {}
+    for n in found:
+        counts[n.state] = counts.get(n.state, 0) + 1
+    click.echo(f"\n{len(found)} node(s): " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+# ---- decom watch ---------------------------------------------------------------------------------
+
+
+def _stamp(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _watch_line(status: NodeStatus, old: str) -> str:
+    line = f"{_stamp(time.time())}  {status.target}  {old} -> {status.state}"
+    if status.deadline is not None:
+        line += f"  (forced out by {_stamp(status.deadline)})"
+    return line
+
+
+@main.command()
+@rm_options
+@click.option("--interval", default="1s", show_default=True, help="Time between polls.")
+@click.option("--count", type=click.IntRange(min=1), default=None,
+              help="Stop after this many polls.")
+@click.option("--full/--light", "full", default=False, show_default=True,
+              help="Ask for RUNNING nodes on every poll, or only when something changed.")
+def watch(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, interval: str,
+          count: int | None, full: bool) -> None:
+    """Print one line per node state change: time, node, old -> new.
+
+    The first poll prints every node that is not RUNNING (old state "-"). Uses the same diffing
+    as the driver's poller: a node is its host, or host:port when a host runs several
+    NodeManagers.
+    """
+    every = max(0.05, _seconds(interval, "--interval"))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("decom.poller")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    stop = threading.Event()
+    polls = 0
+    try:
+        with client_from_options(rm, timeout, auth, user, ca_bundle) as client:
+            poller = NodePoller(client, every, lambda changes: None, light=not full)
+            while True:
+                started = time.monotonic()
+                before = poller.states()
+                first = polls == 0
+                polls += 1
+                try:
+                    changes = poller.poll_once()
+                except ResourceManagerError as e:
+                    if first:
+                        raise _fail(str(e)) from None
+                    changes = []  # logged once by the poller; keep watching
+                for status in changes:
+                    old = "-" if first else before.get(status.target, "-")
+                    click.echo(_watch_line(status, old))
+                if count is not None and polls >= count:
+                    break
+                if stop.wait(max(0.0, every - (time.monotonic() - started))):
+                    break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
