@@ -1,0 +1,47 @@
+# decom: `make demo` and `make test` work on a fresh machine; every target installs what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+VERSION := $(shell sed -n 's:.*<version>\(.*\)</version><!-- decom-version -->.*:\1:p' jvm-shim/pom.xml)
+JAR := jvm-shim/target/decom-shim-$(VERSION).jar
+# The shim compiles against the exact Spark 4.3.0 jars pyspark ships (Maven Central has no 4.3.0).
+SPARK_JARS = $$($(PY) -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')
+MVN := mvn -q -B -Dspark.jars.dir=$(SPARK_JARS)
+PYTEST_ARGS ?=
+
+.PHONY: setup jar test test-jvm test-py lint demo bench clean
+
+setup: $(VENV)/.installed $(JAR)
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+$(JAR): $(VENV)/.installed jvm-shim/pom.xml $(shell find jvm-shim/src/main -type f 2>/dev/null)
+	cd jvm-shim && $(MVN) package -DskipTests
+
+jar: $(JAR)
+
+test-jvm: $(VENV)/.installed
+	cd jvm-shim && $(MVN) test
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check decom tests bench
+	$(VENV)/bin/mypy
+
+test-py: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test: setup test-jvm lint test-py
+
+demo: setup
+	$(PY) -m bench.demo
+
+bench: setup
+	$(PY) -m bench.run
+
+clean:
+	rm -rf jvm-shim/target dist build .pytest_cache .mypy_cache
