@@ -1,0 +1,344 @@
+"""NodePoller diffing, cost strategy, error handling and start_poller, on httpx.MockTransport."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import httpx
+import pytest
+
+import decom._poller as poller_mod
+from decom import DecomConfig, NodeStatus
+from decom._poller import DOOMED_QUERY, FULL_QUERY, NodePoller, start_poller
+from decom._yarn import ResourceManagerClient
+
+
+class FakeRM:
+    """An in-memory RM: nodes by id, filtered by ?states=, plus /cluster/metrics."""
+
+    def __init__(self, metrics: bool = True) -> None:
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.metrics = metrics
+        self.queries: list[str] = []
+        self.fail: Exception | int | bytes | None = None
+        self.ignore_filter = False  # answer every node whatever ?states= asks (a newer RM)
+        self.lock = threading.Lock()
+
+    def set(self, node_id: str, state: str, **extra: Any) -> None:
+        with self.lock:
+            host = node_id.rsplit(":", 1)[0]
+            self.nodes[node_id] = {"id": node_id, "nodeHostName": host, "state": state,
+                                   "rack": "/r1", "numContainers": 1, **extra}
+
+    def drop(self, node_id: str) -> None:
+        with self.lock:
+            del self.nodes[node_id]
+
+    def handle(self, req: httpx.Request) -> httpx.Response:
+        with self.lock:
+            if isinstance(self.fail, Exception):
+                raise self.fail
+            if isinstance(self.fail, int):
+                return httpx.Response(self.fail)
+            if isinstance(self.fail, bytes):
+                return httpx.Response(200, content=self.fail)
+            if req.url.path == "/ws/v1/cluster/metrics":
+                self.queries.append("metrics")
+                if not self.metrics:
+                    return httpx.Response(404)
+                active = sum(1 for n in self.nodes.values() if n["state"] == "RUNNING")
+                return httpx.Response(200, json={"clusterMetrics": {"activeNodes": active}})
+            states = req.url.params.get("states", "")
+            self.queries.append(states)
+            wanted = set(states.split(",")) if states and not self.ignore_filter else None
+            items = [n for n in self.nodes.values() if wanted is None or n["state"] in wanted]
+            return httpx.Response(200, json={"nodes": {"node": items} if items else None})
+
+    def client(self, **kw: Any) -> ResourceManagerClient:
+        return ResourceManagerClient(["http://rm:8088"], transport=httpx.MockTransport(self.handle),
+                                     **kw)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[list[NodeStatus]] = []
+
+    def __call__(self, changes: list[NodeStatus]) -> None:
+        self.calls.append(list(changes))
+
+    def flat(self) -> list[tuple[str, str]]:
+        return [(s.target, s.state) for call in self.calls for s in call]
+
+
+def make(rm: FakeRM, **kw: Any) -> tuple[NodePoller, Recorder]:
+    rec = Recorder()
+    return NodePoller(rm.client(), 1.0, rec, **kw), rec
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return pred()
+
+
+FULL = ",".join(FULL_QUERY)
+DOOMED = ",".join(DOOMED_QUERY)
+
+
+# ---- diffing -------------------------------------------------------------------------------------
+
+
+def test_first_poll_reports_every_node_not_running_then_only_changes() -> None:
+    rm = FakeRM()
+    rm.set("h1:1", "RUNNING")
+    rm.set("h2:1", "DECOMMISSIONING")
+    rm.set("h3:1", "LOST")
+    p, rec = make(rm)
+    assert sorted((s.target, s.state) for s in p.poll_once()) == [
+        ("h2", "DECOMMISSIONING"), ("h3", "LOST")]
+    assert p.poll_once() == []
+    rm.set("h1:1", "DECOMMISSIONING")
+    rm.set("h2:1", "DECOMMISSIONED")
+    p.poll_once()
+    assert p.poll_once() == []
+    assert rec.flat() == [("h2", "DECOMMISSIONING"), ("h3", "LOST"),
+                          ("h1", "DECOMMISSIONING"), ("h2", "DECOMMISSIONED")]
+    assert len(rec.calls) == 2  # one batch per poll
+
+
+def test_back_to_running_is_seen_without_polling_running_every_time() -> None:
+    rm = FakeRM()
+    for i in range(5):
+        rm.set(f"h{i}:1", "RUNNING")
+    p, rec = make(rm)
+    p.poll_once()
+    assert rm.queries == ["metrics", FULL]
+    rm.queries.clear()
+    p.poll_once()
+    p.poll_once()
+    assert rm.queries == ["metrics", DOOMED] * 2  # steady state: RUNNING is not listed
+    rm.set("h1:1", "DECOMMISSIONING")
+    p.poll_once()  # active count changed: full poll
+    rm.queries.clear()
+    p.poll_once()
+    assert rm.queries == ["metrics", DOOMED]
+    rm.set("h1:1", "RUNNING")  # recommissioned
+    assert [(s.target, s.state) for s in p.poll_once()] == [("h1", "RUNNING")]
+    assert rec.flat() == [("h1", "DECOMMISSIONING"), ("h1", "RUNNING")]
+
+
+def test_vanished_doomed_node_triggers_a_full_poll_even_without_metrics() -> None:
+    rm = FakeRM(metrics=False)
+    rm.set("h1:1", "DECOMMISSIONING")
+    rm.set("h2:1", "RUNNING")
+    p, rec = make(rm)
+    p.poll_once()
+    rm.queries.clear()
+    p.poll_once()
+    assert rm.queries == [DOOMED]
+    rm.set("h1:1", "RUNNING")
+    p.poll_once()
+    assert rm.queries[1:] == [DOOMED, FULL]
+    assert rec.flat() == [("h1", "DECOMMISSIONING"), ("h1", "RUNNING")]
+
+
+def test_periodic_full_poll_uses_the_clock() -> None:
+    rm = FakeRM(metrics=False)
+    rm.set("h1:1", "RUNNING")
+    now = [0.0]
+    p, _ = make(rm, clock=lambda: now[0], full_interval=60.0)
+    p.poll_once()
+    now[0] = 30.0
+    p.poll_once()
+    now[0] = 61.0
+    p.poll_once()
+    assert rm.queries == ["metrics", FULL, DOOMED, FULL]  # metrics 404 once: not asked again
+
+
+def test_full_mode_lists_running_every_poll() -> None:
+    rm = FakeRM()
+    rm.set("h1:1", "RUNNING")
+    p, _ = make(rm, light=False)
+    p.poll_once()
+    p.poll_once()
+    assert rm.queries == [FULL, FULL]
+
+
+def test_nodemanager_restarted_on_a_new_port_brings_the_host_back() -> None:
+    rm = FakeRM()
+    rm.set("h1:4001", "RUNNING")
+    rm.set("h2:4001", "RUNNING")
+    p, rec = make(rm)
+    p.poll_once()
+    rm.set("h1:4001", "LOST")
+    p.poll_once()
+    rm.set("h1:4555", "RUNNING")  # the old id stays LOST in the RM's list
+    p.poll_once()
+    assert rec.flat() == [("h1", "LOST"), ("h1", "RUNNING")]
+    assert p.poll_once() == []
+
+
+def test_several_nodemanagers_on_one_host_are_named_by_node_id() -> None:
+    rm = FakeRM()
+    rm.set("h1:1", "RUNNING")
+    rm.set("h1:2", "RUNNING")
+    rm.set("h2:1", "RUNNING")
+    p, rec = make(rm)
+    p.poll_once()
+    rm.set("h1:2", "DECOMMISSIONING")
+    rm.set("h2:1", "DECOMMISSIONING")
+    p.poll_once()
+    assert sorted(rec.flat()) == [("h1:2", "DECOMMISSIONING"), ("h2", "DECOMMISSIONING")]
+
+
+def test_all_nodemanagers_of_a_host_gone_name_the_host() -> None:
+    rm = FakeRM()
+    rm.set("h1:1", "LOST", lastHealthUpdate=1)
+    rm.set("h1:2", "DECOMMISSIONED", lastHealthUpdate=2)
+    p, rec = make(rm)
+    p.poll_once()
+    assert rec.flat() == [("h1", "DECOMMISSIONED")]
+
+
+def test_deadline_from_decommissioning_timeout() -> None:
+    rm = FakeRM()
+    rm.set("h1:1", "DECOMMISSIONING", decommissioningTimeout=300)
+    rm.set("h2:1", "DECOMMISSIONING")
+    p, _ = make(rm, wall_clock=lambda: 1000.0)
+    got = {s.target: s.deadline for s in p.poll_once()}
+    assert got == {"h1": 1300.0, "h2": None}
+
+
+def test_unknown_states_are_kept() -> None:
+    rm = FakeRM()
+    rm.set("h1:1", "FROBNICATING")
+    rm.ignore_filter = True
+    p, rec = make(rm)
+    p.poll_once()
+    assert rec.flat() == [("h1", "FROBNICATING")]
+
+
+# ---- failures ------------------------------------------------------------------------------------
+
+
+def test_garbage_raises_and_reports_nothing() -> None:
+    rm = FakeRM()
+    rm.set("h1:1", "DECOMMISSIONING")
+    p, rec = make(rm)
+    p.poll_once()
+    rm.fail = b'{"nodes": {"node": [{"id": "h1:1", "state": "DECOMMISSIONED"'
+    with pytest.raises(Exception, match="not a YARN ResourceManager reply"):
+        p.poll_once()
+    rm.fail = None
+    p.poll_once()
+    assert rec.flat() == [("h1", "DECOMMISSIONING")]
+    assert p.status()["errors"] == 1 and p.status()["consecutive_errors"] == 0
+
+
+def test_thread_logs_one_warning_per_outage_and_one_info_on_recovery(
+        caplog: pytest.LogCaptureFixture) -> None:
+    rm = FakeRM()
+    rm.set("h1:1", "RUNNING")
+    rm.fail = httpx.ConnectError("[Errno 111] Connection refused")
+    rec = Recorder()
+    p = NodePoller(rm.client(), 0.01, rec, max_backoff=0.02)
+    with caplog.at_level(logging.INFO, logger="decom"):
+        p.start()
+        try:
+            assert wait_until(lambda: p.status()["consecutive_errors"] >= 8)
+            rm.set("h1:1", "LOST")
+            rm.fail = None
+            assert wait_until(lambda: rec.flat() == [("h1", "LOST")])
+            assert p.status()["consecutive_errors"] == 0
+        finally:
+            p.stop()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "connection refused" in warnings[0].getMessage()
+    assert sum("answers again" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_callback_errors_do_not_stop_the_thread(caplog: pytest.LogCaptureFixture) -> None:
+    rm = FakeRM()
+    rm.set("h1:1", "LOST")
+    calls: list[int] = []
+
+    def broken(changes: list[NodeStatus]) -> None:
+        calls.append(len(changes))
+        raise RuntimeError("boom")
+
+    p = NodePoller(rm.client(), 0.01, broken)
+    with caplog.at_level(logging.ERROR, logger="decom"):
+        p.start()
+        try:
+            assert wait_until(lambda: len(calls) == 1)
+            rm.set("h2:1", "LOST")
+            assert wait_until(lambda: len(calls) == 2)
+            assert p.running
+        finally:
+            p.stop()
+    assert "callback failed" in caplog.text
+
+
+def test_stop_is_quick_and_status_is_complete() -> None:
+    rm = FakeRM()
+    rm.set("h1:1", "RUNNING")
+    p = NodePoller(rm.client(), 30.0, Recorder()).start()
+    assert wait_until(lambda: p.status()["polls"] == 1)
+    started = time.monotonic()
+    p.stop()
+    assert time.monotonic() - started < 1.0 and not p.running
+    status = p.status()
+    assert status["addresses"] == ["http://rm:8088"]
+    assert status["active_address"] == "http://rm:8088"
+    assert status["last_success"] is not None and status["last_error"] is None
+    assert {"polls", "consecutive_errors", "full_polls", "errors"} <= set(status)
+
+
+# ---- start_poller --------------------------------------------------------------------------------
+
+
+class FakeController:
+    def __init__(self) -> None:
+        self.poller: Any = None
+        self.updates: list[list[NodeStatus]] = []
+
+    def attach_poller(self, poller: Any) -> None:
+        self.poller = poller
+
+    def on_node_states(self, statuses: list[NodeStatus]) -> None:
+        self.updates.append(list(statuses))
+
+
+def test_start_poller_without_rm(monkeypatch: pytest.MonkeyPatch,
+                                 caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
+    monkeypatch.delenv("YARN_CONF_DIR", raising=False)
+    ctl = FakeController()
+    with caplog.at_level(logging.INFO, logger="decom"):
+        assert start_poller(ctl, DecomConfig(), {}) is None
+    assert "no ResourceManager configured: nodes are reported by hand" in caplog.text
+    assert ctl.poller is None
+
+
+def test_start_poller_attaches_and_feeds_the_controller(monkeypatch: pytest.MonkeyPatch) -> None:
+    rm = FakeRM()
+    rm.set("h1:1", "DECOMMISSIONING")
+    monkeypatch.setattr(poller_mod, "ResourceManagerClient",
+                        partial(ResourceManagerClient, transport=httpx.MockTransport(rm.handle)))
+    ctl = FakeController()
+    config = DecomConfig(poll_interval=0.05)
+    p = start_poller(ctl, config, {"spark.hadoop.yarn.resourcemanager.webapp.address": "rm:8088"})
+    assert p is not None and ctl.poller is p
+    try:
+        assert wait_until(lambda: ctl.updates == [[NodeStatus("h1", "DECOMMISSIONING")]])
+        assert p.status()["addresses"] == ["http://rm:8088"]
+    finally:
+        p.stop()
