@@ -218,7 +218,7 @@ class NodePoller:
             raise
         except ResourceManagerError as e:
             self._metrics_ok = False
-            log.info("decom: the ResourceManager's cluster metrics are unusable (%s); "
+            log.debug("decom: the ResourceManager's cluster metrics are unusable (%s); "
                      "relying on a full node poll every %g s", e, self._full_interval)
             return None
         value = metrics.get("activeNodes")

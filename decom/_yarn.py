@@ -615,10 +615,11 @@ class ResourceManagerClient:
                 "decom acts as may not do this; set spark.decom.yarn.user to the application's "
                 "owner or a YARN admin (yarn.admin.acl), or use spark.decom.yarn.auth=kerberos")
         if code == 404:
-            return ResourceManagerError(
+            hint = "check the application id" if what.startswith("kill") else \
+                "check that the address is the RM web address (a ResourceManager of Hadoop 2.8+)"
+            return _BadReplyError(
                 f"the ResourceManager at {at} answered HTTP 404 to {what}"
-                f"{self._rm_message(resp)}: check the application id, and that the address is "
-                "the RM web address")
+                f"{self._rm_message(resp)}: {hint}")
         return _BadReplyError(f"the ResourceManager at {at} answered HTTP {code} to {what}"
                               f"{self._rm_message(resp)}")
 
