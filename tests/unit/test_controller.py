@@ -1,0 +1,142 @@
+"""The node lifecycle in the controller: which shim actions each transition causes, and how often.
+
+The shim here is a recording stand-in: what the real shim does with these calls is shown by the
+local-cluster tests in tests/spark."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from decom import Controller, DecomConfig, DecomError, NodeStatus
+
+
+class RecordingShim:
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple] = []
+        self.fail = fail
+        self.exempt: bool | None = None
+
+    def set_exemption_enabled(self, enabled: bool) -> None:
+        self.exempt = enabled
+
+    def exclude(self, hosts, executors, timeout_s, reason):
+        self._call("exclude", hosts, executors, timeout_s)
+        return {"executors": []}
+
+    def unexclude(self, hosts, executors, reason):
+        self._call("unexclude", hosts, executors)
+        return {"executors": []}
+
+    def decommissioned(self, hosts, executors, cleanup, reason):
+        self._call("decommissioned", hosts, executors, cleanup)
+        return {"outputsUnregistered": 0}
+
+    def report(self):
+        return {"nodes": [], "stages": []}
+
+    def _call(self, *args):
+        if self.fail:
+            raise RuntimeError("py4j gateway is busy")
+        self.calls.append(args)
+
+
+def make(**options) -> tuple[Controller, RecordingShim]:
+    shim = RecordingShim()
+    return Controller(shim, DecomConfig.resolve({}, options)), shim  # type: ignore[arg-type]
+
+
+def test_full_lifecycle_issues_each_action_once():
+    c, shim = make()
+    for state in ["RUNNING", "DECOMMISSIONING", "DECOMMISSIONING", "DECOMMISSIONED",
+                  "DECOMMISSIONED", "RUNNING", "RUNNING"]:
+        c.on_node_states([NodeStatus("n1", state)])
+    assert [x[0] for x in shim.calls] == ["exclude", "decommissioned", "unexclude"]
+    assert shim.calls[0] == ("exclude", ["n1"], [], 3600.0)
+    assert [t["state"] for t in c.report()["nodes"]["n1"]["transitions"]] == [
+        "DECOMMISSIONING", "DECOMMISSIONED", "RUNNING"]
+
+
+def test_nodes_lost_together_are_cleaned_in_one_call():
+    c, shim = make()
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONED"), NodeStatus("n2", "LOST"),
+                      NodeStatus("n3", "SHUTDOWN"), NodeStatus("n4", "RUNNING")])
+    assert shim.calls == [("decommissioned", ["n1", "n2", "n3"], [], True)]
+
+
+def test_out_of_order_answer_does_not_undo_gone():
+    c, shim = make()
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONED")])
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONING")])
+    assert [x[0] for x in shim.calls] == ["decommissioned"]
+
+
+def test_unknown_and_unhealthy_states_cause_no_action():
+    c, shim = make()
+    c.on_node_states([NodeStatus("n1", "UNHEALTHY"), NodeStatus("n2", "FROBNICATED"),
+                      NodeStatus("n3", "NEW")])
+    assert shim.calls == [] and c.report()["nodes"] == {}
+
+
+def test_deadline_inside_threshold_is_handled_as_gone():
+    c, shim = make(deadline_threshold="20s")
+    c.decommissioning(hosts=["spot-1"], deadline=time.time() + 5)
+    c.decommissioning(hosts=["calm-1"], deadline=time.time() + 600)
+    assert shim.calls == [("decommissioned", ["spot-1"], [], True),
+                          ("exclude", ["calm-1"], [], 3600.0)]
+
+
+@pytest.mark.parametrize("option,expected", [
+    ({"exclude_enabled": False}, ["decommissioned"]),
+    ({"cleanup_enabled": False}, ["exclude", "decommissioned-no-cleanup"]),
+])
+def test_emr_switches(option, expected):
+    c, shim = make(**option)
+    c.decommissioning(executors=["3"])
+    c.decommissioned(executors=["3"])
+    names = [x[0] if x[0] != "decommissioned" or x[3] else "decommissioned-no-cleanup"
+             for x in shim.calls]
+    assert names == expected
+
+
+def test_exemption_switch_reaches_the_shim():
+    _, shim = make(exempt_enabled=False)
+    assert shim.exempt is False
+
+
+def test_by_hand_targets_executors_and_hosts():
+    c, shim = make()
+    c.decommissioned(hosts=["h1"], executors=["7"])
+    assert shim.calls == [("decommissioned", ["h1"], ["7"], True)]
+    with pytest.raises(DecomError, match="take lists"):
+        c.decommissioned(hosts="h1")
+
+
+def test_poller_path_survives_shim_failures(caplog):
+    shim = RecordingShim(fail=True)
+    c = Controller(shim, DecomConfig())  # type: ignore[arg-type]
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONED")])  # must not raise
+    assert "acting on node states failed" in caplog.text
+    with pytest.raises(DecomError, match="failed in the JVM shim"):
+        c.decommissioned(hosts=["n2"])
+
+
+def test_stopped_controller_refuses_by_hand_calls_and_ignores_the_rm():
+    c, shim = make()
+    c.stop()
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONED")])
+    assert shim.calls == []
+    with pytest.raises(DecomError, match="stopped"):
+        c.decommissioned(hosts=["n1"])
+
+
+def test_event_log_gets_one_json_line_per_transition_and_action(tmp_path):
+    import json
+
+    log = tmp_path / "events.jsonl"
+    c, _ = make(event_log=str(log))
+    c.decommissioning(hosts=["n1"])
+    c.decommissioned(hosts=["n1"])
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [x["action"] for x in lines] == ["transition", "exclude", "transition", "decommissioned"]
