@@ -510,7 +510,14 @@ class ResourceManagerClient:
             base = first
             for _hop in range(_MAX_HOPS + 1):
                 try:
-                    resp = self._http.request(method, base + path, params=query, json=body)
+                    try:
+                        resp = self._http.request(method, base + path, params=query, json=body)
+                    except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+                        if method != "GET":
+                            raise
+                        # Likely a kept-alive connection the RM (or a proxy) closed meanwhile:
+                        # a GET is safe to repeat once, on a fresh connection.
+                        resp = self._http.request(method, base + path, params=query, json=body)
                 except httpx.TimeoutException:
                     problems.append(f"{_display(base)}: no answer within {self._timeout:g} s")
                     break
@@ -581,7 +588,12 @@ class ResourceManagerClient:
             if "refused" in detail.lower():
                 return "connection refused (is the RM running on that port?)"
             return f"cannot connect ({self._scrub(detail)[:200]})"
-        return f"{type(e).__name__} ({self._scrub(str(e))[:200]})"
+        detail = self._scrub(str(e))[:200]
+        if isinstance(e, httpx.RemoteProtocolError):
+            return f"broken HTTP reply ({detail})"
+        if isinstance(e, httpx.ReadError):
+            return f"connection dropped ({detail})"
+        return f"{type(e).__name__} ({detail})"
 
     def _rm_message(self, resp: httpx.Response) -> str:
         """The RM's RemoteException message, scrubbed and short, as ': message'."""

@@ -1,0 +1,339 @@
+"""The RM client and poller against a real HTTP server on 127.0.0.1 misbehaving on purpose.
+
+Covers what httpx.MockTransport can't show: refused connections, 5xx, a hanging server, bodies
+cut short on the wire, non-UTF-8, a standby's 307 to the active RM, fail-over from a dead address,
+a 10,000-node reply. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from decom import NodeStatus, ResourceManagerError
+from decom._poller import NodePoller
+from decom._yarn import ResourceManagerClient
+
+Behaviour = Callable[["_Handler"], bool]  # True when it answered the request itself
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakeRMServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        rm = self.server.rm
+        rm.requests += 1
+        behaviour = rm.behaviour
+        if behaviour is not None and behaviour(self):
+            return
+        url = urlsplit(self.path)
+        if url.path == "/ws/v1/cluster/metrics":
+            self.send_json(404, {})
+            return
+        wanted = set(parse_qs(url.query).get("states", [""])[0].split(","))
+        with rm.lock:
+            body = rm.cached_body(wanted)
+        self.send_raw(200, body)
+
+    def send_json(self, code: int, data: object) -> None:
+        self.send_raw(code, json.dumps(data).encode())
+
+    def send_raw(self, code: int, body: bytes, length: int | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except OSError:
+            pass
+
+
+class FakeRMServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, rm: FakeRM, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
+        self.rm = rm
+
+
+class FakeRM:
+    """Nodes + a behaviour hook, served by a FakeRMServer in a thread; restartable on its port."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.behaviour: Behaviour | None = None
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.release = threading.Event()  # ends every hang at teardown
+        self._cache: dict[frozenset[str], bytes] = {}
+        self.server: FakeRMServer | None = None
+        self.port = 0
+
+    def set(self, node_id: str, state: str) -> None:
+        with self.lock:
+            host = node_id.rsplit(":", 1)[0]
+            self.nodes[node_id] = {
+                "rack": "/default-rack", "state": state, "id": node_id, "nodeHostName": host,
+                "nodeHTTPAddress": f"{host}:8042" if state == "RUNNING" else "",
+                "lastHealthUpdate": 1_700_000_000_000, "version": "3.5.0", "healthReport": "",
+                "numContainers": 1, "usedMemoryMB": 1024, "availMemoryMB": 7168,
+                "usedVirtualCores": 1, "availableVirtualCores": 7}
+            self._cache.clear()
+
+    def cached_body(self, wanted: set[str]) -> bytes:
+        key = frozenset(wanted)
+        if key not in self._cache:
+            items = [n for n in self.nodes.values() if n["state"] in wanted]
+            self._cache[key] = json.dumps({"nodes": {"node": items} if items else None}).encode()
+        return self._cache[key]
+
+    def start(self) -> FakeRM:
+        self.server = FakeRMServer(self, self.port)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def rm() -> Any:
+    server = FakeRM().start()
+    yield server
+    server.release.set()
+    server.stop()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return pred()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[list[NodeStatus]] = []
+
+    def __call__(self, changes: list[NodeStatus]) -> None:
+        self.calls.append(list(changes))
+
+    def flat(self) -> list[tuple[str, str]]:
+        return [(s.target, s.state) for c in self.calls for s in c]
+
+
+def client(*urls: str, timeout: float = 2.0) -> ResourceManagerClient:
+    return ResourceManagerClient(list(urls), timeout=timeout, user="tester")
+
+
+# ---- single requests -----------------------------------------------------------------------------
+
+
+def test_connection_refused() -> None:
+    port = closed_port()
+    started = time.monotonic()
+    with pytest.raises(ResourceManagerError, match=f"127.0.0.1:{port}: connection refused"):
+        client(f"127.0.0.1:{port}").nodes()
+    assert time.monotonic() - started < 2.0
+
+
+def test_http_500(rm: FakeRM) -> None:
+    def fail(h: _Handler) -> bool:
+        h.send_json(500, {"RemoteException": {"message": "internal trouble"}})
+        return True
+
+    rm.behaviour = fail
+    with pytest.raises(ResourceManagerError, match="HTTP 500: internal trouble"):
+        client(rm.url).nodes()
+
+
+def test_a_hang_longer_than_the_timeout_fails_fast(rm: FakeRM) -> None:
+    def hang(h: _Handler) -> bool:
+        rm.release.wait(10)
+        return False
+
+    rm.behaviour = hang
+    started = time.monotonic()
+    with pytest.raises(ResourceManagerError, match="no answer within 0.3 s"):
+        client(rm.url, timeout=0.3).nodes()
+    assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize("body,length", [
+    (b"Service Unavailable<html>", None),
+    (b'{"nodes": {"node": [{"id": "h1:1", "state": "DECOMMISSIONED"}', None),  # cut JSON
+    (b'{"nodes": {"node": [{"id": "h1:1", "state": "DECOMMISSIONED"}]}}', 200),  # cut on wire
+    (b'{"nodes": {"node": [{"id": "h\xe9:1", "state": "DECOMMISSIONED"}]}}', None),  # latin-1
+    (b'{"nodes": {"node": [{"id": 42, "state": "DECOMMISSIONED"}]}}', None),
+])
+def test_garbage_never_becomes_a_state(rm: FakeRM, body: bytes, length: int | None) -> None:
+    rm.set("h1:1", "RUNNING")
+    rec = Recorder()
+    p = NodePoller(client(rm.url), 1.0, rec, light=False)
+    p.poll_once()
+
+    def garbage(h: _Handler) -> bool:
+        h.send_raw(200, body, length)
+        if length is not None:
+            h.close_connection = True
+        return True
+
+    rm.behaviour = garbage
+    for _ in range(3):
+        with pytest.raises(ResourceManagerError):
+            p.poll_once()
+    assert rec.calls == []
+    assert p.status()["consecutive_errors"] == 3
+
+
+def test_unknown_node_states_are_passed_on(rm: FakeRM) -> None:
+    def any_state(h: _Handler) -> bool:
+        h.send_json(200, {"nodes": {"node": [
+            {"id": "h1:1", "nodeHostName": "h1", "state": "DECOMMISSIONING_WAIT"},
+            {"id": "h2:1", "nodeHostName": "h2", "state": "RUNNING"}]}})
+        return True
+
+    rm.behaviour = any_state
+    rec = Recorder()
+    NodePoller(client(rm.url), 1.0, rec).poll_once()
+    assert rec.flat() == [("h1", "DECOMMISSIONING_WAIT")]
+
+
+# ---- HA ------------------------------------------------------------------------------------------
+
+
+def test_standby_307_to_the_active(rm: FakeRM) -> None:
+    rm.set("h1:1", "DECOMMISSIONED")
+    standby = FakeRM()
+
+    def redirect(h: _Handler) -> bool:
+        h.send_response(307)
+        h.send_header("Location", f"{rm.url}{h.path}")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+        return True
+
+    standby.behaviour = redirect
+    standby.start()
+    try:
+        rm_client = client(standby.url, rm.url)
+        rec = Recorder()
+        NodePoller(rm_client, 1.0, rec).poll_once()
+        assert rec.flat() == [("h1", "DECOMMISSIONED")]
+        assert rm_client.active_address == rm.url
+        before = standby.requests
+        rm_client.nodes()
+        assert standby.requests == before  # the active one is asked first now
+    finally:
+        standby.stop()
+
+
+def test_failover_from_a_dead_first_address(rm: FakeRM) -> None:
+    rm.set("h1:1", "LOST")
+    rec = Recorder()
+    rm_client = client(f"127.0.0.1:{closed_port()}", rm.url)
+    NodePoller(rm_client, 1.0, rec).poll_once()
+    assert rec.flat() == [("h1", "LOST")]
+    assert rm_client.active_address == rm.url
+
+
+# ---- the poller thread through outages -----------------------------------------------------------
+
+
+def test_outage_one_warning_then_recovery(rm: FakeRM, caplog: pytest.LogCaptureFixture) -> None:
+    rm.set("h1:1", "RUNNING")
+    rec = Recorder()
+    p = NodePoller(client(rm.url, timeout=0.5), 0.02, rec, max_backoff=0.05)
+    with caplog.at_level(logging.INFO, logger="decom"):
+        p.start()
+        try:
+            assert wait_until(lambda: p.status()["polls"] >= 1)
+            rm.stop()  # connection refused from now on
+            assert wait_until(lambda: p.status()["consecutive_errors"] >= 10)
+            rm.set("h1:1", "DECOMMISSIONING")
+            rm.start()  # same port
+            assert wait_until(lambda: rec.flat() == [("h1", "DECOMMISSIONING")])
+            errors = p.status()["errors"]
+
+            def fail(h: _Handler) -> bool:
+                h.send_json(503, {})
+                return True
+
+            rm.behaviour = fail  # a second outage: 5xx this time
+            assert wait_until(lambda: p.status()["errors"] >= errors + 10)
+            rm.behaviour = None
+            assert wait_until(lambda: p.status()["consecutive_errors"] == 0)
+        finally:
+            p.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings  # one per outage, not one per failed poll
+    assert "connection refused" in warnings[0] and "HTTP 503" in warnings[1]
+    back = [r for r in caplog.records if "answers again" in r.getMessage()]
+    assert len(back) == 2 and all(r.levelno == logging.INFO for r in back)
+    assert rec.flat() == [("h1", "DECOMMISSIONING")]
+
+
+def test_stop_returns_while_a_request_hangs(rm: FakeRM) -> None:
+    def hang(h: _Handler) -> bool:
+        rm.release.wait(10)
+        return False
+
+    rm.behaviour = hang
+    rec = Recorder()
+    p = NodePoller(client(rm.url, timeout=5.0), 0.05, rec).start()
+    assert wait_until(lambda: rm.requests >= 1)
+    started = time.monotonic()
+    p.stop(timeout=0.5)
+    assert time.monotonic() - started < 1.5
+    rm.release.set()
+    assert rec.calls == []
+
+
+# ---- scale ---------------------------------------------------------------------------------------
+
+
+def test_ten_thousand_nodes(rm: FakeRM) -> None:
+    for i in range(10_000):
+        rm.set(f"node-{i:05d}.example:8041", "DECOMMISSIONED" if i % 1000 == 0 else "RUNNING")
+    rec = Recorder()
+    p = NodePoller(client(rm.url, timeout=10.0), 1.0, rec)
+    started = time.monotonic()
+    p.poll_once()
+    first = time.monotonic() - started
+    assert len(rec.flat()) == 10 and all(s == "DECOMMISSIONED" for _, s in rec.flat())
+    assert p.status()["nodes_tracked"] == 10_000
+    started = time.monotonic()
+    assert p.poll_once() == []  # light poll: only the 10 doomed nodes travel
+    light = time.monotonic() - started
+    assert first < 10.0 and light < first
