@@ -10,9 +10,11 @@ Listing every RUNNING node each interval costs the RM and the driver O(cluster) 
   bytes) for the number of active nodes.
 * A *full* poll (those states plus ``RUNNING``) is made on the first poll, when a node we hold in a
   doomed state is no longer in the doomed answer (it came back: recommissioned, or re-registered),
-  when the active-node count changed since the last poll (a NodeManager registered, maybe on a new
-  port, or left), and every ``full_interval`` seconds as a safety net (default 60 s). An RM without
-  the metrics call (a fake, a proxy) just gets the periodic full poll.
+  when the RM's ``activeNodes`` moved by more than the RUNNING nodes that just showed up in the
+  doomed answer explain (a NodeManager registered, maybe on a new port of a doomed host, or left
+  RUNNING for a state not listed), and every ``full_interval`` seconds as a safety net (default
+  60 s). An RM without the metrics call (a fake, a proxy) just gets the periodic full poll. So a
+  node being decommissioned costs no full poll; one coming back costs one.
 
 ``light=False`` makes every poll a full one (simple, and what the CLI's ``watch`` can use).
 
@@ -188,14 +190,19 @@ class NodePoller:
         full = self._first or not self._light or self._last_full is None \
             or now - self._last_full >= self._full_interval
         active = self._active_count() if self._light else None
-        if active is not None and self._active_nodes is not None and active != self._active_nodes:
-            full = True
         touched: set[str] = set()
         if not full:
             nodes = self._client.nodes(DOOMED_QUERY)
             if not self._doomed_ids.issubset(n.node_id for n in nodes):
                 full = True  # a node left the doomed states: back to RUNNING, or gone from the RM
-            else:
+            elif active is not None and self._active_nodes is not None:
+                # RUNNING -> DECOMMISSIONING/... lowers the RM's activeNodes by one each; any other
+                # difference is a NodeManager we don't know about (registered, maybe on a new port
+                # of a doomed host) or one that left RUNNING for a state we don't list.
+                left_running = sum(1 for n in nodes if (old := self._snapshot.get(n.node_id))
+                                   is not None and old.state == "RUNNING")
+                full = active != self._active_nodes - left_running
+            if not full:
                 touched = self._merge(nodes)
         if full:
             nodes = self._client.nodes(FULL_QUERY)

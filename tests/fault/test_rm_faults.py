@@ -28,6 +28,7 @@ Behaviour = Callable[["_Handler"], bool]  # True when it answered the request it
 
 class _Handler(BaseHTTPRequestHandler):
     server: FakeRMServer
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass

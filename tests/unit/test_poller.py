@@ -126,10 +126,10 @@ def test_back_to_running_is_seen_without_polling_running_every_time() -> None:
     p.poll_once()
     assert rm.queries == ["metrics", DOOMED] * 2  # steady state: RUNNING is not listed
     rm.set("h1:1", "DECOMMISSIONING")
-    p.poll_once()  # active count changed: full poll
     rm.queries.clear()
+    p.poll_once()  # activeNodes fell by one, explained by h1 in the doomed answer: no full poll
     p.poll_once()
-    assert rm.queries == ["metrics", DOOMED]
+    assert rm.queries == ["metrics", DOOMED] * 2
     rm.set("h1:1", "RUNNING")  # recommissioned
     assert [(s.target, s.state) for s in p.poll_once()] == [("h1", "RUNNING")]
     assert rec.flat() == [("h1", "DECOMMISSIONING"), ("h1", "RUNNING")]
@@ -181,7 +181,9 @@ def test_nodemanager_restarted_on_a_new_port_brings_the_host_back() -> None:
     rm.set("h1:4001", "LOST")
     p.poll_once()
     rm.set("h1:4555", "RUNNING")  # the old id stays LOST in the RM's list
+    rm.queries.clear()
     p.poll_once()
+    assert rm.queries == ["metrics", DOOMED, FULL]  # activeNodes rose: someone registered
     assert rec.flat() == [("h1", "LOST"), ("h1", "RUNNING")]
     assert p.poll_once() == []
 
