@@ -196,3 +196,12 @@ def wait_stage_attempt(spark: Any, group: str, attempt: int, min_done: int = 1,
                 return int(sid)
         time.sleep(0.05)
     raise TimeoutError(f"stage attempt {attempt} of group {group} did not start in {timeout}s")
+
+
+def run_tasks(spark: Any, group: str, n: int = 32) -> dict[str, int]:
+    """Run an n-task job in a job group; return Spark's own count of its tasks per executor."""
+    sc = spark.sparkContext
+    sc.setJobGroup(group, group)
+    total = sc.parallelize(range(n), n).map(lambda x: (time.sleep(0.05), x)[1]).sum()
+    assert total == sum(range(n)), f"wrong answer {total}"
+    return dict(summarize(SparkProbe(spark).attempts(group))["tasks_by_executor"])

@@ -13,7 +13,7 @@ from typing import Any
 from ._config import DecomConfig
 from ._errors import DecomError
 from ._jvm import Shim
-from ._model import DOOMED_STATES, GONE_STATES, NodeStatus
+from ._model import GONE_STATES, NodeStatus
 
 __all__ = ["Controller"]
 

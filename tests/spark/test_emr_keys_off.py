@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.local_scenarios import lost_outputs, repeated_loss, session
-from bench.spark_probe import wait_for_executors
-
-from .conftest import run_tasks
+from bench.spark_probe import run_tasks, wait_for_executors
 
 pytestmark = pytest.mark.spark
 
