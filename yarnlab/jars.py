@@ -156,6 +156,7 @@ class ShuffleService:
     class_name: str
     classpath: str  # value for yarn.nodemanager.aux-services.spark_shuffle.classpath
     impl: str  # "spark" (Spark's YarnShuffleService) or "lab" (yarnlab's LabShuffleService)
+    jvm_options: tuple[str, ...] = ()  # extra NodeManager JVM options
 
 
 def _try_spark_shuffle(jar_dir: Path, timeout: float) -> Path | None:
@@ -210,7 +211,6 @@ def _build_lab_shuffle(jar_dir: Path, hadoop_dir: Path) -> Path:
              *map(str, src_files)],
             capture_output=True, text=True, timeout=300,
         )
-        (classes / "log4j2.properties").write_text(_SHUFFLE_LOG4J2)
         if r.returncode != 0:
             raise LabError("javac of LabShuffleService failed:\n" + (r.stdout + r.stderr)[-4000:])
         r = subprocess.run(
@@ -222,6 +222,7 @@ def _build_lab_shuffle(jar_dir: Path, hadoop_dir: Path) -> Path:
         shutil.rmtree(classes)
         for p in picked:
             os.symlink(p, tmp / p.name)
+        (tmp / "log4j2.properties").write_text(_SHUFFLE_LOG4J2)
         stamp_tmp = tmp / ".complete"
         stamp_tmp.write_text(digest + "\n")
         if dest.exists():
@@ -242,4 +243,7 @@ def ensure_shuffle_service(jar_dir: Path | None = None, timeout: float = 600) ->
         if real is not None:
             return ShuffleService(SPARK_SHUFFLE_CLASS, f"{real}/*", "spark")
         lab = _build_lab_shuffle(jar_dir, hadoop_dir)
-        return ShuffleService(LAB_SHUFFLE_CLASS, f"{lab}/*", "lab")
+        # log4j 2 of the Spark classes cannot see a config inside the aux-service class loader
+        # (it looks through the thread context loader): point it at the file instead.
+        return ShuffleService(LAB_SHUFFLE_CLASS, f"{lab}/*", "lab",
+                              (f"-Dlog4j2.configurationFile={lab / 'log4j2.properties'}",))

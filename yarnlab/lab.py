@@ -460,7 +460,8 @@ class YarnLab:
         self._spawn(rid, argv, log, self._env(conf_dir), None)
 
     def _start_nm(self, n: Node) -> None:
-        argv = self._java_argv(self.nm_heap_mb, n.conf_dir, NM_MAIN, n.log_path.name)
+        extra = self.shuffle.jvm_options if self.shuffle else ()
+        argv = self._java_argv(self.nm_heap_mb, n.conf_dir, NM_MAIN, n.log_path.name, extra)
         self._spawn(f"nm-{n.name}", argv, n.log_path, self._env(n.conf_dir), n.netns)
 
     def _failure_detail(self, message: str) -> str:
@@ -675,13 +676,33 @@ class YarnLab:
         self._write_exclude()
         # Graceful refresh: hosts still excluded keep their graceful decommission going.
         self.rmadmin("-refreshNodes", "-g", "-server")
+        states = self.node_states()
         for n in ns:
-            p = self._procs.get(f"nm-{n.name}")
-            if p is None or not p.alive():
-                self._start_nm(n)
+            if states.get(n.host) in ("DECOMMISSIONED", "SHUTDOWN", "LOST") or not self._nm_alive(n):
+                self._restart_nm_after_shutdown(n)
         self._write_state()
         if wait:
             self.wait_for_nodes({n.host: "RUNNING" for n in ns}, timeout=timeout)
+
+    def _nm_alive(self, n: Node) -> bool:
+        p = self._procs.get(f"nm-{n.name}")
+        return p is not None and p.alive()
+
+    def _restart_nm_after_shutdown(self, n: Node, grace: float = 45.0) -> None:
+        """Start the node's NM again once the old one is gone (a DECOMMISSIONED NM shuts itself
+        down on its next heartbeat, which takes a few seconds; a LOST one may still run)."""
+        p = self._procs.get(f"nm-{n.name}")
+        if p is not None and p.alive():
+            try:
+                p.popen.wait(timeout=grace if self.node_states().get(n.host) == "DECOMMISSIONED" else 0.1)
+            except subprocess.TimeoutExpired:
+                p.popen.terminate()
+                try:
+                    p.popen.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.popen.kill()
+                    p.popen.wait(timeout=20)
+        self._start_nm(n)
 
     # -- failures ------------------------------------------------------------------------------
     def vanish(self, host: str | Node, how: str = "link") -> None:
