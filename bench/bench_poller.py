@@ -85,6 +85,13 @@ class _FakeRM:
                     {"nodes": {"node": items} if items else None}).encode()
             return self.cache[states]
 
+    def node(self, node_id: str) -> bytes | None:
+        with self.lock:
+            for data in self.json.values():
+                if data["id"] == node_id:
+                    return json.dumps({"node": data}).encode()
+        return None
+
     def metrics(self) -> bytes:
         with self.lock:
             counts: dict[str, int] = {}
@@ -135,6 +142,12 @@ def _serve() -> None:
             elif url.path == "/ws/v1/cluster/nodes":
                 states = q.get("states", [""])[0]
                 self._send(fake.body(frozenset(s for s in states.split(",") if s)))
+            elif url.path.startswith("/ws/v1/cluster/nodes/"):
+                node = fake.node(url.path.rsplit("/", 1)[1])
+                if node is None:
+                    self.send_error(404)
+                else:
+                    self._send(node)
             elif url.path == "/_fake/reset":
                 fake.reset(int(q["n"][0]), int(q["doomed_every"][0]))
                 self._send(b"{}")

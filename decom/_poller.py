@@ -8,13 +8,17 @@ Listing every RUNNING node each interval costs the RM and the driver O(cluster) 
 * Each poll asks only for the doomed states (``DECOMMISSIONING,DECOMMISSIONED,LOST,SHUTDOWN``),
   which is small while few nodes are going away, plus ``/ws/v1/cluster/metrics`` (a few hundred
   bytes) for the number of active nodes.
-* A *full* poll (those states plus ``RUNNING``) is made on the first poll, when a node we hold in a
-  doomed state is no longer in the doomed answer (it came back: recommissioned, or re-registered),
-  when the RM's ``activeNodes`` moved by more than the RUNNING nodes that just showed up in the
-  doomed answer explain (a NodeManager registered, maybe on a new port of a doomed host, or left
-  RUNNING for a state not listed), and every ``full_interval`` seconds as a safety net (default
-  60 s). An RM without the metrics call (a fake, a proxy) just gets the periodic full poll. So a
-  node being decommissioned costs no full poll; one coming back costs one.
+* A node we hold in a doomed state that is no longer in the doomed answer (recommissioned, or
+  forgotten by the RM) is looked up alone (``/ws/v1/cluster/nodes/{id}``); more than
+  ``max_lookups`` (16) such nodes at once make a full poll instead.
+* A *full* poll (those states plus ``RUNNING``) is made on the first poll, when the RM's
+  ``activeNodes`` moved by more than the nodes just seen leaving or re-entering RUNNING explain
+  (a NodeManager registered, maybe on a new port of a doomed host, or left RUNNING for a state not
+  listed), and every ``full_interval`` seconds as a safety net (default 60 s). An RM without the
+  metrics call (a fake, a proxy) just gets the periodic full poll.
+
+So neither a node being decommissioned nor one coming back costs a full poll; a NodeManager
+registering costs one.
 
 ``light=False`` makes every poll a full one (simple, and what the CLI's ``watch`` can use).
 
@@ -68,7 +72,7 @@ class NodePoller:
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
                  light: bool = True, full_interval: float = 60.0, max_backoff: float = 30.0,
-                 owns_client: bool = False) -> None:
+                 max_lookups: int = 16, owns_client: bool = False) -> None:
         self._client = client
         self._interval = max(_MIN_INTERVAL, float(interval))
         self._on_update = on_update
@@ -78,6 +82,7 @@ class NodePoller:
         self._full_interval = full_interval
         self._max_backoff = max(self._interval, max_backoff)
         self._owns_client = owns_client
+        self._max_lookups = max_lookups
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._poll_lock = threading.Lock()
@@ -193,17 +198,33 @@ class NodePoller:
         touched: set[str] = set()
         if not full:
             nodes = self._client.nodes(DOOMED_QUERY)
-            if not self._doomed_ids.issubset(n.node_id for n in nodes):
-                full = True  # a node left the doomed states: back to RUNNING, or gone from the RM
-            elif active is not None and self._active_nodes is not None:
-                # RUNNING -> DECOMMISSIONING/... lowers the RM's activeNodes by one each; any other
+            answered = {n.node_id for n in nodes}
+            # Nodes that left the doomed states: back to RUNNING, another state, or forgotten.
+            vanished = [i for i in self._doomed_ids if i not in answered]
+            forgotten: list[str] = []
+            if len(vanished) > self._max_lookups:
+                full = True
+            else:
+                for node_id in vanished:
+                    node = self._client.node(node_id)
+                    if node is None:
+                        forgotten.append(node_id)
+                    else:
+                        nodes.append(node)
+            if not full and active is not None and self._active_nodes is not None:
+                # RUNNING <-> a doomed state moves the RM's activeNodes by one each; any other
                 # difference is a NodeManager we don't know about (registered, maybe on a new port
                 # of a doomed host) or one that left RUNNING for a state we don't list.
-                left_running = sum(1 for n in nodes if (old := self._snapshot.get(n.node_id))
-                                   is not None and old.state == "RUNNING")
-                full = active != self._active_nodes - left_running
+                moved = 0
+                for n in nodes:
+                    old = self._snapshot.get(n.node_id)
+                    if old is not None and old.state == "RUNNING" and n.state != "RUNNING":
+                        moved -= 1
+                    elif old is not None and old.state != "RUNNING" and n.state == "RUNNING":
+                        moved += 1
+                full = active != self._active_nodes + moved
             if not full:
-                touched = self._merge(nodes)
+                touched = self._merge(nodes, forgotten)
         if full:
             nodes = self._client.nodes(FULL_QUERY)
             touched = self._replace(nodes)
@@ -261,8 +282,13 @@ class NodePoller:
             if not ids:
                 del self._by_host[node.host]
 
-    def _merge(self, nodes: Iterable[RMNode]) -> set[str]:
+    def _merge(self, nodes: Iterable[RMNode], forgotten: Iterable[str] = ()) -> set[str]:
         touched: set[str] = set()
+        for node_id in forgotten:
+            old = self._snapshot.pop(node_id, None)
+            if old is not None:
+                self._unindex(old)
+                touched.add(old.host)
         for node in nodes:
             self._put(node, touched)
         return touched

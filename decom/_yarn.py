@@ -49,6 +49,7 @@ _ADDRESSES_KEY = "spark.decom.yarn.rm.addresses"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_HOPS = 3
 _APP_ID = re.compile(r"^application_\d+_\d+$")
+_NODE_ID = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d+$")
 
 
 class ResourceManagerUnreachableError(ResourceManagerError):
@@ -394,6 +395,20 @@ class ResourceManagerClient:
             out.append(node)
         return out
 
+    def node(self, node_id: str) -> RMNode | None:
+        """``GET /ws/v1/cluster/nodes/{id}``: one node, or None when the RM no longer knows it."""
+        if not isinstance(node_id, str) or not _NODE_ID.match(node_id):
+            raise ResourceManagerError(f"{node_id!r} is not a YARN node id (host:port)")
+        path = f"/ws/v1/cluster/nodes/{node_id}"
+        resp, base = self._send("GET", path)
+        if resp.status_code == 404:
+            return None
+        data, base = self._json(resp, base, path)
+        found = _parse_node(data.get("node")) if isinstance(data, dict) else None
+        if found is None:
+            raise self._not_rm(base, path, "no node object with id and state")
+        return found
+
     def apps(self, states: Iterable[str] | None = None,
              application_types: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """``GET /ws/v1/cluster/apps?states=..&applicationTypes=..``: the apps as the RM sends them
@@ -553,6 +568,9 @@ class ResourceManagerClient:
     def _get_json(self, path: str, params: Mapping[str, str] | None = None, *,
                   only: str | None = None) -> tuple[object, str]:
         resp, base = self._send("GET", path, params=params, only=only)
+        return self._json(resp, base, path)
+
+    def _json(self, resp: httpx.Response, base: str, path: str) -> tuple[object, str]:
         if resp.status_code != 200:
             raise self._status_error(resp, base, f"GET {path}")
         try:

@@ -299,7 +299,9 @@ def test_outage_one_warning_then_recovery(rm: FakeRM, caplog: pytest.LogCaptureF
             p.stop()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2, warnings  # one per outage, not one per failed poll
-    assert "connection refused" in warnings[0] and "HTTP 503" in warnings[1]
+    # refused, or reset when a connect races the listening socket's close
+    assert any(w in warnings[0] for w in ("connection refused", "reset", "cannot connect"))
+    assert "HTTP 503" in warnings[1]
     back = [r for r in caplog.records if "answers again" in r.getMessage()]
     assert len(back) == 2 and all(r.levelno == logging.INFO for r in back)
     assert rec.flat() == [("h1", "DECOMMISSIONING")]

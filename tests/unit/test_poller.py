@@ -53,6 +53,13 @@ class FakeRM:
                     return httpx.Response(404)
                 active = sum(1 for n in self.nodes.values() if n["state"] == "RUNNING")
                 return httpx.Response(200, json={"clusterMetrics": {"activeNodes": active}})
+            prefix = "/ws/v1/cluster/nodes/"
+            if req.url.path.startswith(prefix):
+                node_id = req.url.path[len(prefix):]
+                self.queries.append(f"node {node_id}")
+                if node_id not in self.nodes:
+                    return httpx.Response(404)
+                return httpx.Response(200, json={"node": self.nodes[node_id]})
             states = req.url.params.get("states", "")
             self.queries.append(states)
             wanted = set(states.split(",")) if states and not self.ignore_filter else None
@@ -131,23 +138,46 @@ def test_back_to_running_is_seen_without_polling_running_every_time() -> None:
     p.poll_once()
     assert rm.queries == ["metrics", DOOMED] * 2
     rm.set("h1:1", "RUNNING")  # recommissioned
+    rm.queries.clear()
     assert [(s.target, s.state) for s in p.poll_once()] == [("h1", "RUNNING")]
+    assert rm.queries == ["metrics", DOOMED, "node h1:1"]  # looked up alone, no full poll
     assert rec.flat() == [("h1", "DECOMMISSIONING"), ("h1", "RUNNING")]
+    rm.queries.clear()
+    p.poll_once()
+    assert rm.queries == ["metrics", DOOMED]
 
 
-def test_vanished_doomed_node_triggers_a_full_poll_even_without_metrics() -> None:
+def test_vanished_doomed_node_is_looked_up_even_without_metrics() -> None:
     rm = FakeRM(metrics=False)
     rm.set("h1:1", "DECOMMISSIONING")
-    rm.set("h2:1", "RUNNING")
+    rm.set("h2:1", "LOST")
+    rm.set("h3:1", "RUNNING")
     p, rec = make(rm)
     p.poll_once()
     rm.queries.clear()
     p.poll_once()
     assert rm.queries == [DOOMED]
     rm.set("h1:1", "RUNNING")
+    rm.drop("h2:1")  # the RM forgot it: nothing to say about it
     p.poll_once()
-    assert rm.queries[1:] == [DOOMED, FULL]
-    assert rec.flat() == [("h1", "DECOMMISSIONING"), ("h1", "RUNNING")]
+    assert sorted(rm.queries[1:]) == sorted([DOOMED, "node h1:1", "node h2:1"])
+    assert rec.flat() == [("h1", "DECOMMISSIONING"), ("h2", "LOST"), ("h1", "RUNNING")]
+    assert p.status()["nodes_tracked"] == 2
+
+
+def test_many_vanished_nodes_make_one_full_poll() -> None:
+    rm = FakeRM()
+    for i in range(5):
+        rm.set(f"h{i}:1", "DECOMMISSIONED")
+    p, rec = make(rm, max_lookups=3)
+    p.poll_once()
+    for i in range(5):
+        rm.set(f"h{i}:1", "RUNNING")
+    rm.queries.clear()
+    p.poll_once()
+    assert rm.queries == ["metrics", DOOMED, FULL]
+    assert sorted((s.target, s.state) for s in rec.calls[-1]) == [
+        (f"h{i}", "RUNNING") for i in range(5)]
 
 
 def test_periodic_full_poll_uses_the_clock() -> None:

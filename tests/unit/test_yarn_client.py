@@ -157,6 +157,24 @@ def test_nodes_parses_fields_states_and_user() -> None:
     assert got[2].state == "FROBNICATING" and got[2].host == "h3"  # unknown state kept as-is
 
 
+def test_single_node_lookup() -> None:
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.url.path == "/ws/v1/cluster/nodes/h1:8041":
+            return httpx.Response(200, json={"node": node("h1:8041", "RUNNING")})
+        if req.url.path == "/ws/v1/cluster/nodes/h2:8041":
+            return httpx.Response(200, json={"node": None})
+        return httpx.Response(404, json={"RemoteException": {"message": "not found"}})
+
+    rm = client(handler)
+    found = rm.node("h1:8041")
+    assert found is not None and found.state == "RUNNING"
+    assert rm.node("gone:8041") is None
+    with pytest.raises(ResourceManagerError, match="not a YARN ResourceManager reply"):
+        rm.node("h2:8041")
+    with pytest.raises(ResourceManagerError, match="not a YARN node id"):
+        rm.node("../apps:1/x")
+
+
 @pytest.mark.parametrize("reply", [
     {"nodes": None}, {"nodes": {}}, {"nodes": {"node": None}}, {"nodes": {"node": []}}])
 def test_nodes_none(reply: object) -> None:
