@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 from xml.sax.saxutils import escape
 
 RM_PORTS = {
@@ -149,7 +149,7 @@ def yarn_site_common(
         "yarn.resourcemanager.am.max-attempts": 2,
         # Quiet, small, local
         "yarn.timeline-service.enabled": False,
-        "yarn.resourcemanager.system-metrics-publisher.enabled": False,
+        "yarn.system-metrics-publisher.enabled": False,
         "yarn.log-aggregation-enable": False,
         "yarn.webapp.ui2.enable": False,
         "yarn.acl.enable": False,

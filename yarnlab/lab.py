@@ -25,12 +25,13 @@ import urllib.error
 import urllib.request
 import uuid
 import weakref
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from . import config, jars, net
-from .errors import LabError, LabUnavailable
+from .errors import LabError
 
 ALL_NODE_STATES = ("NEW", "RUNNING", "UNHEALTHY", "DECOMMISSIONING", "DECOMMISSIONED", "LOST",
                    "REBOOTED", "SHUTDOWN")
@@ -105,7 +106,7 @@ def tail(path: Path, lines: int = 60) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # cleanup on any exit
-_LIVE: "weakref.WeakSet[YarnLab]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[YarnLab] = weakref.WeakSet()
 _HANDLERS_INSTALLED = False
 
 
@@ -242,7 +243,7 @@ class YarnLab:
         self._mutex = threading.RLock()
 
     # -- context manager ---------------------------------------------------------------------
-    def __enter__(self) -> "YarnLab":
+    def __enter__(self) -> YarnLab:
         self.start()
         return self
 
@@ -269,7 +270,7 @@ class YarnLab:
     def log_dir(self) -> Path:
         return self.workdir / "logs"
 
-    def node(self, ref: "str | Node") -> Node:
+    def node(self, ref: str | Node) -> Node:
         """Look a node up by name ("n1"), host ("198.18.0.11"), netns or node id."""
         if isinstance(ref, Node):
             return ref
@@ -279,7 +280,7 @@ class YarnLab:
         raise KeyError(f"no lab node {ref!r}")
 
     # -- start / stop --------------------------------------------------------------------------
-    def start(self) -> "YarnLab":
+    def start(self) -> YarnLab:
         if self._started:
             return self
         net.preflight()
@@ -305,7 +306,8 @@ class YarnLab:
                 self._start_nm(n)
             self._write_state()
             if self.ha:
-                self._wait_rm_up("rm1", rest_only=True)
+                for rid in self.rm_ids:  # both must answer: -transitionToActive asks the other
+                    self._wait_rm_up(rid, rest_only=True)
                 self.rmadmin("-transitionToActive", "rm1", check=True)
             self._wait_rm_up(self.active_rm)
             self.wait_for_nodes({n.host: "RUNNING" for n in self.nodes}, timeout=self._remaining(t0))
@@ -332,7 +334,7 @@ class YarnLab:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     f.close()
-                    raise LabError(f"another lab holds {LOCK_PATH} (waited {self.lock_timeout:.0f}s)")
+                    raise LabError(f"another lab holds {LOCK_PATH} (waited {self.lock_timeout:.0f}s)") from None
                 time.sleep(1.0)
         f.seek(0)
         f.truncate()
@@ -413,7 +415,8 @@ class YarnLab:
             self._write_state()
             net.create_node(n.index)
 
-    def _java_argv(self, heap_mb: int, conf_dir: Path, main: str, log_name: str, extra: Sequence[str] = ()) -> list[str]:
+    def _java_argv(self, heap_mb: int, conf_dir: Path, main: str, log_name: str,
+                   extra: Sequence[str] = ()) -> list[str]:
         jh = jars.java_home()
         return [
             str(jh / "bin" / "java"),
@@ -444,11 +447,14 @@ class YarnLab:
     def _spawn(self, role: str, argv: list[str], log_path: Path, env: dict[str, str], netns: str | None) -> _Proc:
         if netns:
             argv = ["ip", "netns", "exec", netns, *argv]
+        # Die with the lab's owner, unless started from a thread other than the main one: the
+        # kernel sends the parent-death signal when the spawning *thread* exits.
+        preexec = _set_pdeathsig if threading.current_thread() is threading.main_thread() else None
         with open(log_path, "ab") as log:
             log.write(f"\n==== yarnlab {time.strftime('%H:%M:%S')} start {role}: {' '.join(argv)}\n".encode())
             log.flush()
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                 cwd=str(self.workdir), start_new_session=True, preexec_fn=_set_pdeathsig)
+                                 cwd=str(self.workdir), start_new_session=True, preexec_fn=preexec)
         proc = _Proc(role, p, log_path, netns)
         self._procs[role] = proc
         return proc
@@ -482,9 +488,9 @@ class YarnLab:
                 return
             self._stopping = True
             try:
-                for p in self._bg:
-                    if p.poll() is None:
-                        p.kill()
+                for bg in self._bg:
+                    if bg.poll() is None:
+                        bg.kill()
                 nms = [p for r, p in self._procs.items() if r.startswith("nm-")]
                 rms = [p for r, p in self._procs.items() if r.startswith("rm")]
                 for group in (nms, rms):
@@ -612,7 +618,8 @@ class YarnLab:
                 "-cp", f"{self.hadoop_conf_dir}:{self._hadoop_jars}/*", RMADMIN_MAIN, *args]
         r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=self._env(self.hadoop_conf_dir))
         with open(self.log_dir / "rmadmin.log", "a") as f:
-            f.write(f"==== {time.strftime('%H:%M:%S')} rmadmin {' '.join(args)} -> {r.returncode}\n{r.stdout}{r.stderr}\n")
+            f.write(f"==== {time.strftime('%H:%M:%S')} rmadmin {' '.join(args)} -> {r.returncode}\n"
+                    f"{r.stdout}{r.stderr}\n")
         if check and r.returncode != 0:
             raise LabError(f"rmadmin {' '.join(args)} failed ({r.returncode}):\n{(r.stdout + r.stderr)[-3000:]}")
         return r
@@ -635,7 +642,9 @@ class YarnLab:
         if mode not in ("server", "client"):
             raise ValueError("mode must be 'server' or 'client'")
         for h in hs:
-            self._excluded[h] = timeout if graceful else None
+            # Always a per-host timeout in the XML: the RM prefers it to the -g value, so a later
+            # `-refreshNodes -g N` for other hosts leaves this host's timeout alone.
+            self._excluded[h] = (self.graceful_timeout_secs if timeout is None else int(timeout)) if graceful else None
         self._write_exclude()
         if not graceful:
             self.rmadmin("-refreshNodes")
@@ -657,8 +666,9 @@ class YarnLab:
         log = open(self.log_dir / "rmadmin.log", "ab")
         log.write(f"==== {time.strftime('%H:%M:%S')} rmadmin (background) {' '.join(args)}\n".encode())
         log.flush()
+        preexec = _set_pdeathsig if threading.current_thread() is threading.main_thread() else None
         p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self._env(self.hadoop_conf_dir),
-                             start_new_session=True, preexec_fn=_set_pdeathsig)
+                             start_new_session=True, preexec_fn=preexec)
         log.close()
         self._bg.append(p)
         return p
@@ -787,9 +797,13 @@ class YarnLab:
             raise LabError("failover() needs YarnLab(ha=True)")
         target = to or next(r for r in self.rm_ids if r != self.active_rm)
         old = self.active_rm
-        if self._procs.get(old) is not None and self._procs[old].alive():
+        others_alive = [r for r in self.rm_ids if r != target and self._procs.get(r) is not None
+                        and self._procs[r].alive()]
+        if old in others_alive:
             self.rmadmin("-transitionToStandby", old, check=False)
-        self.rmadmin("-transitionToActive", target)
+        # --forceactive skips asking the other RMs (a dead one cannot answer)
+        force = ["--forceactive"] if len(others_alive) < len(self.rm_ids) - 1 else []
+        self.rmadmin("-transitionToActive", *force, target)
         self.active_rm = target
         self._wait_rm_up(target, timeout=timeout)
         self._write_state()
@@ -871,9 +885,10 @@ def _wait_netns_empty(ns: str, timeout: float) -> None:
 
 def read_state(state_path: Path = STATE_PATH) -> dict[str, Any] | None:
     try:
-        return json.loads(state_path.read_text())
+        doc = json.loads(state_path.read_text())
     except (OSError, ValueError):
         return None
+    return doc if isinstance(doc, dict) else None
 
 
 def cleanup_stale(state_path: Path = STATE_PATH, force: bool = False, wait_owner: float = 60.0,

@@ -19,8 +19,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .errors import LabError
 
@@ -54,7 +55,7 @@ def _driver_main(argv: list[str] | None = None) -> int:
     driver_host = sc.getConf().get("spark.driver.host", "")
 
     def executor_hosts() -> list[str]:
-        status = sc._jsc.sc().getExecutorMemoryStatus()  # type: ignore[union-attr]
+        status = sc._jsc.sc().getExecutorMemoryStatus()
         keys = status.keySet().iterator()
         hosts = []
         while keys.hasNext():
@@ -93,7 +94,7 @@ def _driver_main(argv: list[str] | None = None) -> int:
 class SparkApp:
     """Runs the driver above in a subprocess against `lab` (see the module docstring)."""
 
-    def __init__(self, lab: "YarnLab", executors: int = 2, conf: Mapping[str, str] | None = None,
+    def __init__(self, lab: YarnLab, executors: int = 2, conf: Mapping[str, str] | None = None,
                  name: str = "yarnlab-sparkapp", ready_timeout: float = 420.0) -> None:
         self.lab = lab
         self.executors = executors
@@ -106,16 +107,16 @@ class SparkApp:
         self.startup_seconds = 0.0
         self.log_path = lab.log_dir / f"sparkapp-{int(time.time())}.log"
         self._proc: subprocess.Popen[str] | None = None
-        self._lines: "queue.Queue[dict[str, Any] | None]" = queue.Queue()
+        self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
 
-    def __enter__(self) -> "SparkApp":
+    def __enter__(self) -> SparkApp:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self) -> "SparkApp":
+    def start(self) -> SparkApp:
         argv = [sys.executable, "-m", "yarnlab.sparkapp", "--executors", str(self.executors), "--name", self.name]
         for k, v in self.conf.items():
             argv += ["--conf", f"{k}={v}"]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -45,6 +45,16 @@ def yarn_lab() -> Iterator[YarnLab]:
     """One 4-node lab with the Spark shuffle service, shared by a test module."""
     nodes = int(os.environ.get("YARNLAB_TEST_NODES", "4"))
     lab = lab_or_skip(nodes=nodes, shuffle_service=True)
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+@pytest.fixture(scope="module")
+def ha_lab() -> Iterator[YarnLab]:
+    """A 2-node lab with two ResourceManagers (manual failover, no ZooKeeper)."""
+    lab = lab_or_skip(nodes=2, shuffle_service=False, ha=True)
     try:
         yield lab
     finally:

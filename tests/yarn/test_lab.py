@@ -84,7 +84,8 @@ def test_all_nodes_running_with_distinct_hosts(lab: YarnLab) -> None:
         r = lab.run_in_node(n.host, ["ss", "-ltn"])
         assert f"{n.host}:8041" in r.stdout and f"{n.host}:7337" in r.stdout, r.stdout
     record(lab, "startup_seconds", round(lab.startup_seconds or 0, 1))
-    record(lab, "default_nodes_query_states", sorted({n["state"] for n in lab.rest("/ws/v1/cluster/nodes")["nodes"]["node"]}))
+    default_doc = lab.rest("/ws/v1/cluster/nodes")
+    record(lab, "default_nodes_query_states", sorted({n["state"] for n in default_doc["nodes"]["node"]}))
 
 
 def test_states_filter_of_nodes_rest(lab: YarnLab) -> None:
