@@ -6,6 +6,7 @@ open), optionally tells decom, and returns what Spark itself recorded. Used by t
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -41,6 +42,21 @@ BASE_CONF = {
 }
 KEYS = 97
 N = 40_000
+_runs = itertools.count()
+
+
+def _group(name: str) -> str:
+    """A job group of its own per scenario run: sessions run several scenarios."""
+    return f"{name}-{next(_runs)}"
+
+
+def _error_text(e: BaseException) -> str:
+    """The line that says why Spark failed the job (py4j puts it below its own first line)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:
+        if "maximum allowable number of times" in ln or "Job aborted" in ln or "cancelled" in ln:
+            return ln[:400]
+    return (lines[0] if lines else repr(e))[:400]
 
 
 def expected_sums() -> list[tuple[int, int]]:
@@ -110,9 +126,10 @@ def lost_outputs(spark: Any, controller: Any, mode: str, lose: int = 1,
     out = Outcome(mode, f"lost-outputs-{lose}")
     wait_for_executors(spark, WORKERS)
     agg = sc.parallelize(range(N), 8).map(lambda x: (x % KEYS, x)).reduceByKey(add, 8)
-    sc.setJobGroup("materialise", "materialise the shuffle")
+    materialise, reduce = _group("materialise"), _group("reduce")
+    sc.setJobGroup(materialise, "materialise the shuffle")
     agg.count()
-    first = probe.attempts("materialise")
+    first = probe.attempts(materialise)
     map_stage = min(a.stage for a in first)
     holders = map_outputs_by_executor(first, map_stage)
     victims = sorted(holders, key=lambda e: (-len(holders[e]), e))[:lose]
@@ -126,17 +143,17 @@ def lost_outputs(spark: Any, controller: Any, mode: str, lose: int = 1,
         if controller is not None and tell == "after":
             time.sleep(2)
             controller.decommissioned(executors=victims)
-        sc.setJobGroup("reduce", "reduce after the loss")
+        sc.setJobGroup(reduce, "reduce after the loss")
         t0 = time.monotonic()
         try:
             result = sorted(agg.collect())
             out.correct = result == expected_sums()
         except Exception as e:  # noqa: BLE001 - an abort is an outcome
             out.aborted = True
-            out.error = str(e).splitlines()[0][:300]
+            out.error = _error_text(e)
         out.wall_s = round(time.monotonic() - t0, 2)
         seen = {(a.stage, a.attempt) for a in first}
-        later = _groups_attempts(probe, "reduce", seen)
+        later = _groups_attempts(probe, reduce, seen)
     out.tasks_on_victims_after = sum(
         1 for a in later for t in a.tasks if t.executor in victims and t.status == "SUCCESS")
     _fill(out, later, controller)
@@ -159,9 +176,10 @@ def repeated_loss(spark: Any, controller: Any, mode: str, losses: int = 2,
     job = (sc.parallelize(range(N), 8).map(lambda x: (x % KEYS, x)).reduceByKey(add, 24)
            .mapPartitions(slow))
     box: dict[str, Any] = {}
+    group = _group("repeated")
 
     def run() -> None:
-        sc.setJobGroup("repeated", "reduce stage losing a node in each attempt")
+        sc.setJobGroup(group, "reduce stage losing a node in each attempt")
         try:
             box["result"] = sorted(job.collect())
         except Exception as e:  # noqa: BLE001
@@ -173,10 +191,10 @@ def repeated_loss(spark: Any, controller: Any, mode: str, losses: int = 2,
     with Vanisher(sc.applicationId) as v:
         gone: set[str] = set()
         for attempt in range(losses):
-            sid = wait_stage_attempt(spark, "repeated", attempt, min_done=1)
+            sid = wait_stage_attempt(spark, group, attempt, min_done=1)
             if sid is None:
                 break
-            attempts = probe.attempts("repeated", settle=0.0)
+            attempts = probe.attempts(group, settle=0.0)
             holders = map_outputs_by_executor(attempts, min(a.stage for a in attempts))
             live = {e: p for e, p in holders.items() if e not in gone}
             victim = sorted(live, key=lambda e: (-len(live[e]), e))[0]
@@ -193,10 +211,10 @@ def repeated_loss(spark: Any, controller: Any, mode: str, losses: int = 2,
         out.wall_s = round(time.monotonic() - t0, 2)
     if "error" in box:
         out.aborted = True
-        out.error = str(box["error"]).splitlines()[0][:300]
+        out.error = _error_text(box["error"])
     else:
         out.correct = box.get("result") == expected_sums()
-    attempts = probe.attempts("repeated")
+    attempts = probe.attempts(group)
     _fill(out, attempts, controller, skip_first_map=True)
     return out
 

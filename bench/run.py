@@ -73,7 +73,7 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def markdown(summ: list[dict[str, Any]], command: str, when: str) -> str:
     head = ("| scenario | mode | runs | wall s (median) | aborted | correct | FetchFailed tasks | "
-            "outputs lost | map tasks recomputed | result-stage attempts |\n|---|---|---|---|---|---|---|---|---|---|\n")
+            "outputs lost | map tasks recomputed | result-stage attempts |\n" + "|---" * 10 + "|\n")
     body = "".join(
         f"| {s['scenario']} | {s['mode']} | {s['runs']} | {s['wall_s_median']} | {s['aborted']} | {s['correct']} | "
         f"{s['fetch_failed_tasks']} | {s['outputs_lost']} | {s['map_tasks_recomputed']} | "

@@ -134,8 +134,12 @@ class Vanisher:
         self.app_id = app_id
         self.frozen: list[int] = []
 
-    def vanish(self, executor_id: str) -> int:
-        pid = executor_pid(self.app_id, executor_id)
+    def vanish(self, executor_id: str) -> int | None:
+        """Freeze the executor; None when it has already exited (e.g. decom released it first)."""
+        try:
+            pid = executor_pid(self.app_id, executor_id)
+        except LookupError:
+            return None
         os.kill(pid, signal.SIGSTOP)
         self.frozen.append(pid)
         return pid
