@@ -14,7 +14,7 @@ from ._errors import (
 )
 from ._version import __version__
 
-__all__ = ["Shim", "SUPPORTED_SPARK"]
+__all__ = ["Shim", "SUPPORTED_SPARK", "check_versions"]
 
 SUPPORTED_SPARK = ("4.3.",)
 _FIX = (
@@ -37,6 +37,14 @@ def _spark_context(spark: Any) -> Any:
     return sc
 
 
+def check_versions(jar_version: str, package_version: str) -> None:
+    """The jar and the Python package must be the same build (one version number, in pom.xml)."""
+    if jar_version != package_version:
+        raise ShimVersionMismatchError(
+            f"the decom shim jar on the driver is version {jar_version}, this Python package is "
+            f"{package_version}: use the jar shipped with this package ({_FIX}).")
+
+
 class Shim:
     """Python mirror of the Scala ``io.decom.DecomShim``: one per SparkContext."""
 
@@ -56,11 +64,7 @@ class Shim:
         jclass = sc._jvm.io.decom.DecomShim
         if not isinstance(jclass, JavaClass):
             raise ShimNotFoundError(f"the decom shim jar is not on the Spark driver's classpath: {_FIX}")
-        jar_version = str(jclass.version())
-        if jar_version != __version__:
-            raise ShimVersionMismatchError(
-                f"the decom shim jar on the driver is version {jar_version}, this Python package is "
-                f"{__version__}: use the jar shipped with this package ({_FIX}).")
+        check_versions(str(jclass.version()), __version__)
         return cls(sc, jclass.get(sc._jsc.sc()))
 
     @property

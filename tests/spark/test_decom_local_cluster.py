@@ -33,6 +33,17 @@ def test_enable_is_idempotent_and_owns_the_retry_policy(decom_spark):
     assert policy["sparkLimit"] > 2, "Spark's own limit is raised so decom's count decides"
 
 
+def test_jar_and_package_are_one_version_and_a_mismatch_is_named(decom_spark):
+    import decom
+    from decom._jvm import check_versions
+
+    spark, _ = decom_spark
+    jar = spark.sparkContext._jvm.io.decom.DecomShim.version()
+    assert jar == decom.__version__
+    with pytest.raises(decom.ShimVersionMismatchError, match=f"version {jar}, this Python package is 9.9.9"):
+        check_versions(jar, "9.9.9")
+
+
 def test_decommissioning_executor_gets_no_new_tasks_until_recommissioned(decom_spark):
     spark, controller = decom_spark
     e = wait_for_executors(spark, 4)[0]
