@@ -55,6 +55,7 @@ class Controller:
         self.config = config
         self._lock = threading.RLock()
         self._nodes: dict[str, _Node] = {}
+        self._timers: dict[str, threading.Timer] = {}
         self._poller: Any = None
         self._stopped = False
         self._event_log = config.event_log or None
@@ -118,6 +119,9 @@ class Controller:
         with self._lock:
             self._stopped = True
             poller, self._poller = self._poller, None
+            for timer in self._timers.values():
+                timer.cancel()
+            self._timers.clear()
         if poller is not None:
             poller.stop()
 
@@ -186,6 +190,7 @@ class Controller:
                 node.state = target
                 {DECOMMISSIONING: exclude, DECOMMISSIONED: gone, RUNNING: back}[target].append(
                     status.target)
+                self._arm_deadline(node, now)
             # One shim call per action for the whole batch: nodes lost together are cleaned
             # together, so the next map-stage attempt recomputes all their outputs at once.
             if gone:
@@ -196,6 +201,30 @@ class Controller:
             if back:
                 self._act("unexclude", back, lambda h, e: self._shim.unexclude(
                     h, e, "decom: node is back in service"))
+
+    def _arm_deadline(self, node: _Node, now: float) -> None:
+        """A DECOMMISSIONING node with a known deadline is handled as gone once the deadline is
+        nearer than the threshold, even if the RM says nothing more before YARN forces it out."""
+        old = self._timers.pop(node.key, None)
+        if old is not None:
+            old.cancel()
+        if node.state != DECOMMISSIONING or node.deadline is None:
+            return
+        delay = max(0.0, node.deadline - self.config.deadline_threshold - now)
+        timer = threading.Timer(delay, self._deadline_reached, args=(node.key, node.deadline))
+        timer.daemon = True
+        timer.name = f"decom-deadline-{node.key}"
+        self._timers[node.key] = timer
+        timer.start()
+
+    def _deadline_reached(self, key: str, deadline: float) -> None:
+        with self._lock:
+            node = self._nodes.get(key)
+            if node is None or node.state != DECOMMISSIONING or node.deadline != deadline:
+                return
+        log.info("decom: %s is %.0fs from its decommission deadline: handling it as gone now",
+                 key, max(0.0, deadline - time.time()))
+        self.on_node_states([NodeStatus(key, DECOMMISSIONING, deadline)])
 
     def _act_decommissioned(self, keys: list[str]) -> None:
         cleanup = self.config.cleanup_enabled

@@ -140,3 +140,22 @@ def test_event_log_gets_one_json_line_per_transition_and_action(tmp_path):
     c.decommissioned(hosts=["n1"])
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert [x["action"] for x in lines] == ["transition", "exclude", "transition", "decommissioned"]
+
+
+def test_deadline_approaching_later_turns_decommissioning_into_gone():
+    c, shim = make(deadline_threshold="20s")
+    c.decommissioning(hosts=["n1"], deadline=time.time() + 20.6)
+    assert [x[0] for x in shim.calls] == ["exclude"]
+    end = time.monotonic() + 5
+    while len(shim.calls) < 2 and time.monotonic() < end:
+        time.sleep(0.05)
+    assert [x[0] for x in shim.calls] == ["exclude", "decommissioned"]
+    assert c.report()["nodes"]["n1"]["state"] == "DECOMMISSIONED"
+
+
+def test_recommission_cancels_the_deadline_timer():
+    c, shim = make(deadline_threshold="20s")
+    c.decommissioning(hosts=["n1"], deadline=time.time() + 20.5)
+    c.recommissioned(hosts=["n1"])
+    time.sleep(1.0)
+    assert [x[0] for x in shim.calls] == ["exclude", "unexclude"]
