@@ -241,6 +241,10 @@ class YarnLab:
         self._started = False
         self._stopping = False
         self._mutex = threading.RLock()
+        self._admin_lock = threading.RLock()
+        self._drained_early: set[str] = set()
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     # -- context manager ---------------------------------------------------------------------
     def __enter__(self) -> YarnLab:
@@ -318,7 +322,47 @@ class YarnLab:
                 raise LabError(f"{e}\n{detail}" if detail else str(e)) from e
             raise
         self.startup_seconds = time.monotonic() - t0
+        self._watch_stop.clear()
+        self._watcher = threading.Thread(target=self._no_wait_for_apps_watcher, name="yarnlab-drain", daemon=True)
+        self._watcher.start()
         return self
+
+    def _no_wait_for_apps_watcher(self) -> None:
+        """Emulate EMR's `...decommissioning-nodes-watcher.wait-for-applications=false`.
+
+        Apache Hadoop 3.5.0 has no such switch: its DecommissioningNodesWatcher keeps a node
+        DECOMMISSIONING while any app that ran on it is alive, even with no container left, until
+        the timeout. With wait_for_applications=False (the default, as on EMR) the lab gives such a
+        node (DECOMMISSIONING, 0 containers) a per-host timeout of 0 in the exclude file and runs
+        `-refreshNodes -g -server`; the RM then finishes it at its next watcher poll. Set
+        lab.wait_for_applications = True (any time) for stock Apache behaviour.
+        """
+        log = self.log_dir / "lab.log"
+        while not self._watch_stop.wait(1.0):
+            if self.wait_for_applications or not self._excluded:
+                continue
+            try:
+                idle = [n["nodeHostName"] for n in self.nodes_rest(("DECOMMISSIONING",))
+                        if int(n.get("numContainers") or 0) == 0]
+            except (OSError, ValueError, KeyError):
+                continue
+            with self._admin_lock:
+                hosts = [h for h in idle if h in self._excluded and self._excluded[h] not in (0, None)
+                         and h not in self._drained_early]
+                if not hosts or self._watch_stop.is_set():
+                    continue
+                for h in hosts:
+                    self._excluded[h] = 0
+                    self._drained_early.add(h)
+                self._write_exclude()
+                try:
+                    r = self.rmadmin("-refreshNodes", "-g", "-server", check=False)
+                    msg = f"rc={r.returncode}"
+                except (OSError, subprocess.SubprocessError) as e:
+                    msg = str(e)
+            with open(log, "a") as f:
+                f.write(f"{time.strftime('%H:%M:%S')} no containers left on DECOMMISSIONING {hosts}: "
+                        f"timeout set to 0 (wait_for_applications=false emulation), refresh {msg}\n")
 
     def _remaining(self, t0: float) -> float:
         return max(5.0, self.start_timeout - (time.monotonic() - t0))
@@ -487,6 +531,10 @@ class YarnLab:
             if self._stopping:
                 return
             self._stopping = True
+            self._watch_stop.set()
+            if self._watcher is not None and self._watcher is not threading.current_thread():
+                self._watcher.join(timeout=30)
+            self._watcher = None
             try:
                 for bg in self._bg:
                     if bg.poll() is None:
@@ -641,19 +689,23 @@ class YarnLab:
         hs = [self.node(h).host for h in hosts]
         if mode not in ("server", "client"):
             raise ValueError("mode must be 'server' or 'client'")
-        for h in hs:
-            # Always a per-host timeout in the XML: the RM prefers it to the -g value, so a later
-            # `-refreshNodes -g N` for other hosts leaves this host's timeout alone.
-            self._excluded[h] = (self.graceful_timeout_secs if timeout is None else int(timeout)) if graceful else None
-        self._write_exclude()
-        if not graceful:
-            self.rmadmin("-refreshNodes")
-        else:
-            args = ["-refreshNodes", "-g"] + ([str(int(timeout))] if timeout is not None else []) + [f"-{mode}"]
-            if mode == "server":
-                self.rmadmin(*args)
+        with self._admin_lock:
+            for h in hs:
+                # Always a per-host timeout in the XML: the RM prefers it to the -g value, so a later
+                # `-refreshNodes -g N` for other hosts leaves this host's timeout alone.
+                t = self.graceful_timeout_secs if timeout is None else int(timeout)
+                self._excluded[h] = t if graceful else None
+                self._drained_early.discard(h)
+            self._write_exclude()
+            if not graceful:
+                # NB: a forceful refresh decommissions *every* excluded host at once
+                self.rmadmin("-refreshNodes")
             else:
-                self._rmadmin_background(*args)
+                args = ["-refreshNodes", "-g"] + ([str(int(timeout))] if timeout is not None else []) + [f"-{mode}"]
+                if mode == "server":
+                    self.rmadmin(*args)
+                else:
+                    self._rmadmin_background(*args)
         if wait:
             self.wait_for_nodes({h: "DECOMMISSIONED" for h in hs}, timeout=wait_timeout)
 
@@ -681,11 +733,13 @@ class YarnLab:
         starts that NodeManager again; it then registers and becomes RUNNING.
         """
         ns = [self.node(h) for h in hosts]
-        for n in ns:
-            self._excluded.pop(n.host, None)
-        self._write_exclude()
-        # Graceful refresh: hosts still excluded keep their graceful decommission going.
-        self.rmadmin("-refreshNodes", "-g", "-server")
+        with self._admin_lock:
+            for n in ns:
+                self._excluded.pop(n.host, None)
+                self._drained_early.discard(n.host)
+            self._write_exclude()
+            # Graceful refresh: hosts still excluded keep their graceful decommission going.
+            self.rmadmin("-refreshNodes", "-g", "-server")
         states = self.node_states()
         for n in ns:
             if states.get(n.host) in ("DECOMMISSIONED", "SHUTDOWN", "LOST") or not self._nm_alive(n):
