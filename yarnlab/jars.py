@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LabError
+from .errors import LabError, LabUnavailable
 
 PKG_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PKG_DIR.parent
@@ -85,7 +85,7 @@ def java_home() -> Path:
     java = shutil.which("java")
     if java:
         return Path(os.path.realpath(java)).parent.parent
-    raise LabError("no Java found: set JAVA_HOME (Java 17 is what Hadoop 3.5 needs)")
+    raise LabUnavailable("no Java found: set JAVA_HOME (Java 17 is what Hadoop 3.5 needs)")
 
 
 def default_jar_dir() -> Path:
@@ -116,7 +116,7 @@ def _locked(path: Path) -> Iterator[None]:
 def _mvn_copy(profile: str, out: Path, timeout: float) -> subprocess.CompletedProcess[str]:
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise LabError("mvn not found: Maven is needed once to fetch the Hadoop jars")
+        raise LabUnavailable("mvn not found: Maven is needed once to fetch the Hadoop jars")
     env = dict(os.environ, JAVA_HOME=str(java_home()))
     return subprocess.run(
         [mvn, "-q", "-B", "-f", str(POM), "-P", profile, "dependency:copy-dependencies",

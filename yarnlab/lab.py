@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config, jars, net
-from .errors import LabError
+from .errors import LabError, LabUnavailable
 
 ALL_NODE_STATES = ("NEW", "RUNNING", "UNHEALTHY", "DECOMMISSIONING", "DECOMMISSIONED", "LOST",
                    "REBOOTED", "SHUTDOWN")
@@ -318,7 +318,7 @@ class YarnLab:
         except BaseException as e:
             detail = self._failure_detail(str(e))
             self.stop()
-            if isinstance(e, LabError):
+            if isinstance(e, LabError) and not isinstance(e, LabUnavailable):
                 raise LabError(f"{e}\n{detail}" if detail else str(e)) from e
             raise
         self.startup_seconds = time.monotonic() - t0
