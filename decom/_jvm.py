@@ -67,10 +67,6 @@ class Shim:
         check_versions(str(jclass.version()), __version__)
         return cls(sc, jclass.get(sc._jsc.sc()))
 
-    @property
-    def version(self) -> str:
-        return str(self._j.getClass().getPackage().getImplementationVersion() or __version__)
-
     def _list(self, items: list[str]) -> Any:
         from py4j.java_collections import ListConverter
 

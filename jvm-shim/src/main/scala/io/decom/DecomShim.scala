@@ -96,7 +96,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
    * too. Returns JSON: {"executors": [ids newly excluded], "targets": [keys]}.
    */
   def exclude(hosts: JList[String], execs: JList[String], timeoutMs: Long, reason: String): String =
-    guarded("exclude") {
+    guarded {
       val t = now()
       val newly = targets(hosts, execs).flatMap { target =>
         val rec = record(target)
@@ -114,7 +114,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
 
   /** The node is back (recommissioned, or the exclusion expired): tasks may run there again. */
   def unexclude(hosts: JList[String], execs: JList[String], reason: String): String =
-    guarded("unexclude") {
+    guarded {
       val freed = targets(hosts, execs).flatMap { target => unexcludeRecord(record(target), reason) }
       compact(render(("executors" -> freed.distinct) ~ ("targets" -> keys(hosts, execs))))
     }
@@ -126,7 +126,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
    * are released so YARN can finish draining the node and running tasks are re-offered now.
    */
   def decommissioned(hosts: JList[String], execs: JList[String], cleanup: Boolean, reason: String)
-      : String = guarded("decommissioned") {
+      : String = guarded {
     val t = now()
     val ts = targets(hosts, execs)
     val perTarget = ts.map { target =>
@@ -296,7 +296,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
 
   // ---- internals ---------------------------------------------------------------------------------
 
-  private def guarded(action: String)(body: => String): String = synchronized {
+  private def guarded(body: => String): String = synchronized {
     if (stopped) throw new IllegalStateException("decom shim is stopped")
     body
   }
@@ -314,7 +314,10 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   private def resolve(t: Target): Seq[String] = {
     val active = SparkInternals.activeExecutorIds(sc)
     val known = executors.values.filter(e => e.runsOn(t)).map(_.id)
+    // The listener may not have seen an executor yet: an explicit id, or the task scheduler's view of
+    // a host, needs no registry.
     val extra = t match {
+      case ExecutorTarget(id) => Set(id)
       case NodeTarget(h, None) => SparkInternals.executorsAliveOnHost(sc, h)
       case _ => Set.empty[String]
     }
