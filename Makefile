@@ -45,3 +45,12 @@ bench: setup
 
 clean:
 	rm -rf jvm-shim/target dist build .pytest_cache .mypy_cache
+
+# The real-YARN lab (root): RM on the host, one NodeManager per network namespace.
+.PHONY: lab-up lab-down test-yarn
+lab-up: setup
+	$(PY) -m yarnlab up --nodes 4 --shuffle-service
+lab-down: $(VENV)/.installed
+	$(PY) -m yarnlab down
+test-yarn: setup
+	$(PY) -m pytest tests/yarn -q
