@@ -74,12 +74,32 @@ def enable(spark: Any, *, strict: bool = False, start_poller: bool = True,
                             sorted(options))
             return existing
         conf = {str(k): str(v) for k, v in sc.getConf().getAll()}
+        # The app's own Hadoop configuration knows the RM in every deploy mode (in cluster mode it is
+        # the yarn-site the client shipped); offered to RM discovery like spark.hadoop.* keys.
+        on_yarn = str(sc.master).startswith("yarn")
+        if on_yarn:
+            for k, v in _yarn_rm_settings(sc).items():
+                conf.setdefault(f"spark.hadoop.{k}", v)
         config = DecomConfig.resolve(conf, options, strict=strict)
         shim = Shim.for_session(spark)
         controller = Controller(shim, config)
         if start_poller and config.enabled:
-            from ._poller import start_poller as _start
+            if on_yarn or config.rm_addresses:
+                from ._poller import start_poller as _start
 
-            _start(controller, config, conf)
+                _start(controller, config, conf)
+            else:
+                # Executors of a non-YARN master don't run on YARN nodes: nothing to poll.
+                log.info("decom: master %s is not YARN and spark.decom.yarn.rm.addresses is unset: "
+                         "nodes are reported by hand", sc.master)
         _controllers[key] = controller
         return controller
+
+
+def _yarn_rm_settings(sc: Any) -> dict[str, str]:
+    try:
+        found = sc._jsc.hadoopConfiguration().getValByRegex(r"^yarn\.(resourcemanager\.|http\.policy$)")
+        return {str(k): str(v) for k, v in dict(found).items()}
+    except Exception as e:  # noqa: BLE001 - discovery has other sources; never fail enable() here
+        log.debug("decom: cannot read the app's Hadoop configuration: %s", e)
+        return {}
