@@ -54,3 +54,8 @@ lab-down: $(VENV)/.installed
 	$(PY) -m yarnlab down
 test-yarn: setup
 	$(PY) -m pytest tests/yarn -q
+
+.PHONY: wheel
+wheel: $(JAR)
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
+	@ls dist/decom-$(VERSION)-*.whl
