@@ -7,6 +7,7 @@ open), optionally tells decom, and returns what Spark itself recorded. Used by t
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -67,6 +68,13 @@ def expected_sums() -> list[tuple[int, int]]:
     return sorted(sums.items())
 
 
+def loopback_only() -> None:
+    """Keep every driver/worker/executor address on 127.0.0.1: local-cluster executors otherwise
+    advertise the machine's own address. Inherited by the JVMs pyspark launches, so it must be set
+    before the first session of the process."""
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+
+
 @contextmanager
 def session(mode: str, workers: int = WORKERS, conf: dict[str, str] | None = None,
             app: str = "decom-scenario") -> Iterator[tuple[Any, Any]]:
@@ -75,6 +83,7 @@ def session(mode: str, workers: int = WORKERS, conf: dict[str, str] | None = Non
 
     import decom
 
+    loopback_only()
     builder = SparkSession.builder.master(f"local-cluster[{workers},1,1024]").appName(f"{app}-{mode}")
     for k, v in {**BASE_CONF, **(conf or {})}.items():
         builder = builder.config(k, v)

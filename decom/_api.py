@@ -50,9 +50,35 @@ def configure(builder: B) -> B:
     options = getattr(builder, "_options", None)
     if not isinstance(options, dict):
         raise TypeError("decom.configure() takes a pyspark SparkSession.Builder")
-    _append(options, "spark.jars", jar_path())
+    jar = jar_path()
+    _append(options, "spark.jars", jar)
     _append(options, "spark.plugins", PLUGIN_CLASS)
+    _add_to_running_driver_jvm(jar)
     return builder
+
+
+def _add_to_running_driver_jvm(jar: str) -> None:
+    """`spark.jars` reaches the driver's classpath only when the driver JVM is launched. If this
+    Python process already launched one (an earlier session, a notebook), add the jar to the loader
+    Spark resolves plugins through, so the next session can load io.decom.DecomPlugin."""
+    from pyspark import SparkContext
+
+    jvm = SparkContext._jvm
+    if jvm is None:
+        return
+    from py4j.java_gateway import JavaClass
+
+    if isinstance(jvm.io.decom.DecomShim, JavaClass):
+        return  # already loadable
+    loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
+    try:
+        loader.addURL(jvm.java.io.File(jar).toURI().toURL())
+    except Exception as e:  # noqa: BLE001 - a loader without addURL
+        raise ShimNotFoundError(
+            "the Spark driver JVM of this Python process was started without the decom shim and "
+            f"cannot take it now ({e}): restart the Python process (kernel) and call "
+            "decom.configure(SparkSession.builder) before the first session") from e
+    log.info("decom: added %s to the running driver JVM", jar)
 
 
 def enable(spark: Any, *, strict: bool = False, start_poller: bool = True,
