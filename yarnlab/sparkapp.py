@@ -5,13 +5,29 @@
         app.run_job()                            # a small shuffle job; returns its result checksum
     # leaving the block stops the app (and kills the driver process if it does not stop)
 
-The driver process is `python -m yarnlab.sparkapp --conf k=v ... --executors N`; it prints one
-JSON object per line ({"event": "ready", ...}) and obeys "job" / "stop" lines on stdin.
+The driver process is `python -m yarnlab.sparkapp --conf k=v ... --executors N [--decom]`; it prints
+one JSON object per line ({"event": "ready", ...}) and obeys lines on stdin:
+
+    job                      a small shuffle job, synchronously -> {"event": "job", "checksum": ...}
+    executors                -> {"event": "executors", "executors": [hosts], "by_id": {id: host}}
+    report                   -> {"event": "report", "report": decom's Controller.report() or null}
+    start_job {json}         a shuffle job on a background thread (see ShuffleJob) -> "job_started"
+    wait_stage {json}        until attempt k of the job's "map"/"reduce" stage runs with >= m tasks
+                             done -> "stage_reached" {"stage_id": id or null if the job ended first}
+    attempts                 Spark's own records of the job's stage attempts and tasks -> "attempts"
+    wait_job {json}          until the job ends -> "job_done" {checksum | error, aborted, attempts}
+    stop
+
+With ``decom=True`` the driver calls ``decom.configure(builder)`` before ``getOrCreate()`` and
+``decom.enable(spark, poll_interval=...)`` after it; decom finds the RM through HADOOP_CONF_DIR.
+The Spark UI is on (bound to the driver address, port chosen by Spark) so the figures come from
+Spark's own status REST API: stage attempts, task status, executor, host, launch time, errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import queue
@@ -19,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +47,149 @@ if TYPE_CHECKING:
 
 
 def _emit(**kw: Any) -> None:
-    print(json.dumps(kw), flush=True)
+    print(json.dumps(kw, default=str), flush=True)
+
+
+MOD = 1_000_000_007
+
+
+def shuffle_checksum(n: int, keys: int) -> int:
+    """The shuffle job's answer, computed without Spark: sum over keys of key * (sum of its values)."""
+    sums: dict[int, int] = {}
+    for x in range(n):
+        sums[x % keys] = sums.get(x % keys, 0) + x
+    return sum(k * v for k, v in sums.items()) % MOD
+
+
+def _spark_time(s: str | None) -> float | None:
+    """Epoch seconds of a status-API time like '2026-11-22T12:34:56.789GMT'."""
+    if not s:
+        return None
+    t = dt.datetime.strptime(s.replace("GMT", ""), "%Y-%m-%dT%H:%M:%S.%f")
+    return t.replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+class _Probe:
+    """Spark's own stage/task records of a job group, through the driver's status REST API."""
+
+    def __init__(self, sc: Any) -> None:
+        self.sc = sc
+        self.base = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}" if sc.uiWebUrl else ""
+
+    def _get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.base + path, timeout=30) as r:
+            return json.load(r)
+
+    def stage_ids(self, group: str) -> list[int]:
+        st = self.sc.statusTracker()
+        ids: set[int] = set()
+        for j in st.getJobIdsForGroup(group):
+            info = st.getJobInfo(j)
+            if info is not None:
+                ids.update(info.stageIds)
+        return sorted(ids)
+
+    def attempts(self, group: str) -> list[dict[str, Any]]:
+        if not self.base:
+            raise RuntimeError("the Spark UI is disabled: no status REST API to read task records from")
+        out = []
+        for sid in self.stage_ids(group):
+            try:
+                stage_attempts = self._get(f"/stages/{sid}")
+            except Exception:  # noqa: BLE001 - a stage that never ran has no record
+                continue
+            for a in stage_attempts:
+                if a.get("status") == "SKIPPED":
+                    continue
+                tl = self._get(f"/stages/{sid}/{a['attemptId']}/taskList?length=100000")
+                tasks = [{"index": t["index"], "executor": t.get("executorId", ""), "host": t.get("host", ""),
+                          "status": t.get("status", ""), "launch": _spark_time(t.get("launchTime")),
+                          "error": (t.get("errorMessage") or "")[:300]} for t in tl]
+                out.append({"stage": sid, "attempt": a["attemptId"], "name": a.get("name", ""),
+                            "status": a.get("status", ""), "num_tasks": a.get("numTasks", 0),
+                            "failure": (a.get("failureReason") or "")[:500],
+                            "fetch_failed": sum(1 for t in tasks if t["status"] == "FAILED"
+                                                and t["error"].startswith("FetchFailed")),
+                            "tasks": tasks})
+        return out
+
+    def executors(self) -> dict[str, str]:
+        if not self.base:
+            return {}
+        return {e["id"]: e["hostPort"].rsplit(":", 1)[0] for e in self._get("/executors")
+                if e["id"] != "driver" and e.get("isActive")}
+
+
+class ShuffleJob:
+    """parallelize(range(n), maps) -> (x % keys, x) with a per-map-task sleep -> reduceByKey(reduces)
+    with a per-reduce-task sleep -> collect, in job group `group`, on a background thread."""
+
+    def __init__(self, sc: Any, spec: Mapping[str, Any]) -> None:
+        self.sc = sc
+        self.n = int(spec.get("n", 40_000))
+        self.keys = int(spec.get("keys", 97))
+        self.maps = int(spec.get("maps", 8))
+        self.reduces = int(spec.get("reduces", 16))
+        self.map_sleep = float(spec.get("map_sleep", 0.5))
+        self.reduce_sleep = float(spec.get("reduce_sleep", 1.0))
+        self.group = str(spec.get("group", f"job-{int(time.time() * 1000)}"))
+        self.result: dict[str, Any] = {}
+        self.started = 0.0
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f"job-{self.group}")
+
+    def start(self) -> ShuffleJob:
+        self.started = time.time()
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        from operator import add
+
+        map_sleep, reduce_sleep, keys = self.map_sleep, self.reduce_sleep, self.keys
+
+        def slow_map(it: Any) -> Any:
+            time.sleep(map_sleep)
+            return ((x % keys, x) for x in it)
+
+        def slow_reduce(it: Any) -> Any:
+            time.sleep(reduce_sleep)
+            return it
+
+        self.sc.setJobGroup(self.group, "yarnlab shuffle job", interruptOnCancel=False)
+        t0 = time.monotonic()
+        try:
+            rdd = (self.sc.parallelize(range(self.n), self.maps).mapPartitions(slow_map)
+                   .reduceByKey(add, self.reduces).mapPartitions(slow_reduce))
+            pairs = rdd.collect()
+            self.result = {"checksum": sum(k * v for k, v in pairs) % MOD, "aborted": False, "error": ""}
+        except Exception as e:  # noqa: BLE001 - an abort is an outcome
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            why = next((ln for ln in lines if "maximum allowable number of times" in ln or "aborted" in ln
+                        or "cancelled" in ln), lines[0] if lines else repr(e))
+            self.result = {"checksum": None, "aborted": True, "error": why[:600]}
+        self.result["wall_s"] = round(time.monotonic() - t0, 2)
+        self.result["started"] = self.started
+        self.result["ended"] = time.time()
+
+    def wait_stage(self, which: str, attempt: int, min_done: int, timeout: float) -> int | None:
+        """Stage id once attempt `attempt` of the job's map ("map") or result ("reduce") stage runs
+        with >= min_done tasks done; None if the job ended first."""
+        st = self.sc.statusTracker()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.thread.is_alive():
+                return None
+            for j in st.getJobIdsForGroup(self.group):
+                info = st.getJobInfo(j)
+                if info is None or not info.stageIds:
+                    continue
+                sid = max(info.stageIds) if which == "reduce" else min(info.stageIds)
+                s = st.getStageInfo(sid)
+                if (s is not None and s.currentAttemptId == attempt and s.numCompletedTasks >= min_done
+                        and s.numActiveTasks > 0):
+                    return int(sid)
+            time.sleep(0.05)
+        raise TimeoutError(f"{which} stage attempt {attempt} with {min_done} tasks done: not in {timeout}s")
 
 
 def _driver_main(argv: list[str] | None = None) -> int:
@@ -39,6 +198,8 @@ def _driver_main(argv: list[str] | None = None) -> int:
     ap.add_argument("--executors", type=int, default=2)
     ap.add_argument("--name", default="yarnlab-sparkapp")
     ap.add_argument("--register-timeout", type=float, default=300.0)
+    ap.add_argument("--decom", action="store_true", help="decom.configure + decom.enable")
+    ap.add_argument("--poll-interval", default="0.5s")
     args = ap.parse_args(argv)
 
     from pyspark.sql import SparkSession
@@ -48,11 +209,25 @@ def _driver_main(argv: list[str] | None = None) -> int:
         k, _, v = kv.partition("=")
         b = b.config(k, v)
     b = b.config("spark.executor.instances", str(args.executors))
+    controller = None
+    if args.decom:
+        import decom
+
+        b = decom.configure(b)
     t0 = time.monotonic()
     spark = b.getOrCreate()
     sc = spark.sparkContext
     sc.setLogLevel("WARN")
+    if args.decom:
+        import logging
+
+        import decom
+
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        controller = decom.enable(spark, poll_interval=args.poll_interval)
     driver_host = sc.getConf().get("spark.driver.host", "")
+    probe = _Probe(sc)
 
     def executor_hosts() -> list[str]:
         status = sc._jsc.sc().getExecutorMemoryStatus()
@@ -68,24 +243,61 @@ def _driver_main(argv: list[str] | None = None) -> int:
     while len(executor_hosts()) < args.executors and time.monotonic() < deadline:
         time.sleep(0.5)
     _emit(event="ready", app_id=sc.applicationId, executors=executor_hosts(),
-          seconds=round(time.monotonic() - t0, 1))
+          seconds=round(time.monotonic() - t0, 1), ui=sc.uiWebUrl, decom=controller is not None)
 
     def job() -> int:
         rdd = sc.parallelize(range(20000), 8).map(lambda x: (x % 97, x)).reduceByKey(lambda a, b: a + b)
-        return int(sum(k * v for k, v in rdd.collect()) % 1_000_000_007)
+        return int(sum(k * v for k, v in rdd.collect()) % MOD)
 
+    current: ShuffleJob | None = None
     for line in sys.stdin:
-        cmd = line.strip()
-        if cmd == "job":
-            t1 = time.monotonic()
-            try:
-                _emit(event="job", checksum=job(), seconds=round(time.monotonic() - t1, 1))
-            except Exception as e:  # noqa: BLE001
-                _emit(event="job_failed", error=str(e)[:2000])
-        elif cmd == "executors":
-            _emit(event="executors", executors=executor_hosts())
-        elif cmd == "stop":
-            break
+        cmd, _, arg = line.strip().partition(" ")
+        spec: dict[str, Any] = json.loads(arg) if arg.strip() else {}
+        try:
+            if cmd == "job":
+                t1 = time.monotonic()
+                try:
+                    _emit(event="job", checksum=job(), seconds=round(time.monotonic() - t1, 1))
+                except Exception as e:  # noqa: BLE001
+                    _emit(event="job_failed", error=str(e)[:2000])
+            elif cmd == "executors":
+                try:
+                    by_id = probe.executors()
+                except Exception:  # noqa: BLE001
+                    by_id = {}
+                _emit(event="executors", executors=executor_hosts(), by_id=by_id)
+            elif cmd == "report":
+                _emit(event="report", report=controller.report() if controller is not None else None,
+                      time=time.time())
+            elif cmd == "start_job":
+                current = ShuffleJob(sc, spec).start()
+                _emit(event="job_started", group=current.group, started=current.started)
+            elif cmd == "wait_stage":
+                assert current is not None, "no job started"
+                sid = current.wait_stage(spec.get("stage", "reduce"), int(spec.get("attempt", 0)),
+                                         int(spec.get("min_done", 1)), float(spec.get("timeout", 300)))
+                _emit(event="stage_reached", stage_id=sid, time=time.time())
+            elif cmd == "attempts":
+                assert current is not None, "no job started"
+                _emit(event="attempts", attempts=probe.attempts(current.group))
+            elif cmd == "wait_job":
+                assert current is not None, "no job started"
+                current.thread.join(float(spec.get("timeout", 600)))
+                if current.thread.is_alive():
+                    _emit(event="job_done", checksum=None, aborted=False, error="timeout", running=True,
+                          attempts=[])
+                else:
+                    time.sleep(1.0)  # the status store is fed asynchronously by the listener bus
+                    _emit(event="job_done", **current.result, attempts=probe.attempts(current.group),
+                          group=current.group)
+            elif cmd == "stop":
+                break
+            else:
+                _emit(event="error", error=f"unknown command {cmd!r}")
+        except Exception as e:  # noqa: BLE001 - report, keep serving
+            _emit(event="error", command=cmd, error=f"{type(e).__name__}: {e}"[:2000])
+    if controller is not None:
+        controller.stop()
     spark.stop()
     _emit(event="stopped")
     return 0
@@ -95,10 +307,16 @@ class SparkApp:
     """Runs the driver above in a subprocess against `lab` (see the module docstring)."""
 
     def __init__(self, lab: YarnLab, executors: int = 2, conf: Mapping[str, str] | None = None,
-                 name: str = "yarnlab-sparkapp", ready_timeout: float = 420.0) -> None:
+                 name: str = "yarnlab-sparkapp", ready_timeout: float = 420.0, *, decom: bool = False,
+                 poll_interval: str = "0.5s", ui: bool = True) -> None:
         self.lab = lab
         self.executors = executors
+        self.decom = decom
+        self.poll_interval = poll_interval
         self.conf = dict(lab.spark_conf())
+        if ui:  # Spark's status REST API, bound to the driver address (spark.driver.bindAddress)
+            self.conf.update({"spark.ui.enabled": "true", "spark.ui.port": "0",
+                              "spark.ui.showConsoleProgress": "false"})
         self.conf.update(conf or {})
         self.name = name
         self.ready_timeout = ready_timeout
@@ -118,6 +336,8 @@ class SparkApp:
 
     def start(self) -> SparkApp:
         argv = [sys.executable, "-m", "yarnlab.sparkapp", "--executors", str(self.executors), "--name", self.name]
+        if self.decom:
+            argv += ["--decom", "--poll-interval", self.poll_interval]
         for k, v in self.conf.items():
             argv += ["--conf", f"{k}={v}"]
         env = dict(os.environ)
@@ -154,6 +374,8 @@ class SparkApp:
                 ev = {}
             if ev is None:
                 raise LabError(f"Spark driver exited before '{name}'; {self.log_path}:\n{self.log_tail()}")
+            if ev.get("event") == "error":
+                raise LabError(f"Spark driver: {ev.get('error')}")
             if ev.get("event") in (name, "job_failed"):
                 if ev["event"] == "job_failed" and name != "job_failed":
                     raise LabError(f"Spark job failed: {ev.get('error')}")
@@ -170,6 +392,41 @@ class SparkApp:
     def run_job(self, timeout: float = 300.0) -> int:
         self._send("job")
         return int(self._wait_event("job", timeout)["checksum"])
+
+    def request(self, cmd: str, reply: str, wait: float = 120.0, **spec: Any) -> dict[str, Any]:
+        """Send `cmd {json spec}` to the driver and return its `reply` event (within `wait` s)."""
+        self._send(f"{cmd} {json.dumps(spec)}" if spec else cmd)
+        return self._wait_event(reply, wait)
+
+    def start_job(self, **spec: Any) -> str:
+        """Start the shuffle job (ShuffleJob: n, keys, maps, reduces, map_sleep, reduce_sleep, group) in
+        the background; returns its job group."""
+        return str(self.request("start_job", "job_started", **spec)["group"])
+
+    def wait_stage(self, stage: str = "reduce", attempt: int = 0, min_done: int = 1,
+                   timeout: float = 300.0) -> int | None:
+        """Block until attempt `attempt` of the job's map/reduce stage runs with >= min_done tasks done.
+        Returns the stage id, or None when the job ended first."""
+        ev = self.request("wait_stage", "stage_reached", timeout + 30, stage=stage, attempt=attempt,
+                          min_done=min_done, timeout=timeout)
+        return None if ev["stage_id"] is None else int(ev["stage_id"])
+
+    def attempts(self, timeout: float = 120.0) -> list[dict[str, Any]]:
+        """Spark's own records of the running job's stage attempts and tasks."""
+        return list(self.request("attempts", "attempts", timeout)["attempts"])
+
+    def wait_job(self, timeout: float = 600.0) -> dict[str, Any]:
+        """The job's outcome: checksum (None if it aborted), aborted, error, wall_s, attempts."""
+        return self.request("wait_job", "job_done", timeout + 60, timeout=timeout)
+
+    def report(self, timeout: float = 60.0) -> dict[str, Any] | None:
+        """decom's Controller.report() in the driver (None without decom)."""
+        rep = self.request("report", "report", timeout)["report"]
+        return None if rep is None else dict(rep)
+
+    def executor_ids(self, timeout: float = 60.0) -> dict[str, str]:
+        """Live executors: id -> host (from Spark's status API)."""
+        return dict(self.request("executors", "executors", timeout)["by_id"])
 
     def current_executors(self, timeout: float = 60.0) -> list[str]:
         self._send("executors")
