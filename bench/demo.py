@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from .local_scenarios import lost_outputs, repeated_loss, session
 
+QUIET = {"spark.driver.extraJavaOptions":
+         f"-Dlog4j2.configurationFile=file:{Path(__file__).resolve().parent / 'log4j2-demo.properties'}"}
 ROWS = [("correct answer", "correct"), ("job aborted", "aborted"), ("reduce wall time (s)", "wall_s"),
         ("FetchFailed tasks", "fetch_failed_tasks"), ("map outputs lost", "outputs_lost"),
         ("map tasks recomputed", "map_tasks_recomputed"), ("map-stage attempts", "map_stage_attempts"),
@@ -29,7 +32,8 @@ def main() -> int:
     results: dict[str, dict] = {}
     for mode in ("stock", "decom"):
         print(f"== {mode}: starting local-cluster Spark 4.3 with 4 executors ...", flush=True)
-        with session(mode, conf={"spark.stage.maxConsecutiveAttempts": "2"}, app="demo") as (spark, ctl):
+        conf = {"spark.stage.maxConsecutiveAttempts": "2", **QUIET}
+        with session(mode, conf=conf, app="demo") as (spark, ctl):
             print(f"   executor loss after the map stage ({mode}) ...", flush=True)
             results[f"{mode}-lost"] = lost_outputs(spark, ctl, mode, lose=1).row()
             print(f"   a node lost in each of two consecutive reduce attempts ({mode}) ...", flush=True)
