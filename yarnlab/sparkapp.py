@@ -334,7 +334,22 @@ class SparkApp:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self) -> SparkApp:
+    def start(self, attempts: int = 3) -> SparkApp:
+        """Start the driver and wait for its executors. Spark 4.3's UI can fail to start on YARN with a
+        ConcurrentModificationException (the AM's IP filter is added while jetty initialises its
+        handlers): that start is retried, up to `attempts` in all."""
+        for i in range(attempts):
+            try:
+                return self._start_once()
+            except LabError as e:
+                if i + 1 >= attempts or "ConcurrentModificationException" not in str(e):
+                    raise
+                self.stop(timeout=30)
+                self.log_path = self.lab.log_dir / f"sparkapp-{int(time.time())}-retry{i + 1}.log"
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> SparkApp:
+        self._lines = queue.Queue()
         argv = [sys.executable, "-m", "yarnlab.sparkapp", "--executors", str(self.executors), "--name", self.name]
         if self.decom:
             argv += ["--decom", "--poll-interval", self.poll_interval]

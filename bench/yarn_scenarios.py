@@ -1,0 +1,290 @@
+"""Scale-in scenarios on the real YARN lab (yarnlab): one Spark app per run, a scripted scale-in event,
+and the figures from Spark's own records (status REST API in the driver) and the RM's node states.
+
+Used by tests/yarn/test_scale_in_e2e.py, bench/yarn_bench.py and bench/yarn_demo.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from yarnlab.sparkapp import SparkApp, shuffle_checksum
+
+EXECUTORS = 4
+#: The job every scenario runs (ShuffleJob in yarnlab.sparkapp).
+JOB = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 24, "map_sleep": 0.5, "reduce_sleep": 3.0}
+#: Short enough that stock Spark's recovery fits in a test; the same for every mode.
+BASE_CONF = {
+    "spark.network.timeout": "15s",
+    "spark.executor.heartbeatInterval": "2s",
+    "spark.network.timeoutInterval": "5s",
+    "spark.shuffle.io.maxRetries": "1",
+    "spark.shuffle.io.retryWait": "1s",
+    "spark.python.worker.reuse": "true",
+    "spark.stage.maxConsecutiveAttempts": "2",
+    # Dynamic allocation, as on EMR: an executor with nothing to run leaves after the idle timeout,
+    # so a DECOMMISSIONING node whose executors get no new tasks can drain before YARN's timeout.
+    "spark.dynamicAllocation.enabled": "true",
+    "spark.dynamicAllocation.minExecutors": "0",
+    "spark.dynamicAllocation.initialExecutors": str(EXECUTORS),
+    "spark.dynamicAllocation.maxExecutors": str(EXECUTORS),
+    "spark.dynamicAllocation.executorIdleTimeout": "20s",
+    "spark.dynamicAllocation.schedulerBacklogTimeout": "1s",
+}
+ESS_OFF = {"spark.shuffle.service.enabled": "false", "spark.dynamicAllocation.shuffleTracking.enabled": "true"}
+#: mode -> (decom on, Spark conf on top of BASE_CONF)
+MODES: dict[str, tuple[bool, dict[str, str]]] = {
+    "reference": (False, {}),
+    "stock": (False, {}),
+    "native": (False, {**ESS_OFF, "spark.decommission.enabled": "true",
+                       "spark.storage.decommission.enabled": "true",
+                       "spark.storage.decommission.shuffleBlocks.enabled": "true",
+                       "spark.storage.decommission.rddBlocks.enabled": "true"}),
+    "decom-ess-on": (True, {}),
+    "decom-ess-off": (True, dict(ESS_OFF)),
+}
+
+
+@dataclass
+class YarnOutcome:
+    scenario: str
+    mode: str
+    correct: bool = False
+    aborted: bool = False
+    error: str = ""
+    wall_s: float = 0.0
+    stage_attempts: int = 0
+    map_stage_attempts: int = 0
+    result_stage_attempts: int = 0
+    outputs_lost: int = 0
+    map_tasks_recomputed: int = 0
+    fetch_failed_tasks: int = 0
+    drain_s: float | None = None
+    victims: list[str] = field(default_factory=list)
+    tasks_on_victims_after: int = 0
+    startup_s: float = 0.0
+    checksum: int | None = None
+    expected: int = 0
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    #: the scale-in events as run: when the stage was reached and the nodes were told to go (s since job start)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    job_end_t: float = 0.0
+    decom: dict[str, Any] | None = None
+
+    def row(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class NodeWatch:
+    """Samples the RM's node states (every 0.25 s) on a thread; keeps every change with its time."""
+
+    def __init__(self, lab: Any) -> None:
+        self.lab = lab
+        self.changes: list[dict[str, Any]] = []
+        self._last: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="node-watch")
+
+    def __enter__(self) -> NodeWatch:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _sample(self) -> None:
+        try:
+            states = self.lab.node_states()
+        except Exception:  # noqa: BLE001 - RM busy: next sample
+            return
+        now = time.time()
+        for host, state in sorted(states.items()):
+            if self._last.get(host) != state:
+                self.changes.append({"at": now, "host": host, "state": state, "from": self._last.get(host)})
+                self._last[host] = state
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            self._sample()
+
+    def first(self, host: str, state: str, after: float = 0.0) -> float | None:
+        return next((c["at"] for c in self.changes if c["host"] == host and c["state"] == state
+                     and c["at"] >= after), None)
+
+    def wait(self, host: str, states: set[str], after: float, timeout: float) -> float | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            t = next((c["at"] for c in self.changes if c["host"] == host and c["state"] in states
+                      and c["at"] >= after), None)
+            if t is not None:
+                return t
+            time.sleep(0.25)
+        return None
+
+
+def holders(attempts: list[dict[str, Any]], map_stage: int) -> dict[str, list[int]]:
+    """host -> map partitions whose current output (latest successful attempt) is there."""
+    holder: dict[int, str] = {}
+    for a in sorted((a for a in attempts if a["stage"] == map_stage), key=lambda a: a["attempt"]):
+        for t in a["tasks"]:
+            if t["status"] == "SUCCESS":
+                holder[t["index"]] = t["host"]
+    out: dict[str, list[int]] = {}
+    for idx, host in sorted(holder.items()):
+        out.setdefault(host, []).append(idx)
+    return out
+
+
+def pick_victims(app: SparkApp, attempts: list[dict[str, Any]], n: int, avoid: set[str]) -> tuple[list[str], int]:
+    """The n non-AM hosts with executors holding the most map outputs; and how many outputs they hold."""
+    map_stage = min((a["stage"] for a in attempts), default=0)
+    held = holders(attempts, map_stage)
+    hosts = set(app.executor_ids().values()) | set(held)
+    candidates = sorted((h for h in hosts if h not in avoid), key=lambda h: (-len(held.get(h, [])), h))
+    victims = candidates[:n]
+    return victims, sum(len(held.get(v, [])) for v in victims)
+
+
+@dataclass
+class Event:
+    """When (map/reduce stage, attempt, tasks done) and how (graceful with timeout, or vanish)."""
+
+    stage: str = "reduce"
+    attempt: int = 0
+    min_done: int = 2
+    nodes: int = 1
+    how: str = "graceful"  # graceful | vanish
+    timeout: int = 120
+
+
+SCENARIOS: dict[str, list[Event]] = {
+    "no-loss": [],
+    "mid-map": [Event(stage="map", min_done=2, timeout=120)],
+    "mid-reduce": [Event(stage="reduce", min_done=2, timeout=120)],
+    "mass": [Event(stage="reduce", min_done=2, nodes=2, timeout=120)],
+    "repeated-loss": [Event(stage="reduce", attempt=0, min_done=1, timeout=5),
+                      Event(stage="reduce", attempt=1, min_done=1, timeout=5)],
+    "vanish": [Event(stage="reduce", min_done=2, how="vanish")],
+    "spot": [Event(stage="reduce", min_done=2, timeout=10)],
+}
+SCENARIO_JOB = {"mid-map": {"map_sleep": 4.0}}
+
+
+def run_scenario(lab: Any, scenario: str, mode: str, log: Callable[[str], None] = lambda s: None,
+                 job: dict[str, Any] | None = None, extra_conf: dict[str, str] | None = None) -> YarnOutcome:
+    """One Spark app on `lab`, one job, the scenario's scale-in events; figures from Spark and the RM."""
+    use_decom, mode_conf = MODES[mode]
+    spec = {**JOB, **SCENARIO_JOB.get(scenario, {}), **(job or {})}
+    out = YarnOutcome(scenario, mode, expected=shuffle_checksum(spec["n"], spec["keys"]))
+    conf = {**BASE_CONF, **mode_conf, **(extra_conf or {})}
+    events = SCENARIOS[scenario] if mode != "reference" else []
+    requested: dict[str, float] = {}
+    vanished: list[str] = []
+    with NodeWatch(lab) as watch, SparkApp(lab, executors=EXECUTORS, conf=conf, decom=use_decom,
+                                          name=f"{scenario}-{mode}") as app:
+        out.startup_s = app.startup_seconds
+        am = app.am_host()
+        log(f"[{mode}] app {app.app_id} up in {app.startup_seconds:.0f}s, AM on {am}")
+        app.start_job(**spec)
+        t_job = time.time()
+        for ev in events:
+            sid = app.wait_stage(ev.stage, ev.attempt, ev.min_done, timeout=240)
+            if sid is None:
+                log(f"[{mode}] job ended before {ev.stage} attempt {ev.attempt}")
+                break
+            t_stage = time.time()
+            victims, lost = pick_victims(app, app.attempts(), ev.nodes, {am, *out.victims})
+            out.victims += victims
+            out.outputs_lost += lost
+            t = time.time()
+            out.events.append({"stage": ev.stage, "attempt": ev.attempt, "stage_id": sid, "how": ev.how,
+                               "timeout": ev.timeout, "victims": victims, "outputs_there": lost,
+                               "stage_reached_t": round(t_stage - t_job, 1), "told_t": round(t - t_job, 1)})
+            if ev.how == "vanish":
+                for v in victims:
+                    lab.vanish(v)
+                    vanished.append(v)
+                log(f"[{mode}] t={t - t_job:.1f}s {ev.stage} attempt {ev.attempt} (reached t={t_stage - t_job:.1f}s): "
+                    f"link down on {victims} ({lost} map outputs there)")
+            else:
+                lab.decommission(victims, timeout=ev.timeout)
+                log(f"[{mode}] t={t - t_job:.1f}s {ev.stage} attempt {ev.attempt} (reached t={t_stage - t_job:.1f}s): "
+                    f"graceful decommission of {victims} "
+                    f"(timeout {ev.timeout}s, {lost} map outputs there)")
+            for v in victims:
+                requested[v] = t
+        res = app.wait_job(timeout=600)
+        out.wall_s = float(res.get("wall_s") or 0.0)
+        out.checksum = res.get("checksum")
+        out.aborted = bool(res.get("aborted"))
+        out.error = str(res.get("error") or "")
+        out.correct = out.checksum == out.expected
+        out.job_end_t = round(float(res.get("ended") or time.time()) - t_job, 1)
+        log(f"[{mode}] t={out.job_end_t}s job {'ABORTED' if out.aborted else 'done'} in {out.wall_s:.1f}s"
+            + (f": {out.error[:160]}" if out.error else ""))
+        # Drain: graceful request -> DECOMMISSIONED in the RM (while the app still runs).
+        for v, t in requested.items():
+            if v in vanished:
+                continue
+            done = watch.wait(v, {"DECOMMISSIONED"}, t, timeout=max(0.0, t + 150 - time.time()))
+            if done is not None:
+                out.drain_s = round(max(out.drain_s or 0.0, done - t), 1)
+        for v in vanished:
+            watch.wait(v, {"LOST"}, requested[v], timeout=max(0.0, requested[v] + 40 - time.time()))
+        rep = app.report() if use_decom else None
+        attempts = res.get("attempts") or []
+    _figures(out, attempts, rep, watch, requested, t_job)
+    return out
+
+
+def _figures(out: YarnOutcome, attempts: list[dict[str, Any]], rep: dict[str, Any] | None, watch: NodeWatch,
+             requested: dict[str, float], t_job: float) -> None:
+    out.stage_attempts = len(attempts)
+    out.fetch_failed_tasks = sum(a["fetch_failed"] for a in attempts)
+    if attempts:
+        result_stage = max(a["stage"] for a in attempts)
+        maps = sorted((a for a in attempts if a["stage"] != result_stage), key=lambda a: (a["stage"], a["attempt"]))
+        out.map_stage_attempts = len(maps)
+        out.map_tasks_recomputed = sum(1 for a in maps[1:] for t in a["tasks"] if t["status"] == "SUCCESS")
+        out.result_stage_attempts = sum(1 for a in attempts if a["stage"] == result_stage)
+    # Tasks launched on a victim after it was known to be leaving: decom's own transition time when
+    # decom runs, else the RM's first DECOMMISSIONING/LOST we saw.
+    for v, t in requested.items():
+        since = None
+        if rep is not None and v in rep.get("nodes", {}):
+            tr = rep["nodes"][v]["transitions"]
+            since = tr[0]["at"] if tr else None
+        if since is None:
+            since = watch.first(v, "DECOMMISSIONING", t) or watch.first(v, "LOST", t) or t
+        out.tasks_on_victims_after += sum(1 for a in attempts for tk in a["tasks"]
+                                          if tk["host"] == v and (tk["launch"] or 0) >= since)
+    out.timeline = [c | {"t": round(c["at"] - t_job, 1)} for c in watch.changes if c["at"] >= t_job - 1
+                    and c["from"] is not None]
+    if rep is not None:
+        out.decom = {
+            "nodes": {h: {"transitions": [tr | {"t": round(tr["at"] - t_job, 1)} for tr in n["transitions"]],
+                          "executors_excluded": n["executors_excluded"],
+                          "executors_released": n["executors_released"],
+                          "outputs_unregistered": n["outputs_unregistered"],
+                          "exempted_stage_attempts": n["exempted_stage_attempts"]}
+                      for h, n in rep.get("nodes", {}).items()},
+            "events": [e | {"t": round(e["time"] / 1000 - t_job, 1)}
+                       for e in (rep.get("shim") or {}).get("events", []) if e.get("action") != "shim-started"],
+        }
+
+
+def repair(lab: Any, timeout: float = 240.0) -> None:
+    """Every node RUNNING again: link up, out of the exclude file, NM restarted if it shut down."""
+    states = lab.node_states()
+    bad = [n for n in lab.nodes if states.get(n.host) != "RUNNING"]
+    for n in bad:
+        lab.restore(n)
+    if bad:
+        lab.recommission(bad, wait=False)
+    lab.wait_for_nodes({n.host: "RUNNING" for n in lab.nodes}, timeout=timeout)

@@ -1,0 +1,70 @@
+"""End to end on the real YARN lab: a real Spark 4.3 app (client mode, executors in the lab's nodes,
+the shuffle service in every NodeManager) with decom enabled in its driver, and real scale-in through
+the ResourceManager. Every figure comes from Spark's own records (status REST API) or the RM.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.yarn_scenarios import repair, run_scenario
+
+pytestmark = pytest.mark.yarn
+
+
+def _show(out: Any) -> None:
+    print(f"\n{out.scenario}/{out.mode}: correct={out.correct} aborted={out.aborted} wall={out.wall_s}s "
+          f"attempts={out.stage_attempts} FetchFailed={out.fetch_failed_tasks} outputs_lost={out.outputs_lost} "
+          f"recomputed={out.map_tasks_recomputed} drain={out.drain_s}s victims={out.victims} "
+          f"tasks_on_victims_after={out.tasks_on_victims_after} error={out.error[:200]!r}")
+    for c in out.timeline:
+        print(f"  t={c['t']:+6.1f}s RM {c['host']}: {c['from']} -> {c['state']}")
+    for e in (out.decom or {}).get("events", []):
+        print(f"  t={e['t']:+6.1f}s decom {e['action']} {e['target']} {e.get('detail', '')}")
+
+
+def test_graceful_decommission_mid_reduce_with_decom(lab: Any) -> None:
+    """A node running executors (not the AM's) is gracefully decommissioned (YARN timeout 120 s) while
+    the reduce stage runs: the answer is right, nothing fails to fetch, no task starts there once decom
+    saw DECOMMISSIONING, and the node drains long before YARN's timeout."""
+    try:
+        out = run_scenario(lab, "mid-reduce", "decom-ess-on", log=print)
+    finally:
+        repair(lab)
+    _show(out)
+    assert out.victims, "no node was decommissioned (the job ended first?)"
+    assert not out.aborted, out.error
+    assert out.checksum == out.expected, "wrong answer"
+    assert out.fetch_failed_tasks == 0
+    victim = out.victims[0]
+    assert out.decom is not None and victim in out.decom["nodes"], "decom never saw the node"
+    assert out.decom["nodes"][victim]["transitions"][0]["state"] == "DECOMMISSIONING"
+    seen = out.decom["nodes"][victim]["transitions"][0]["t"]
+    assert seen < out.job_end_t, f"decom saw DECOMMISSIONING at t={seen}s, after the job ended (t={out.job_end_t}s)"
+    assert out.tasks_on_victims_after == 0, "tasks launched on the node after decom saw DECOMMISSIONING"
+    assert out.drain_s is not None, "the node did not reach DECOMMISSIONED"
+    print(f"drain time (graceful request -> DECOMMISSIONED): {out.drain_s}s of YARN's 120 s timeout")
+    assert out.drain_s < 90, f"drained only after {out.drain_s}s"
+
+
+def test_repeated_loss_stock_aborts_decom_finishes(lab: Any) -> None:
+    """spark.stage.maxConsecutiveAttempts=2; a node holding map outputs is decommissioned with a 5 s
+    timeout during each of 2 consecutive attempts of the same reduce stage."""
+    try:
+        stock = run_scenario(lab, "repeated-loss", "stock", log=print)
+    finally:
+        repair(lab)
+    _show(stock)
+    try:
+        dec = run_scenario(lab, "repeated-loss", "decom-ess-on", log=print)
+    finally:
+        repair(lab)
+    _show(dec)
+    assert len(stock.victims) == 2, f"stock: a node lost in 2 attempts, got {stock.victims}"
+    assert stock.aborted, "stock Spark should abort after 2 failed attempts of the reduce stage"
+    assert "maximum allowable number of times" in stock.error or "aborted" in stock.error.lower()
+    assert len(dec.victims) == 2, f"decom: a node lost in 2 attempts, got {dec.victims}"
+    assert not dec.aborted, dec.error
+    assert dec.checksum == dec.expected
