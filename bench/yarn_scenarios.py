@@ -16,7 +16,7 @@ from yarnlab.sparkapp import SparkApp, shuffle_checksum
 
 EXECUTORS = 4
 #: The job every scenario runs (ShuffleJob in yarnlab.sparkapp).
-JOB = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 24, "map_sleep": 0.5, "reduce_sleep": 3.0}
+JOB = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 48, "map_sleep": 0.5, "reduce_sleep": 2.0}
 #: Short enough that stock Spark's recovery fits in a test; the same for every mode.
 BASE_CONF = {
     "spark.network.timeout": "15s",
@@ -141,14 +141,30 @@ def holders(attempts: list[dict[str, Any]], map_stage: int) -> dict[str, list[in
     return out
 
 
-def pick_victims(app: SparkApp, attempts: list[dict[str, Any]], n: int, avoid: set[str]) -> tuple[list[str], int]:
-    """The n non-AM hosts with executors holding the most map outputs; and how many outputs they hold."""
-    map_stage = min((a["stage"] for a in attempts), default=0)
-    held = holders(attempts, map_stage)
-    hosts = set(app.executor_ids().values()) | set(held)
-    candidates = sorted((h for h in hosts if h not in avoid), key=lambda h: (-len(held.get(h, [])), h))
-    victims = candidates[:n]
-    return victims, sum(len(held.get(v, [])) for v in victims)
+def pick_victims(app: SparkApp, n: int, avoid: set[str]) -> list[str]:
+    """n hosts running executors (most executors first), not the AM's and not already lost. Fast on
+    purpose (one status call): the map outputs they held are counted from Spark's records afterwards."""
+    per_host: dict[str, int] = {}
+    for host in app.executor_ids().values():
+        per_host[host] = per_host.get(host, 0) + 1
+    return sorted((h for h in per_host if h not in avoid), key=lambda h: (-per_host[h], h))[:n]
+
+
+def outputs_at(attempts: list[dict[str, Any]], hosts: list[str], when: float) -> int:
+    """Map outputs held on `hosts` at time `when`: the latest successful map task of each partition
+    launched before then (the map stage is the job's first)."""
+    if not attempts:
+        return 0
+    map_stage = min(a["stage"] for a in attempts)
+    holder: dict[int, tuple[float, str]] = {}
+    for a in attempts:
+        if a["stage"] != map_stage:
+            continue
+        for t in a["tasks"]:
+            launch = t["launch"] or 0.0
+            if t["status"] == "SUCCESS" and launch < when and launch >= holder.get(t["index"], (-1.0, ""))[0]:
+                holder[t["index"]] = (launch, t["host"])
+    return sum(1 for _, h in holder.values() if h in hosts)
 
 
 @dataclass
@@ -199,24 +215,22 @@ def run_scenario(lab: Any, scenario: str, mode: str, log: Callable[[str], None] 
                 log(f"[{mode}] job ended before {ev.stage} attempt {ev.attempt}")
                 break
             t_stage = time.time()
-            victims, lost = pick_victims(app, app.attempts(), ev.nodes, {am, *out.victims})
+            victims = pick_victims(app, ev.nodes, {am, *out.victims})
             out.victims += victims
-            out.outputs_lost += lost
             t = time.time()
             out.events.append({"stage": ev.stage, "attempt": ev.attempt, "stage_id": sid, "how": ev.how,
-                               "timeout": ev.timeout, "victims": victims, "outputs_there": lost,
+                               "timeout": ev.timeout, "victims": victims, "at": t,
                                "stage_reached_t": round(t_stage - t_job, 1), "told_t": round(t - t_job, 1)})
             if ev.how == "vanish":
                 for v in victims:
                     lab.vanish(v)
                     vanished.append(v)
                 log(f"[{mode}] t={t - t_job:.1f}s {ev.stage} attempt {ev.attempt} (reached t={t_stage - t_job:.1f}s): "
-                    f"link down on {victims} ({lost} map outputs there)")
+                    f"link down on {victims}")
             else:
                 lab.decommission(victims, timeout=ev.timeout)
                 log(f"[{mode}] t={t - t_job:.1f}s {ev.stage} attempt {ev.attempt} (reached t={t_stage - t_job:.1f}s): "
-                    f"graceful decommission of {victims} "
-                    f"(timeout {ev.timeout}s, {lost} map outputs there)")
+                    f"graceful decommission of {victims} (timeout {ev.timeout}s)")
             for v in victims:
                 requested[v] = t
         res = app.wait_job(timeout=600)
@@ -245,6 +259,9 @@ def run_scenario(lab: Any, scenario: str, mode: str, log: Callable[[str], None] 
 
 def _figures(out: YarnOutcome, attempts: list[dict[str, Any]], rep: dict[str, Any] | None, watch: NodeWatch,
              requested: dict[str, float], t_job: float) -> None:
+    for ev in out.events:
+        ev["outputs_there"] = outputs_at(attempts, ev["victims"], ev.pop("at"))
+        out.outputs_lost += ev["outputs_there"]
     out.stage_attempts = len(attempts)
     out.fetch_failed_tasks = sum(a["fetch_failed"] for a in attempts)
     if attempts:
