@@ -216,6 +216,7 @@ def run_scenario(lab: Any, scenario: str, mode: str, log: Callable[[str], None] 
                 break
             t_stage = time.time()
             victims = pick_victims(app, ev.nodes, {am, *out.victims})
+            log(f"[{mode}] victims {victims} picked in {time.time() - t_stage:.1f}s")
             out.victims += victims
             t = time.time()
             out.events.append({"stage": ev.stage, "attempt": ev.attempt, "stage_id": sid, "how": ev.how,

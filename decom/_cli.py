@@ -247,3 +247,31 @@ def watch(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, in
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Run the scale-in benchmark on the YARN lab (python -m bench.yarn_bench).
+
+    Takes the benchmark's own options, e.g. ``decom bench --scenario mid-reduce --quick --json``
+    (``decom bench --help`` lists them). It needs a decom source checkout: the repository's
+    ``bench/`` and ``yarnlab/`` (not part of the installed package), root and network namespaces.
+    """
+    import subprocess
+    from pathlib import Path
+
+    candidates = [Path.cwd(), Path(__file__).resolve().parent.parent]
+    root = next((c for c in candidates
+                 if (c / "bench" / "yarn_bench.py").is_file() and (c / "yarnlab" / "__init__.py").is_file()), None)
+    if root is None:
+        raise _fail("decom bench needs a decom source checkout: the repository's bench/ and yarnlab/ "
+                    "directories were not found (looked in the current directory and next to the decom "
+                    "package). Clone the decom repository and run `decom bench` from its top directory.",
+                    code=2)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-m", "bench.yarn_bench", *args], cwd=str(root), env=env)
+    if proc.returncode:
+        raise click.exceptions.Exit(proc.returncode)
