@@ -166,6 +166,7 @@ class ShuffleJob:
             lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
             why = next((ln for ln in lines if "maximum allowable number of times" in ln or "aborted" in ln
                         or "cancelled" in ln), lines[0] if lines else repr(e))
+            why = why.lstrip(": ").removeprefix("org.apache.spark.SparkException: ")
             self.result = {"checksum": None, "aborted": True, "error": why[:600]}
         self.result["wall_s"] = round(time.monotonic() - t0, 2)
         self.result["started"] = self.started
@@ -242,6 +243,10 @@ def _driver_main(argv: list[str] | None = None) -> int:
     deadline = time.monotonic() + args.register_timeout
     while len(executor_hosts()) < args.executors and time.monotonic() < deadline:
         time.sleep(0.5)
+    try:  # the status REST API initialises on its first request (several seconds on a busy box)
+        probe.executors()
+    except Exception:  # noqa: BLE001 - no UI: the task records are unavailable, the rest works
+        pass
     _emit(event="ready", app_id=sc.applicationId, executors=executor_hosts(),
           seconds=round(time.monotonic() - t0, 1), ui=sc.uiWebUrl, decom=controller is not None)
 
