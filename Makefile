@@ -10,14 +10,14 @@ SPARK_JARS = $$($(PY) -c 'import os, pyspark; print(os.path.join(os.path.dirname
 MVN := mvn -q -B -Dspark.jars.dir=$(SPARK_JARS)
 PYTEST_ARGS ?=
 
-.PHONY: setup jar test test-jvm test-py lint demo bench clean
+.PHONY: setup jar test test-jvm test-py lint demo demo-local bench clean
 
 setup: $(VENV)/.installed $(JAR)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,bench]'
 	touch $@
 
 $(JAR): $(VENV)/.installed jvm-shim/pom.xml $(shell find jvm-shim/src/main -type f 2>/dev/null)
@@ -37,9 +37,14 @@ test-py: setup
 
 test: setup test-jvm lint test-py
 
+# The scale-in story on the real YARN lab (root); without the lab it says so and runs demo-local.
 demo: setup
+	$(PY) -m bench.yarn_demo
+
+demo-local: setup
 	$(PY) -m bench.demo
 
+# Local-cluster benchmark (stock vs decom); the YARN lab one is bench-yarn.
 bench: setup
 	$(PY) -m bench.run
 
@@ -59,3 +64,11 @@ test-yarn: setup
 wheel: $(JAR)
 	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
 	@ls dist/decom-$(VERSION)-*.whl
+
+.PHONY: bench-yarn bench-yarn-quick test-yarn-e2e
+bench-yarn: setup
+	$(PY) -m bench.yarn_bench
+bench-yarn-quick: setup
+	$(PY) -m bench.yarn_bench --quick
+test-yarn-e2e: setup
+	$(PY) -m pytest tests/yarn/test_scale_in_e2e.py -q
