@@ -194,7 +194,8 @@ class Controller:
             # One shim call per action for the whole batch: nodes lost together are cleaned
             # together, so the next map-stage attempt recomputes all their outputs at once.
             if gone:
-                self._act_decommissioned(gone)
+                self._act("decommissioned", gone, lambda h, e: self._shim.decommissioned(
+                    h, e, self.config.cleanup_enabled, "decom: node is decommissioned"))
             if exclude and self.config.exclude_enabled:
                 self._act("exclude", exclude, lambda h, e: self._shim.exclude(
                     h, e, self.config.exclude_timeout, "decom: node is decommissioning"))
@@ -225,11 +226,6 @@ class Controller:
         log.info("decom: %s is %.0fs from its decommission deadline: handling it as gone now",
                  key, max(0.0, deadline - time.time()))
         self.on_node_states([NodeStatus(key, DECOMMISSIONING, deadline)])
-
-    def _act_decommissioned(self, keys: list[str]) -> None:
-        cleanup = self.config.cleanup_enabled
-        self._act("decommissioned", keys, lambda h, e: self._shim.decommissioned(
-            h, e, cleanup, "decom: node is decommissioned"))
 
     def _act(self, action: str, keys: list[str], call: Any) -> None:
         hosts = [k for k in keys if not k.startswith("executor:")]

@@ -405,9 +405,6 @@ object DecomShim {
     current
   }
 
-  /** The installed shim, or null. */
-  def peek(): DecomShim = current
-
   private[decom] def stopFor(sc: SparkContext): Unit = synchronized {
     if (current != null && (current.sc eq sc)) {
       current.stop()

@@ -24,10 +24,6 @@ object SparkInternals {
   private def taskScheduler(sc: SparkContext): Option[TaskSchedulerImpl] =
     Option(sc.taskScheduler).collect { case t: TaskSchedulerImpl => t }
 
-  /** False for local mode, whose backend cannot decommission, exclude or kill anything. */
-  def supportsExecutorControl(sc: SparkContext): Boolean =
-    backend(sc).isDefined && taskScheduler(sc).isDefined
-
   def liveExecutors(sc: SparkContext): Seq[ExecutorRecord] =
     sc.statusStore.executorList(true).filter(_.id != "driver").map { s =>
       val host = s.hostPort.lastIndexOf(':') match {
