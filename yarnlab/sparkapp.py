@@ -11,7 +11,9 @@ one JSON object per line ({"event": "ready", ...}) and obeys lines on stdin:
     job                      a small shuffle job, synchronously -> {"event": "job", "checksum": ...}
     executors                -> {"event": "executors", "executors": [hosts], "by_id": {id: host}}
     report                   -> {"event": "report", "report": decom's Controller.report() or null}
-    start_job {json}         a shuffle job on a background thread (see ShuffleJob) -> "job_started"
+    start_job {json}         a shuffle job on a background thread (see ShuffleJob) -> "job_started";
+                             "shape": shuffle (default) | join | agg | cached (see SHAPES)
+    progress                 -> "progress" {running, elapsed, stages: the job's active stage attempts}
     wait_stage {json}        until attempt k of the job's "map"/"reduce" stage runs with >= m tasks
                              done -> "stage_reached" {"stage_id": id or null if the job ended first}
     attempts                 Spark's own records of the job's stage attempts and tasks -> "attempts"
@@ -59,6 +61,46 @@ def shuffle_checksum(n: int, keys: int) -> int:
     for x in range(n):
         sums[x % keys] = sums.get(x % keys, 0) + x
     return sum(k * v for k, v in sums.items()) % MOD
+
+
+#: Job shapes ShuffleJob runs (spec "shape"); the answer of each is computed without Spark by job_checksum.
+#:  shuffle  map -> reduceByKey -> result (2 stages)
+#:  join     (x % keys, x) joined with a small (k, k*k+1) table, both sides shuffled (3 stages)
+#:  agg      two chained aggregations: by key, then by key % 7 (3 stages)
+#:  cached   an aggregation cached in the executors, then reused by 2 more jobs (count, re-aggregate, sum)
+SHAPES = ("shuffle", "join", "agg", "cached")
+_RIGHT = 7  # the second aggregation of agg/cached groups keys by key % _RIGHT
+
+
+def _key_sums(n: int, keys: int) -> dict[int, int]:
+    sums: dict[int, int] = {}
+    for x in range(n):
+        sums[x % keys] = sums.get(x % keys, 0) + x
+    return sums
+
+
+def _regroup(sums: dict[int, int]) -> int:
+    """agg/cached's second aggregation: sum over g = key % 7 of (g + 1) * (sum of key * value % MOD)."""
+    groups: dict[int, int] = {}
+    for k, v in sums.items():
+        groups[k % _RIGHT] = (groups.get(k % _RIGHT, 0) + k * v % MOD) % MOD
+    return sum((g + 1) * v for g, v in groups.items()) % MOD
+
+
+def job_checksum(spec: Mapping[str, Any]) -> int:
+    """The answer ShuffleJob gives for `spec` when nothing is lost, computed without Spark."""
+    shape = str(spec.get("shape", "shuffle"))
+    n, keys = int(spec.get("n", 40_000)), int(spec.get("keys", 97))
+    if shape == "shuffle":
+        return shuffle_checksum(n, keys)
+    if shape == "join":
+        return sum(x * ((x % keys) ** 2 + 1) for x in range(n)) % MOD
+    sums = _key_sums(n, keys)
+    if shape == "agg":
+        return _regroup(sums)
+    if shape == "cached":
+        return (len(sums) * 1_000_003 + _regroup(sums) + sum(sums.values())) % MOD
+    raise ValueError(f"unknown job shape {shape!r}: one of {', '.join(SHAPES)}")
 
 
 def _spark_time(s: str | None) -> float | None:
@@ -122,7 +164,10 @@ class _Probe:
 
 class ShuffleJob:
     """parallelize(range(n), maps) -> (x % keys, x) with a per-map-task sleep -> reduceByKey(reduces)
-    with a per-reduce-task sleep -> collect, in job group `group`, on a background thread."""
+    with a per-reduce-task sleep -> collect, in job group `group`, on a background thread.
+
+    Other shapes (spec "shape", see SHAPES): join, agg and cached add a middle stage of `mids` tasks
+    sleeping `mid_sleep` s each (join: the small table's side, 2 tasks); their answers: job_checksum."""
 
     def __init__(self, sc: Any, spec: Mapping[str, Any]) -> None:
         self.sc = sc
@@ -132,6 +177,11 @@ class ShuffleJob:
         self.reduces = int(spec.get("reduces", 16))
         self.map_sleep = float(spec.get("map_sleep", 0.5))
         self.reduce_sleep = float(spec.get("reduce_sleep", 1.0))
+        self.shape = str(spec.get("shape", "shuffle"))
+        if self.shape not in SHAPES:
+            raise ValueError(f"unknown job shape {self.shape!r}: one of {', '.join(SHAPES)}")
+        self.mids = int(spec.get("mids", 8))
+        self.mid_sleep = float(spec.get("mid_sleep", self.reduce_sleep / 2))
         self.group = str(spec.get("group", f"job-{int(time.time() * 1000)}"))
         self.result: dict[str, Any] = {}
         self.started = 0.0
@@ -155,13 +205,17 @@ class ShuffleJob:
             time.sleep(reduce_sleep)
             return it
 
-        self.sc.setJobGroup(self.group, "yarnlab shuffle job", interruptOnCancel=False)
+        self.sc.setJobGroup(self.group, f"yarnlab {self.shape} job", interruptOnCancel=False)
         t0 = time.monotonic()
         try:
-            rdd = (self.sc.parallelize(range(self.n), self.maps).mapPartitions(slow_map)
-                   .reduceByKey(add, self.reduces).mapPartitions(slow_reduce))
-            pairs = rdd.collect()
-            self.result = {"checksum": sum(k * v for k, v in pairs) % MOD, "aborted": False, "error": ""}
+            if self.shape == "shuffle":
+                rdd = (self.sc.parallelize(range(self.n), self.maps).mapPartitions(slow_map)
+                       .reduceByKey(add, self.reduces).mapPartitions(slow_reduce))
+                pairs = rdd.collect()
+                checksum = sum(k * v for k, v in pairs) % MOD
+            else:
+                checksum = self._run_shape(slow_map, slow_reduce)
+            self.result = {"checksum": checksum, "aborted": False, "error": ""}
         except Exception as e:  # noqa: BLE001 - an abort is an outcome
             lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
             why = next((ln for ln in lines if "maximum allowable number of times" in ln or "aborted" in ln
@@ -171,6 +225,55 @@ class ShuffleJob:
         self.result["wall_s"] = round(time.monotonic() - t0, 2)
         self.result["started"] = self.started
         self.result["ended"] = time.time()
+
+    def _run_shape(self, slow_map: Any, slow_reduce: Any) -> int:
+        """join, agg or cached (see SHAPES); the same answer as job_checksum when nothing is lost."""
+        from operator import add
+
+        mid_sleep, right, mod = self.mid_sleep, _RIGHT, MOD
+
+        def slow_mid(it: Any) -> Any:
+            time.sleep(mid_sleep)
+            return it
+
+        pairs = self.sc.parallelize(range(self.n), self.maps).mapPartitions(slow_map)
+        if self.shape == "join":
+            table = self.sc.parallelize(range(self.keys), 2).map(lambda k: (k, k * k + 1))
+            joined = pairs.join(table, self.reduces).mapPartitions(slow_reduce)
+            parts = joined.map(lambda kv: kv[1][0] * kv[1][1] % mod).mapPartitions(lambda it: [sum(it) % mod])
+            return sum(parts.collect()) % MOD
+        sums = pairs.reduceByKey(add, self.mids).mapPartitions(slow_mid)
+
+        def regroup(rdd: Any) -> int:
+            groups = (rdd.map(lambda kv: (kv[0] % right, kv[0] * kv[1] % mod))
+                      .reduceByKey(lambda a, b: (a + b) % mod, self.reduces).mapPartitions(slow_reduce))
+            return sum((g + 1) * v for g, v in groups.collect()) % MOD
+
+        if self.shape == "agg":
+            return regroup(sums)
+        sums = sums.cache()  # cached: three more jobs reuse the cached blocks
+        count = sums.count()
+        regrouped = regroup(sums)
+        total = sums.values().sum()
+        sums.unpersist(blocking=False)
+        return (count * 1_000_003 + regrouped + total) % MOD
+
+    def progress(self) -> dict[str, Any]:
+        """Whether the job runs, for how long, and its active stage attempts (tasks done/active/total)."""
+        st = self.sc.statusTracker()
+        ids: set[int] = set()
+        for j in st.getJobIdsForGroup(self.group):
+            info = st.getJobInfo(j)
+            if info is not None:
+                ids.update(info.stageIds)
+        stages = []
+        for sid in sorted(ids & set(st.getActiveStageIds())):
+            s = st.getStageInfo(sid)
+            if s is not None:
+                stages.append({"id": sid, "attempt": s.currentAttemptId, "name": s.name, "done": s.numCompletedTasks,
+                               "active": s.numActiveTasks, "failed": s.numFailedTasks, "total": s.numTasks})
+        return {"running": self.thread.is_alive(), "elapsed": round(time.time() - self.started, 1),
+                "stages": stages}
 
     def wait_stage(self, which: str, attempt: int, min_done: int, timeout: float) -> int | None:
         """Stage id once attempt `attempt` of the job's map ("map") or result ("reduce") stage runs
@@ -282,6 +385,9 @@ def _driver_main(argv: list[str] | None = None) -> int:
                 sid = current.wait_stage(spec.get("stage", "reduce"), int(spec.get("attempt", 0)),
                                          int(spec.get("min_done", 1)), float(spec.get("timeout", 300)))
                 _emit(event="stage_reached", stage_id=sid, time=time.time())
+            elif cmd == "progress":
+                assert current is not None, "no job started"
+                _emit(event="progress", **current.progress(), time=time.time())
             elif cmd == "attempts":
                 assert current is not None, "no job started"
                 _emit(event="attempts", attempts=probe.attempts(current.group))
@@ -419,8 +525,8 @@ class SparkApp:
         return self._wait_event(reply, wait)
 
     def start_job(self, **spec: Any) -> str:
-        """Start the shuffle job (ShuffleJob: n, keys, maps, reduces, map_sleep, reduce_sleep, group) in
-        the background; returns its job group."""
+        """Start the shuffle job (ShuffleJob: n, keys, maps, reduces, map_sleep, reduce_sleep, group; shape,
+        mids, mid_sleep) in the background; returns its job group."""
         return str(self.request("start_job", "job_started", **spec)["group"])
 
     def wait_stage(self, stage: str = "reduce", attempt: int = 0, min_done: int = 1,
@@ -430,6 +536,11 @@ class SparkApp:
         ev = self.request("wait_stage", "stage_reached", timeout + 30, stage=stage, attempt=attempt,
                           min_done=min_done, timeout=timeout)
         return None if ev["stage_id"] is None else int(ev["stage_id"])
+
+    def progress(self, timeout: float = 60.0) -> dict[str, Any]:
+        """The running job: {"running": bool, "elapsed": s, "stages": [{id, attempt, name, done, active,
+        failed, total}]} (its active stage attempts, from Spark's status tracker)."""
+        return self.request("progress", "progress", timeout)
 
     def attempts(self, timeout: float = 120.0) -> list[dict[str, Any]]:
         """Spark's own records of the running job's stage attempts and tasks."""
