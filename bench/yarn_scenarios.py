@@ -6,13 +6,14 @@ Used by tests/yarn/test_scale_in_e2e.py, bench/yarn_bench.py and bench/yarn_demo
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from yarnlab.sparkapp import SparkApp, shuffle_checksum
+from yarnlab.sparkapp import SparkApp, job_checksum
 
 EXECUTORS = 4
 #: The job every scenario runs (ShuffleJob in yarnlab.sparkapp).
@@ -74,6 +75,8 @@ class YarnOutcome:
     events: list[dict[str, Any]] = field(default_factory=list)
     job_end_t: float = 0.0
     decom: dict[str, Any] | None = None
+    #: timed events only: the recommissions / link restores as run (s since job start)
+    recoveries: list[dict[str, Any]] = field(default_factory=list)
 
     def row(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -177,6 +180,10 @@ class Event:
     nodes: int = 1
     how: str = "graceful"  # graceful | vanish
     timeout: int = 120
+    #: Timed instead: the event fires this many seconds after the job started (stage/attempt/min_done unused).
+    at_s: float | None = None
+    #: Timed events: recommission the nodes (graceful) or bring their link back (vanish) this many seconds later.
+    back_after: float | None = None
 
 
 SCENARIOS: dict[str, list[Event]] = {
@@ -193,13 +200,21 @@ SCENARIO_JOB = {"mid-map": {"map_sleep": 4.0}}
 
 
 def run_scenario(lab: Any, scenario: str, mode: str, log: Callable[[str], None] = lambda s: None,
-                 job: dict[str, Any] | None = None, extra_conf: dict[str, str] | None = None) -> YarnOutcome:
-    """One Spark app on `lab`, one job, the scenario's scale-in events; figures from Spark and the RM."""
+                 job: dict[str, Any] | None = None, extra_conf: dict[str, str] | None = None,
+                 events: list[Event] | None = None, wait_drain: bool = True) -> YarnOutcome:
+    """One Spark app on `lab`, one job, the scenario's scale-in events; figures from Spark and the RM.
+
+    `events` replaces the scenario's (bench/chaos.py: timed events, Event.at_s, with recoveries);
+    `job` may name a shape of yarnlab.sparkapp (join, agg, cached); wait_drain=False skips waiting for
+    the victims to reach DECOMMISSIONED/LOST after the job."""
     use_decom, mode_conf = MODES[mode]
     spec = {**JOB, **SCENARIO_JOB.get(scenario, {}), **(job or {})}
-    out = YarnOutcome(scenario, mode, expected=shuffle_checksum(spec["n"], spec["keys"]))
+    out = YarnOutcome(scenario, mode, expected=job_checksum(spec))
     conf = {**BASE_CONF, **mode_conf, **(extra_conf or {})}
-    events = SCENARIOS[scenario] if mode != "reference" else []
+    events = (SCENARIOS[scenario] if events is None else events) if mode != "reference" else []
+    timed = [ev for ev in events if ev.at_s is not None]
+    if timed and len(timed) != len(events):
+        raise ValueError("events are either all timed (at_s) or all stage-triggered")
     requested: dict[str, float] = {}
     vanished: list[str] = []
     with NodeWatch(lab) as watch, SparkApp(lab, executors=EXECUTORS, conf=conf, decom=use_decom,
@@ -209,7 +224,9 @@ def run_scenario(lab: Any, scenario: str, mode: str, log: Callable[[str], None] 
         log(f"[{mode}] app {app.app_id} up in {app.startup_seconds:.0f}s, AM on {am}")
         app.start_job(**spec)
         t_job = time.time()
-        for ev in events:
+        if timed:
+            _run_timed(lab, app, timed, am, t_job, out, requested, vanished, lambda s: log(f"[{mode}] {s}"))
+        for ev in events if not timed else []:
             sid = app.wait_stage(ev.stage, ev.attempt, ev.min_done, timeout=240)
             if sid is None:
                 log(f"[{mode}] job ended before {ev.stage} attempt {ev.attempt}")
@@ -244,13 +261,13 @@ def run_scenario(lab: Any, scenario: str, mode: str, log: Callable[[str], None] 
         log(f"[{mode}] t={out.job_end_t}s job {'ABORTED' if out.aborted else 'done'} in {out.wall_s:.1f}s"
             + (f": {out.error[:160]}" if out.error else ""))
         # Drain: graceful request -> DECOMMISSIONED in the RM (while the app still runs).
-        for v, t in requested.items():
+        for v, t in requested.items() if wait_drain else []:
             if v in vanished:
                 continue
             done = watch.wait(v, {"DECOMMISSIONED"}, t, timeout=max(0.0, t + 150 - time.time()))
             if done is not None:
                 out.drain_s = round(max(out.drain_s or 0.0, done - t), 1)
-        for v in vanished:
+        for v in vanished if wait_drain else []:
             watch.wait(v, {"LOST"}, requested[v], timeout=max(0.0, requested[v] + 40 - time.time()))
         rep = app.report() if use_decom else None
         attempts = res.get("attempts") or []
@@ -297,11 +314,76 @@ def _figures(out: YarnOutcome, attempts: list[dict[str, Any]], rep: dict[str, An
         }
 
 
+def _run_timed(lab: Any, app: SparkApp, events: list[Event], am: str, t_job: float, out: YarnOutcome,
+               requested: dict[str, float], vanished: list[str], log: Callable[[str], None]) -> None:
+    """Timed events (Event.at_s) and their recoveries (Event.back_after), in time order, while the job runs.
+    Victims: nodes running executors (else any node), never the AM's, never one already out, and at least
+    one node besides the AM's stays in. Each event records the job's stages running when it fired."""
+    queue: list[tuple[float, int, str, int, list[str]]] = [(float(ev.at_s or 0.0), i, "out", i, [])
+                                                            for i, ev in enumerate(events)]
+    heapq.heapify(queue)
+    seq = len(queue)
+    out_now: set[str] = set()
+    while queue:
+        due, _, action, i, victims = heapq.heappop(queue)
+        ev = events[i]
+        while True:
+            prog = app.progress()
+            left = t_job + due - time.time()
+            if not prog["running"] or left <= 0:
+                break
+            time.sleep(min(1.0, left))
+        if not prog["running"]:
+            log(f"job ended before the {action} at t={due:.1f}s: {len(queue) + 1} action(s) not run")
+            return
+        t = time.time()
+        stages = [f"{s['id']}.{s['attempt']} {s['done']}/{s['total']}" for s in prog["stages"]]
+        if action == "back":
+            if ev.how == "vanish":
+                for v in victims:
+                    lab.restore(v)
+            else:
+                lab.recommission(victims, wait=False)
+            out_now.difference_update(victims)
+            out.recoveries.append({"how": "restore" if ev.how == "vanish" else "recommission", "victims": victims,
+                                   "told_t": round(t - t_job, 1), "stages": stages})
+            log(f"t={t - t_job:.1f}s {'link up on' if ev.how == 'vanish' else 'recommission of'} {victims} "
+                f"(stages {stages})")
+            continue
+        room = len(lab.nodes) - 2 - len(out_now)  # the AM's node and one more stay in
+        victims = pick_victims(app, min(ev.nodes, room), {am, *out_now}) if room > 0 else []
+        if room > 0 and not victims:  # no executor left outside the AM's node: any node will do
+            victims = sorted(n.host for n in lab.nodes if n.host not in {am, *out_now})[:min(ev.nodes, room)]
+        if not victims:
+            log(f"t={t - t_job:.1f}s no node may go now: event {i} skipped")
+            continue
+        if ev.how == "vanish":
+            for v in victims:
+                lab.vanish(v)
+                vanished.append(v)
+        else:
+            lab.decommission(victims, timeout=ev.timeout)
+        out_now.update(victims)
+        out.victims += victims
+        for v in victims:
+            requested[v] = t
+        out.events.append({"stage": "timed", "attempt": 0, "stage_id": None, "how": ev.how, "timeout": ev.timeout,
+                           "victims": victims, "at": t, "stage_reached_t": round(due, 1),
+                           "told_t": round(t - t_job, 1), "stages": stages})
+        log(f"t={t - t_job:.1f}s {'link down on' if ev.how == 'vanish' else 'graceful decommission of'} {victims}"
+            + (f" (timeout {ev.timeout}s)" if ev.how != "vanish" else "") + f" (stages {stages})")
+        if ev.back_after is not None:
+            seq += 1
+            heapq.heappush(queue, (t - t_job + ev.back_after, seq, "back", i, victims))
+
+
 def repair(lab: Any, timeout: float = 240.0) -> None:
-    """Every node RUNNING again: link up, out of the exclude file, NM restarted if it shut down."""
+    """Every node RUNNING again: link up, out of the exclude file, NM restarted if it shut down. Every
+    link is brought up, also of a node the RM still shows RUNNING (it vanished moments ago)."""
     states = lab.node_states()
-    bad = [n for n in lab.nodes if states.get(n.host) != "RUNNING"]
-    for n in bad:
+    excluded = getattr(lab, "_excluded", {})
+    bad = [n for n in lab.nodes if states.get(n.host) != "RUNNING" or n.host in excluded]
+    for n in lab.nodes:
         lab.restore(n)
     if bad:
         lab.recommission(bad, wait=False)
