@@ -275,3 +275,5 @@ def bench(args: tuple[str, ...]) -> None:
     proc = subprocess.run([sys.executable, "-m", "bench.yarn_bench", *args], cwd=str(root), env=env)
     if proc.returncode:
         raise click.exceptions.Exit(proc.returncode)
+
+from . import _cli_sessions  # noqa: E402,F401  (registers the shared-cluster commands)

@@ -10,6 +10,8 @@ __all__ = [
     "SparkConnectNotSupportedError",
     "UnsupportedSparkVersionError",
     "ResourceManagerError",
+    "LivyError",
+    "LivySessionNotFoundError",
 ]
 
 
@@ -39,3 +41,11 @@ class UnsupportedSparkVersionError(DecomError):
 
 class ResourceManagerError(DecomError):
     """No YARN ResourceManager answered, or it answered with something that is not an RM reply."""
+
+
+class LivyError(DecomError):
+    """No Apache Livy server answered, or it answered with an error or with something not Livy's."""
+
+
+class LivySessionNotFoundError(LivyError):
+    """Livy does not know the session (HTTP 404 ``Session 'N' not found.``): it ended or expired."""

@@ -477,6 +477,23 @@ class ResourceManagerClient:
             time.sleep(min(delay, left))
             delay = min(delay * 2, 2.0)
 
+    def app_proxy_json(self, app_id: str, path: str) -> object:
+        """``GET /proxy/{id}/{path}``: JSON from a running application's own web UI through the
+        RM's web proxy (for a Spark app: its status REST API, e.g. ``api/v1/applications/{id}/jobs``).
+        Raises ResourceManagerError when the proxy or the application does not answer with JSON."""
+        if not isinstance(app_id, str) or not _APP_ID.match(app_id):
+            raise ResourceManagerError(
+                f"{app_id!r} is not a YARN application id (application_<clusterTimestamp>_<n>)")
+        full = f"/proxy/{app_id}/{path.lstrip('/')}"
+        resp, base = self._send("GET", full)
+        if resp.status_code != 200:
+            raise self._status_error(resp, base, f"GET {full}")
+        try:
+            return json.loads(resp.content.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise _BadReplyError(f"{_display(base)}{full} did not answer with JSON (the application's web "
+                                 "UI is off, or not a Spark UI)") from None
+
     def close(self) -> None:
         self._http.close()
 
