@@ -66,7 +66,10 @@ class YarnOutcome:
     fetch_failed_tasks: int = 0
     drain_s: float | None = None
     victims: list[str] = field(default_factory=list)
+    #: tasks launched on a victim once decom had excluded it (or, without decom, once the RM said it was leaving)
     tasks_on_victims_after: int = 0
+    #: tasks launched on a victim between decom seeing DECOMMISSIONING and its exclusion taking effect
+    tasks_in_reaction_window: int = 0
     startup_s: float = 0.0
     checksum: int | None = None
     expected: int = 0
@@ -288,17 +291,25 @@ def _figures(out: YarnOutcome, attempts: list[dict[str, Any]], rep: dict[str, An
         out.map_stage_attempts = len(maps)
         out.map_tasks_recomputed = sum(1 for a in maps[1:] for t in a["tasks"] if t["status"] == "SUCCESS")
         out.result_stage_attempts = sum(1 for a in attempts if a["stage"] == result_stage)
-    # Tasks launched on a victim after it was known to be leaving: decom's own transition time when
-    # decom runs, else the RM's first DECOMMISSIONING/LOST we saw.
+    # Tasks launched on a victim after it was known to be leaving. With decom: from the moment the
+    # shim's exclusion took effect (its "excluded" event, in the driver's clock like Spark's launch
+    # times); the tasks launched between decom seeing the change and that moment are the reaction
+    # window, counted apart. Without decom: the RM's first DECOMMISSIONING/LOST we saw.
+    shim_events = (rep.get("shim") or {}).get("events", []) if rep is not None else []
     for v, t in requested.items():
-        since = None
+        since = seen = None
         if rep is not None and v in rep.get("nodes", {}):
             tr = rep["nodes"][v]["transitions"]
-            since = tr[0]["at"] if tr else None
+            seen = tr[0]["at"] if tr else None
+            excluded = [e["time"] / 1000 for e in shim_events
+                        if e.get("action") in ("excluded", "decommissioned") and e.get("target") == v]
+            since = min(excluded) if excluded else seen
         if since is None:
             since = watch.first(v, "DECOMMISSIONING", t) or watch.first(v, "LOST", t) or t
-        out.tasks_on_victims_after += sum(1 for a in attempts for tk in a["tasks"]
-                                          if tk["host"] == v and (tk["launch"] or 0) >= since)
+        launches = [tk["launch"] or 0 for a in attempts for tk in a["tasks"] if tk["host"] == v]
+        out.tasks_on_victims_after += sum(1 for x in launches if x >= since)
+        if seen is not None:
+            out.tasks_in_reaction_window += sum(1 for x in launches if seen <= x < since)
     out.timeline = [c | {"t": round(c["at"] - t_job, 1)} for c in watch.changes if c["at"] >= t_job - 1
                     and c["from"] is not None]
     if rep is not None:
