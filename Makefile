@@ -65,6 +65,13 @@ wheel: $(JAR)
 	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
 	@ls dist/decom-$(VERSION)-*.whl
 
+# Seeded random scale-in schedules on the YARN lab, stock Spark vs decom (bench/results/chaos.{json,md}).
+# Replay one schedule: make chaos CHAOS_ARGS="--seed S --runs 1".
+CHAOS_ARGS ?= --seed 1 --runs 4
+.PHONY: chaos
+chaos: setup
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
+
 .PHONY: bench-yarn bench-yarn-quick test-yarn-e2e
 bench-yarn: setup
 	$(PY) -m bench.yarn_bench
