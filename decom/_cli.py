@@ -66,13 +66,16 @@ def _fail(message: str, code: int = EXIT_RM) -> click.exceptions.Exit:
     return click.exceptions.Exit(code)
 
 
-def _seconds(value: str, name: str) -> float:
+def _seconds(value: str, name: str, positive: bool = False) -> float:
     from ._config import parse_duration
 
     try:
-        return parse_duration(value, name)
+        seconds = parse_duration(value, name)
     except ConfigError as e:
         raise click.BadParameter(str(e), param_hint=name) from None
+    if positive and seconds <= 0:
+        raise click.BadParameter(f"{name}={value!r} must be more than 0, e.g. 5s", param_hint=name)
+    return seconds
 
 
 def client_from_options(rm: str | None, timeout: str = "5s", auth: str = "simple",
@@ -85,7 +88,7 @@ def client_from_options(rm: str | None, timeout: str = "5s", auth: str = "simple
         raise _fail("no ResourceManager given: pass --rm http://<rm-host>:8088, or set "
                     "HADOOP_CONF_DIR to the directory holding yarn-site.xml")
     try:
-        return ResourceManagerClient(addresses, timeout=_seconds(timeout, "--timeout"),
+        return ResourceManagerClient(addresses, timeout=_seconds(timeout, "--timeout", positive=True),
                                      auth=auth, user=user, ca_bundle=ca_bundle)
     except ResourceManagerError as e:
         raise _fail(str(e)) from None
@@ -163,6 +166,10 @@ def nodes(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, as
     "time in state".
     """
     states = _states(state) or list(NODE_STATES)
+    unknown = [s for s in states if s not in NODE_STATES]
+    if unknown:
+        raise click.BadParameter(f"unknown node state {', '.join(unknown)}: use one or more of "
+                                 f"{', '.join(NODE_STATES)}", param_hint="--state")
     with client_from_options(rm, timeout, auth, user, ca_bundle) as client, _rm_errors():
         found = client.nodes(states)
     found.sort(key=lambda n: (_STATE_ORDER.get(n.state, 99), n.node_id))

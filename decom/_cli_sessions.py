@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -258,7 +259,7 @@ def sparkmagic_config(max_executors: int, min_executors: int | None, executor_me
     click.echo("session_configs: " + json.dumps(redact_json(update.session_configs)))
     click.echo("\nIn a running notebook, this cell does the same (it restarts that notebook's session):")
     click.echo(configure_cell(redact_json(update.session_configs)))
-    click.echo("\n" + TRADE_OFF.format(n=max_executors))
+    click.echo("\n" + textwrap.fill(TRADE_OFF.format(n=max_executors), width=100))
 
 
 # ---- decom sessions ------------------------------------------------------------------------------
@@ -280,7 +281,7 @@ def _session_rows(sessions: list[Session], with_idle: bool = True) -> list[list[
     for s in sessions:
         livy = f"{s.livy_id} {s.livy_state}" if s.livy_id is not None else "-"
         row = [s.app_id or "-", s.name, livy, s.yarn_state or "-", s.owner or "-", s.queue or "-",
-               str(s.containers), format_mb(s.memory_mb) if s.memory_mb else "0", str(s.vcores),
+               str(s.containers), f"{s.memory_mb} MB", str(s.vcores),
                _duration(s.age_s) if s.age_s is not None else "-"]
         rows.append(row + ([_idle_text(s)] if with_idle else []))
     return rows

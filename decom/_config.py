@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -21,7 +23,7 @@ from ._errors import ConfigError
 __all__ = ["DecomConfig", "parse_duration", "KEYS"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|d)?\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|d)?\s*$", re.IGNORECASE)
 
 
 def parse_duration(value: object, key: str = "value") -> float:
@@ -35,8 +37,15 @@ def parse_duration(value: object, key: str = "value") -> float:
         if not m:
             raise ConfigError(f"{key}={value!r} is not a duration: use e.g. 20s, 500ms, 5min or 1h")
         seconds = float(m.group(1)) * _UNITS[(m.group(2) or "s").lower()]
-    if seconds < 0:
+    if seconds < 0 or seconds != seconds:
         raise ConfigError(f"{key}={value!r} must not be negative")
+    return seconds
+
+
+def _parse_positive_duration(value: object, key: str) -> float:
+    seconds = parse_duration(value, key)
+    if seconds <= 0:
+        raise ConfigError(f"{key}={value!r} must be more than 0: use e.g. 1s or 500ms")
     return seconds
 
 
@@ -66,12 +75,66 @@ def _parse_list(value: object, key: str) -> tuple[str, ...]:
     return tuple(str(i).strip() for i in items if str(i).strip())
 
 
-def _parse_str(value: object, key: str) -> str:
+def _text(value: object, key: str) -> str:
+    if isinstance(value, (list, tuple, dict, set)):
+        raise ConfigError(f"{key}={value!r} is not a single value: give one string")
     return str(value).strip()
 
 
+def _parse_str(value: object, key: str) -> str:
+    return _text(value, key)
+
+
+def _parse_user(value: object, key: str) -> str:
+    name = _text(value, key)
+    if any(c.isspace() or not c.isprintable() for c in name):
+        raise ConfigError(f"{key}={name!r} is not a user name (it has spaces or control characters)")
+    return name
+
+
+def _shown(address: str) -> str:
+    """An address as an error message may show it: never user info (user:password@)."""
+    return re.sub(r"(?<=://)[^/@\s]*@", "***@", address)
+
+
+def _parse_addresses(value: object, key: str) -> tuple[str, ...]:
+    """ResourceManager web addresses: ``http(s)://host[:port][/path]`` or ``host[:port]``."""
+    addresses = _parse_list(value, key)
+    for a in addresses:
+        parts = urlsplit(a if "://" in a else "http://" + a)
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+            usable = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            usable = False
+        if not usable:
+            raise ConfigError(f"{key}: {_shown(a)!r} is not a ResourceManager web address: use e.g. "
+                              "http://rm-host:8088 (comma-separated for HA)")
+    return addresses
+
+
+def _parse_file(value: object, key: str) -> str:
+    path = _text(value, key)
+    if path and not os.path.isfile(path):
+        raise ConfigError(f"{key}={path!r}: no such file")
+    return path
+
+
+def _parse_log_path(value: object, key: str) -> str:
+    path = _text(value, key)
+    if not path:
+        return path
+    if os.path.isdir(path):
+        raise ConfigError(f"{key}={path!r} is a directory: name a file to append to, e.g. "
+                          f"{path.rstrip('/')}/decom.jsonl")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ConfigError(f"{key}={path!r}: the directory {parent} does not exist")
+    return path
+
+
 def _parse_auth(value: object, key: str) -> str:
-    text = str(value).strip().lower()
+    text = _text(value, key).lower()
     if text not in ("simple", "kerberos", "none"):
         raise ConfigError(f"{key}={value!r}: use simple, kerberos or none")
     return text
@@ -89,7 +152,7 @@ class _Key:
 KEYS: tuple[_Key, ...] = (
     _Key("spark.blacklist.decommissioning.enabled", "exclude_enabled", _parse_bool,
          "EMR: a DECOMMISSIONING node gets no new tasks; running ones finish."),
-    _Key("spark.blacklist.decommissioning.timeout", "exclude_timeout", parse_duration,
+    _Key("spark.blacklist.decommissioning.timeout", "exclude_timeout", _parse_positive_duration,
          "EMR: how long that exclusion lasts; set it >= YARN's graceful decommission timeout."),
     _Key("spark.resourceManager.cleanupExpiredHost", "cleanup_enabled", _parse_bool,
          "EMR: at DECOMMISSIONED, unregister the node's shuffle outputs and cached blocks at once."),
@@ -98,23 +161,26 @@ KEYS: tuple[_Key, ...] = (
     _Key("spark.decommissioning.timeout.threshold", "deadline_threshold", parse_duration,
          "EMR: a node whose decommission deadline is nearer than this is handled as gone now."),
     _Key("spark.decom.enabled", "enabled", _parse_bool, "Turn decom off without removing it."),
-    _Key("spark.decom.yarn.rm.addresses", "rm_addresses", _parse_list,
+    _Key("spark.decom.yarn.rm.addresses", "rm_addresses", _parse_addresses,
          "ResourceManager web addresses (comma-separated for HA); default: from yarn-site.xml."),
-    _Key("spark.decom.poll.interval", "poll_interval", parse_duration,
+    _Key("spark.decom.poll.interval", "poll_interval", _parse_positive_duration,
          "How often the ResourceManager is asked for node states."),
-    _Key("spark.decom.poll.timeout", "poll_timeout", parse_duration,
+    _Key("spark.decom.poll.timeout", "poll_timeout", _parse_positive_duration,
          "HTTP timeout of one ResourceManager request."),
     _Key("spark.decom.yarn.auth", "auth", _parse_auth,
          "simple (user.name), kerberos (SPNEGO, needs decom[kerberos]) or none."),
-    _Key("spark.decom.yarn.user", "user", _parse_str, "user.name for simple auth."),
-    _Key("spark.decom.yarn.tls.caBundle", "ca_bundle", _parse_str,
+    _Key("spark.decom.yarn.user", "user", _parse_user, "user.name for simple auth."),
+    _Key("spark.decom.yarn.tls.caBundle", "ca_bundle", _parse_file,
          "CA bundle (PEM) for an https ResourceManager."),
-    _Key("spark.decom.eventLog", "event_log", _parse_str,
+    _Key("spark.decom.eventLog", "event_log", _parse_log_path,
          "Append decom's transitions and actions as JSON lines to this file."),
     _Key("spark.decom.config", "config_file", _parse_str, "A YAML file with any of these keys."),
 )
 _BY_KEY = {k.key: k for k in KEYS}
 _BY_ATTR = {k.attr: k for k in KEYS}
+#: Besides spark.decom.*, keys under these prefixes (EMR's) are checked for typos of decom's keys.
+_EMR_PREFIXES = ("spark.blacklist.decommissioning.", "spark.resourceManager.", "spark.decommissioning.",
+                 "spark.stage.attempt.ignoreOnDecommission")
 
 
 @dataclass(frozen=True)
@@ -178,6 +244,8 @@ class DecomConfig:
                            "spark.decom.stage.maxDecommissionRetries"):
                     continue  # read by the JVM shim
                 take(key, raw, "the Spark conf")
+            elif key.startswith(_EMR_PREFIXES) and difflib.get_close_matches(key, list(_BY_KEY), n=1, cutoff=0.85):
+                take(key, raw, "the Spark conf")  # a typo of an EMR key: unknown, with the closest one
         for attr, raw in (options or {}).items():
             spec = _BY_ATTR.get(attr)
             if spec is None:
@@ -196,6 +264,9 @@ def _load_yaml(path: str, errors: list[str]) -> dict[str, object]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         errors.append(f"spark.decom.config: cannot read {path!r}: {e.strerror or e}")
+        return {}
+    except UnicodeDecodeError as e:
+        errors.append(f"spark.decom.config: {path!r} is not UTF-8 text (byte {e.start}): save it as UTF-8 YAML")
         return {}
     try:
         data = yaml.safe_load(text)

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ._errors import DecomError, LivyError, LivySessionNotFoundError, ResourceManagerError
-from ._livy import BUSY_STATES, LivyClient, LivySession
+from ._livy import BUSY_STATES, ENDED_STATES, LivyClient, LivySession
 from ._yarn import ResourceManagerClient
 
 __all__ = ["Session", "ClusterTotals", "SessionInventory", "ReapFilters", "ReapPlan", "ReapOutcome",
@@ -301,7 +301,8 @@ def collect_inventory(rm: ResourceManagerClient, livy: LivyClient | None = None,
 
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(rows)))) as pool:
         sessions = list(pool.map(measure, rows))
-    sessions.sort(key=lambda s: (s.app_id is None, s.started_ms, s.livy_id if s.livy_id is not None else -1))
+    # Sessions holding the cluster first (oldest first), then Livy's starting/ended ones.
+    sessions.sort(key=lambda s: (s.yarn_state is None, s.started_ms, s.livy_id if s.livy_id is not None else -1))
     return SessionInventory(sessions, ClusterTotals.from_metrics(metrics, running_nodes), others, now_s, warnings)
 
 
@@ -356,10 +357,10 @@ def _duration(seconds: float) -> str:
 
 def _why_kept(session: Session, filters: ReapFilters) -> str | None:
     """None when the session (already known to match the filters) is to be ended, else why not."""
-    if session.yarn_state != "RUNNING":
-        return f"its YARN app is {session.yarn_state or 'not active'}: holds no running session"
     if session.livy_state in _WAITING_LIVY_STATES:
         return f"Livy state {session.livy_state}"
+    if session.yarn_state != "RUNNING":
+        return f"its YARN app is {session.yarn_state or 'not active'}: not a running session"
     if session.busy:
         return "busy: " + ("a statement is running" if session.idle_source == "livy" else "a Spark job is running")
     if session.idle_s is None:
@@ -394,6 +395,8 @@ def plan_reap(inventory: SessionInventory, filters: ReapFilters) -> ReapPlan:
     for session in inventory.sessions:
         if not filters.matches(session):
             continue
+        if session.yarn_state is None and session.livy_state in ENDED_STATES:
+            continue  # a finished session Livy still remembers: nothing to end, nothing to say
         reason = _why_kept(session, filters)
         if reason is None:
             targets.append(session)

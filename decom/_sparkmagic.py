@@ -36,7 +36,7 @@ TRADE_OFF = (
     "take every executor and the next user's session waits (\"did not start up in 60 seconds\"). "
     "The cap acts through dynamic allocation (on by default on EMR and Glue); with it off, numExecutors "
     "is the fixed count. New sessions pick the cap up: restart the notebook kernel, or run the "
-    "%%configure -f cell below in a running notebook (it restarts that session)."
+    "%%configure -f cell in a running notebook (it restarts that session)."
 )
 
 # Spark/JVM sizes as Livy takes them: 512m, 4g, 1000M, 2GB.

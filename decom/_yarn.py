@@ -11,6 +11,7 @@ the REST ``NodeInfo`` has not): :attr:`RMNode.decommissioning_timeout` is read f
 
 from __future__ import annotations
 
+import base64
 import getpass
 import json
 import logging
@@ -25,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -40,6 +41,30 @@ __all__ = [
 ]
 
 log = logging.getLogger("decom.yarn")
+_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+_USER_PARAM = re.compile(r"(?i)(user\.name=)[^&#\s\"']*")
+_AUTH_VALUE = re.compile(r"(?i)\b(basic|negotiate|bearer|digest)(\s+)[A-Za-z0-9+/=._~\-]{6,}")
+
+
+def _redact(text: str) -> str:
+    """URL user info, user.name values and Authorization-style credentials masked."""
+    return _AUTH_VALUE.sub(r"\1\2***", _USER_PARAM.sub(r"\1***", _USERINFO.sub("***@", text)))
+
+
+class _HttpxLogRedactor(logging.Filter):
+    """httpx logs every request's URL at INFO ("HTTP Request: GET http://rm:8088/...?user.name=alice"):
+    the user name (simple auth) and any user info must not reach the application's logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact(str(a)) if isinstance(a, (str, httpx.URL)) else a for a in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = _redact(record.msg)
+        return True
+
+
+_LOG_REDACTOR = _HttpxLogRedactor()
+logging.getLogger("httpx").addFilter(_LOG_REDACTOR)
 
 #: Every node state YARN 3.x knows. Others may come from newer RMs: they are kept as they are.
 NODE_STATES = ("NEW", "RUNNING", "UNHEALTHY", "DECOMMISSIONING", "DECOMMISSIONED", "LOST",
@@ -71,6 +96,10 @@ def _normalize(address: str) -> str:
     if "://" not in text:
         text = "http://" + text
     parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018 - a port that is not a number raises ValueError
+    except ValueError:
+        return ""
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return ""
     return f"{parts.scheme.lower()}://{parts.netloc}{parts.path.rstrip('/')}"
@@ -177,6 +206,17 @@ def discover_rm_addresses(spark_conf: Mapping[str, str],
     prefix = "spark.hadoop."
     props.update({k[len(prefix):]: str(v) for k, v in spark_conf.items() if k.startswith(prefix)})
     return _dedupe(_addresses_from_props(props, env))
+
+
+def _split_userinfo(address: str) -> tuple[str, tuple[str, str] | None]:
+    """``http://user:pw@rm:8088/x`` -> (``http://rm:8088/x``, (user, pw)); user info is never part of
+    a URL decom requests or shows (it would reach httpx's request log): it becomes Basic auth."""
+    parts = urlsplit(address)
+    if "@" not in parts.netloc:
+        return address, None
+    creds, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = creds.partition(":")
+    return f"{parts.scheme}://{hostport}{parts.path}", (unquote(user), unquote(password))
 
 
 def _dedupe(addresses: Iterable[str]) -> list[str]:
@@ -318,16 +358,30 @@ class ResourceManagerClient:
                  transport: httpx.BaseTransport | None = None) -> None:
         if isinstance(addresses, str):
             addresses = addresses.split(",")
-        self._addresses = _dedupe(_normalize(a) for a in addresses)
+        given = [a.strip() for a in addresses if a and a.strip()]
+        self._basic: dict[str, httpx.BasicAuth] = {}
+        self._secrets: list[str] = []
+        self._addresses: list[str] = []
+        for address in _dedupe(_normalize(a) for a in given):
+            base, creds = _split_userinfo(address)
+            if base in self._addresses:
+                continue
+            self._addresses.append(base)
+            if creds is not None:
+                self._basic[base] = httpx.BasicAuth(*creds)
+                token = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
+                self._secrets += [c for c in (creds[1], token) if len(c) >= 3]
         if not self._addresses:
+            shown = ", ".join(repr(_redact(a)) for a in given)
             raise ResourceManagerError(
-                "no usable ResourceManager address: set spark.decom.yarn.rm.addresses to e.g. "
-                "http://rm-host:8088 (comma-separated for HA), or HADOOP_CONF_DIR to the directory "
-                "holding yarn-site.xml")
+                "no usable ResourceManager address" + (f" in {shown}" if shown else "") + ": give its web "
+                "address, e.g. http://rm-host:8088 (comma-separated for HA), in spark.decom.yarn.rm.addresses "
+                "(the CLI: --rm), or set HADOOP_CONF_DIR to the directory holding yarn-site.xml")
         self._timeout = float(timeout)
+        if not self._timeout > 0:
+            raise ResourceManagerError(f"the ResourceManager request timeout must be more than 0 s, not {timeout!r}")
         self._auth = (auth or "simple").strip().lower()
         self._params: dict[str, str] = {}
-        self._secrets: list[str] = []
         http_auth: httpx.Auth | None = None
         if self._auth == "simple":
             name = user or _current_user()
@@ -529,7 +583,7 @@ class ResourceManagerClient:
                 return configured
         cur_scheme, cur_host, _ = _host_port(current)
         if (scheme, host) == (cur_scheme, cur_host):
-            return base
+            return _split_userinfo(base)[0]
         return None
 
     def _send(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
@@ -543,13 +597,15 @@ class ResourceManagerClient:
             for _hop in range(_MAX_HOPS + 1):
                 try:
                     try:
-                        resp = self._http.request(method, base + path, params=query, json=body)
+                        resp = self._http.request(method, base + path, params=query, json=body,
+                                                  **self._auth_for(base))
                     except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
                         if method != "GET":
                             raise
                         # Likely a kept-alive connection the RM (or a proxy) closed meanwhile:
                         # a GET is safe to repeat once, on a fresh connection.
-                        resp = self._http.request(method, base + path, params=query, json=body)
+                        resp = self._http.request(method, base + path, params=query, json=body,
+                                                  **self._auth_for(base))
                 except httpx.TimeoutException:
                     problems.append(f"{_display(base)}: no answer within {self._timeout:g} s")
                     break
@@ -581,6 +637,10 @@ class ResourceManagerClient:
             "no YARN ResourceManager answered (" + "; ".join(problems) + "): check that the RM "
             "is up and that spark.decom.yarn.rm.addresses (or yarn-site.xml under "
             "HADOOP_CONF_DIR) names its web address")
+
+    def _auth_for(self, base: str) -> dict[str, Any]:
+        basic = self._basic.get(base)
+        return {"auth": basic} if basic is not None else {}
 
     def _get_json(self, path: str, params: Mapping[str, str] | None = None, *,
                   only: str | None = None) -> tuple[object, str]:
@@ -615,7 +675,7 @@ class ResourceManagerClient:
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "<user>")
-        return text
+        return _redact(text)
 
     def _reason(self, e: Exception) -> str:
         if isinstance(e, httpx.ConnectError):
