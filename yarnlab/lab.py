@@ -289,8 +289,8 @@ class YarnLab:
             return self
         net.preflight()
         jars.java_home()
-        t0 = time.monotonic()
         self._acquire_lock()
+        t0 = time.monotonic()  # the start timeout counts from here, not from the wait for the lock
         _LIVE.add(self)
         _install_handlers()
         try:
