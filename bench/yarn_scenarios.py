@@ -181,7 +181,7 @@ class Event:
     attempt: int = 0
     min_done: int = 2
     nodes: int = 1
-    how: str = "graceful"  # graceful | vanish
+    how: str = "graceful"  # graceful | vanish | rm-restart (timed only: the RM is down `timeout` s, then restarted)
     timeout: int = 120
     #: Timed instead: the event fires this many seconds after the job started (stage/attempt/min_done unused).
     at_s: float | None = None
@@ -360,6 +360,15 @@ def _run_timed(lab: Any, app: SparkApp, events: list[Event], am: str, t_job: flo
                                    "told_t": round(t - t_job, 1), "stages": stages})
             log(f"t={t - t_job:.1f}s {'link up on' if ev.how == 'vanish' else 'recommission of'} {victims} "
                 f"(stages {stages})")
+            continue
+        if ev.how == "rm-restart":  # no victim: the active RM stops, stays down `timeout` s, starts again
+            log(f"t={t - t_job:.1f}s ResourceManager stopped for {ev.timeout}s (stages {stages})")
+            lab.restart_rm(down_seconds=ev.timeout)
+            up = time.time()
+            out.events.append({"stage": "timed", "attempt": 0, "stage_id": None, "how": ev.how, "timeout": ev.timeout,
+                               "victims": [], "at": t, "stage_reached_t": round(due, 1), "told_t": round(t - t_job, 1),
+                               "stages": stages, "rm_up_t": round(up - t_job, 1)})
+            log(f"t={up - t_job:.1f}s ResourceManager up again, nodes RUNNING")
             continue
         room = len(lab.nodes) - 2 - len(out_now)  # the AM's node and one more stay in
         victims = pick_victims(app, min(ev.nodes, room), {am, *out_now}) if room > 0 else []
