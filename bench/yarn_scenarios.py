@@ -322,6 +322,7 @@ def _figures(out: YarnOutcome, attempts: list[dict[str, Any]], rep: dict[str, An
                       for h, n in rep.get("nodes", {}).items()},
             "events": [e | {"t": round(e["time"] / 1000 - t_job, 1)}
                        for e in (rep.get("shim") or {}).get("events", []) if e.get("action") != "shim-started"],
+            "poller": rep.get("poller"),
         }
 
 
