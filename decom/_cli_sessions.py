@@ -531,10 +531,11 @@ def diagnose(error_text: tuple[str, ...], rm: str | None, timeout: str, auth: st
             click.echo("")
         click.echo(f"{d.title}")
         click.echo(f"  recognised: {d.matched}")
-        click.echo(f"  why: {d.cause}")
+        click.echo(textwrap.fill(d.cause, width=100, initial_indent="  why: ", subsequent_indent="       "))
         click.echo("  what to do:")
         for n, action in enumerate(d.actions, 1):
-            click.echo(f"    {n}. {action}")
+            click.echo(textwrap.fill(action, width=100, initial_indent=f"    {n}. ", subsequent_indent="       ",
+                                     break_on_hyphens=False, break_long_words=False))
         if d.live:
             click.echo("  now:")
             for line in d.live:

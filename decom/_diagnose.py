@@ -46,6 +46,7 @@ class _Context:
     match: re.Match[str]
     #: The --rm/--livy options to repeat in suggested commands.
     where: str
+    rule: str = ""
 
 
 LiveFn = Callable[[_Context], list[str]]
@@ -105,8 +106,11 @@ def _session_facts(ctx: _Context) -> list[str]:
             lines.append(f"Livy at {ctx.livy.url} has session {s.id} in state {s.state}"
                          + (f" (YARN app {s.app_id})" if s.app_id else ""))
         except LivySessionNotFoundError:
-            lines.append(f"Livy at {ctx.livy.url} confirms: no session {ctx.session_id} (it ended, timed out "
-                         "or Livy restarted)")
+            if ctx.rule == "session-not-found":
+                lines.append(f"Livy at {ctx.livy.url} confirms: no session {ctx.session_id} (it ended, timed "
+                             "out or Livy restarted)")
+            else:
+                lines.append(f"Livy at {ctx.livy.url} has no session {ctx.session_id} now")
         except DecomError as e:
             lines.append(f"could not ask Livy: {redact(str(e))}")
         try:
@@ -233,8 +237,8 @@ RULES: tuple[_Rule, ...] = (
          "or use more, smaller partitions.",)),
     _Rule(
         "node-lost", "Executors lost with their node (decommissioned or lost)",
-        _p(r"ExecutorLostFailure", r"Container released on a \*lost\* node",
-           r"Container marked as failed.*?(?:lost|decommission)", r"executor decommission",
+        _p(r"Container released on a \*lost\* node", r"Container marked as failed.{0,200}?(?:lost|decommission)",
+           r"ExecutorLostFailure.{0,300}?(?:lost node|decommission)", r"executor decommission",
            r"FetchFailed(?:Exception)?"),
         "A node went away (autoscaling scale-in, spot reclaim, graceful decommission) with executors and "
         "shuffle files on it; Spark retries the tasks and recomputes lost shuffle output.",
@@ -287,7 +291,7 @@ def diagnose(text: str, rm: ResourceManagerClient | None = None, livy: LivyClien
         session_id = int(sid) if sid else None
         live: list[str] = []
         if rule.live is not None and (rm is not None or livy is not None):
-            live = rule.live(_Context(rm, livy, session_id, match, where))
+            live = rule.live(_Context(rm, livy, session_id, match, where, rule.id))
         found.append(Diagnosis(rule.id, rule.title, redact(match.group(0))[:300], rule.cause, list(rule.actions),
                                live, session_id))
     return found

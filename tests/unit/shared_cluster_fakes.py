@@ -126,7 +126,9 @@ class FakeRM:
         if path == "/ws/v1/cluster/metrics":
             return httpx.Response(200, json=self.metrics())
         if path == "/ws/v1/cluster/nodes":
-            return httpx.Response(200, json=self.nodes())
+            wanted = set(filter(None, req.url.params.get("states", "").split(",")))
+            nodes = [n for n in self.nodes()["nodes"]["node"] if not wanted or n["state"] in wanted]
+            return httpx.Response(200, json={"nodes": {"node": nodes} if nodes else {}})
         m = re.fullmatch(r"/ws/v1/cluster/apps/(application_\d+_\d+)/state", path)
         if m and req.method == "PUT":
             app = self.apps.get(m.group(1))
