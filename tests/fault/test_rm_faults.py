@@ -43,6 +43,14 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/ws/v1/cluster/metrics":
             self.send_json(404, {})
             return
+        if url.path.startswith("/ws/v1/cluster/nodes/"):  # one node, as the poller looks up a recommissioned one
+            with rm.lock:
+                node = rm.nodes.get(url.path.rsplit("/", 1)[1])
+            if node is None:
+                self.send_json(404, {"RemoteException": {"message": "nodeId not found"}})
+            else:
+                self.send_json(200, {"node": node})
+            return
         wanted = set(parse_qs(url.query).get("states", [""])[0].split(","))
         with rm.lock:
             body = rm.cached_body(wanted)
