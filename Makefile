@@ -60,10 +60,14 @@ lab-down: $(VENV)/.installed
 test-yarn: setup
 	$(PY) -m pytest tests/yarn -q
 
-.PHONY: wheel
+.PHONY: wheel dist
 wheel: $(JAR)
 	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist .
 	@ls dist/decom-$(VERSION)-*.whl
+
+# spark-submit --py-files dist/decom.zip --jars dist/decom-shim-$(VERSION).jar: decom with no code change.
+dist: setup
+	$(PY) -m decom dist --out dist
 
 # Seeded random scale-in schedules on the YARN lab, stock Spark vs decom (bench/results/chaos.{json,md}).
 # Replay one schedule: make chaos CHAOS_ARGS="--seed S --runs 1".

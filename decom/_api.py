@@ -91,6 +91,7 @@ def enable(spark: Any, *, strict: bool = False, start_poller: bool = True,
     mismatched shim jar, Spark Connect or an unsupported Spark raise a typed :class:`DecomError`.
     """
     sc = _spark_context(spark)
+    _ensure_log_handler()
     key = id(sc._jsc)
     with _lock:
         existing = _controllers.get(key)
@@ -120,6 +121,18 @@ def enable(spark: Any, *, strict: bool = False, start_poller: bool = True,
                          "nodes are reported by hand", sc.master)
         _controllers[key] = controller
         return controller
+
+
+def _ensure_log_handler() -> None:
+    """decom's INFO lines (one per transition and action) belong in the driver log: if the
+    application configured no Python logging, write them to stderr in Spark's log4j layout."""
+    if log.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%y/%m/%d %H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
 
 
 def _yarn_rm_settings(sc: Any) -> dict[str, str]:

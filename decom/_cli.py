@@ -283,4 +283,66 @@ def bench(args: tuple[str, ...]) -> None:
     if proc.returncode:
         raise click.exceptions.Exit(proc.returncode)
 
+
+# ---- decom dist ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--out", "out", default="dist", show_default=True, metavar="DIR",
+              help="Where to write decom.zip and the shim jar.")
+def dist(out: str) -> None:
+    """Write decom.zip and the shim jar: an unmodified PySpark job then runs with decom via
+
+    spark-submit --py-files DIR/decom.zip --jars DIR/decom-shim-VERSION.jar
+    --conf spark.plugins=io.decom.DecomPlugin job.py
+
+    (or the same keys in spark-defaults.conf: spark.submit.pyFiles, spark.jars, spark.plugins).
+    """
+    from ._dist import build_dist
+
+    try:
+        zpath, jar_file = build_dist(out)
+    except DecomError as e:
+        raise _fail(str(e), 2) from None
+    click.echo(zpath)
+    click.echo(jar_file)
+
+
+# ---- decom status --------------------------------------------------------------------------------
+
+
+@main.command()
+@rm_options
+@click.option("--ui", "ui", default=None, metavar="URL",
+              help="The driver's Spark UI, e.g. http://driver-host:4040 (reads its /metrics/json).")
+@click.option("--app", "app_id", default=None, metavar="APP_ID",
+              help="A YARN application id: its Spark UI is reached through the RM's web proxy.")
+@click.option("--event-log", "event_log", default=None, metavar="FILE",
+              help="Summarise the JSON event log a driver wrote (spark.decom.eventLog).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def status(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, ui: str | None,
+           app_id: str | None, event_log: str | None, as_json: bool) -> None:
+    """decom's counters in a running driver (its Spark UI metrics), or from its event log."""
+    from ._status import StatusError, counters_from_event_log, counters_from_metrics, counters_from_ui
+
+    if sum(x is not None for x in (ui, app_id, event_log)) != 1:
+        raise _fail("give exactly one of --ui URL, --app APP_ID (with --rm) or --event-log FILE", 2)
+    try:
+        if event_log is not None:
+            figures = counters_from_event_log(event_log)
+        elif ui is not None:
+            figures = counters_from_ui(ui, timeout=_seconds(timeout, "--timeout"))
+        else:
+            with client_from_options(rm, timeout, auth, user, ca_bundle) as client, _rm_errors():
+                data = client.app_proxy_json(str(app_id), "metrics/json/")
+            figures = counters_from_metrics(data, f"{app_id} (through the RM's web proxy)")
+    except StatusError as e:
+        raise _fail(str(e), 2) from None
+    if as_json:
+        click.echo(json.dumps(figures, indent=2, sort_keys=True))
+        return
+    click.echo(f"source: {figures.pop('source')}")
+    rows = [["FIGURE", "VALUE"]] + [[k, str(v)] for k, v in figures.items()]
+    click.echo(_table(rows))
+
 from . import _cli_sessions  # noqa: E402,F401  (registers the shared-cluster commands)

@@ -182,6 +182,10 @@ _BY_ATTR = {k.attr: k for k in KEYS}
 _EMR_PREFIXES = ("spark.blacklist.decommissioning.", "spark.resourceManager.", "spark.decommissioning.",
                  "spark.stage.attempt.ignoreOnDecommission")
 
+#: ``spark.decom.*`` keys the JVM shim reads itself from the Spark conf.
+JVM_KEYS = ("spark.decom.stage.maxConsecutiveAttempts", "spark.decom.stage.maxDecommissionRetries",
+            "spark.decom.releaseIdleExecutors")
+
 
 @dataclass(frozen=True)
 class DecomConfig:
@@ -240,8 +244,7 @@ class DecomConfig:
                 take(key, raw, f"YAML file {config_file}")
         for key, raw in spark_conf.items():
             if key in _BY_KEY or key.startswith("spark.decom."):
-                if key in ("spark.decom.stage.maxConsecutiveAttempts",
-                           "spark.decom.stage.maxDecommissionRetries"):
+                if key in JVM_KEYS:
                     continue  # read by the JVM shim
                 take(key, raw, "the Spark conf")
             elif key.startswith(_EMR_PREFIXES) and difflib.get_close_matches(key, list(_BY_KEY), n=1, cutoff=0.85):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 
 __all__ = ["__version__"]
@@ -15,10 +15,11 @@ def _read() -> str:
     except metadata.PackageNotFoundError:
         pass
     # Running from a source tree or a --py-files zip: the zip carries the number, a checkout has the pom.
+    try:  # read through the package's loader: works inside a zip too
+        return resources.files("decom").joinpath("VERSION").read_text(encoding="utf-8").strip()
+    except (OSError, ModuleNotFoundError):
+        pass
     here = Path(__file__).resolve().parent
-    stamped = here / "VERSION"
-    if stamped.is_file():
-        return stamped.read_text(encoding="utf-8").strip()
     pom = here.parent / "jvm-shim" / "pom.xml"
     if pom.is_file():
         m = re.search(r"<version>([^<]+)</version><!-- decom-version -->", pom.read_text("utf-8"))

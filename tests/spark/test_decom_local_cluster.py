@@ -97,3 +97,29 @@ def test_nodes_lost_in_consecutive_attempts_do_not_abort_the_job(decom_spark, te
     assert out.correct, out.row()
     assert out.result_stage_attempts >= 2, "the scenario really failed attempts"
     assert len(out.exempted_attempts) >= 1, out.row()
+
+
+def test_status_shows_the_running_drivers_counters(decom_spark):
+    """`decom status --ui` reads the plugin's gauges from the driver's /metrics/json; they match
+    the controller's own report."""
+    import json
+
+    from click.testing import CliRunner
+
+    from decom._cli import main
+
+    spark, controller = decom_spark
+    e = wait_for_executors(spark, 4)[2]
+    controller.decommissioning(executors=[e])
+    try:
+        result = CliRunner().invoke(main, ["status", "--ui", spark.sparkContext.uiWebUrl, "--json"])
+        assert result.exit_code == 0, result.output
+        figures = json.loads(result.output)
+        nodes = controller.report()["nodes"].values()
+        excluded = {x for n in nodes for x in n["executors_excluded"]}
+        assert e in excluded
+        assert figures["executorsExcluded"] == len(excluded)
+        assert figures["nodesDecommissioned"] == sum(1 for n in nodes if n["state"] == "DECOMMISSIONED")
+        assert figures["fetchFailures"] == controller.report()["shim"]["fetchFailures"]["total"]
+    finally:
+        controller.recommissioned(executors=[e])

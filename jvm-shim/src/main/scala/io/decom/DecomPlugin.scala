@@ -2,6 +2,8 @@ package io.decom
 
 import java.util.{Collections, Map => JMap}
 
+import com.codahale.metrics.Gauge
+
 import org.apache.spark.SparkContext
 import org.apache.spark.api.plugin.{DriverPlugin, ExecutorPlugin, PluginContext, SparkPlugin}
 import org.apache.spark.decom.SparkInternals
@@ -34,7 +36,14 @@ class DecomDriverPlugin extends DriverPlugin {
   }
 
   override def registerMetrics(appId: String, ctx: PluginContext): Unit = {
-    if (sc != null) DecomShim.get(sc)
+    if (sc == null) return
+    DecomShim.get(sc)
+    // decom's counters as Spark metrics: the UI's /metrics/json (read by `decom status`) and any sink.
+    DecomShim.CounterNames.foreach { name =>
+      ctx.metricRegistry().register(name, new Gauge[Long] {
+        override def getValue: Long = DecomShim.counters(sc).getOrElse(name, 0L)
+      })
+    }
   }
 
   override def shutdown(): Unit = {

@@ -21,6 +21,7 @@ object Keys {
   val SparkMaxAttempts = "spark.stage.maxConsecutiveAttempts"
   val UserMaxAttempts = "spark.decom.stage.maxConsecutiveAttempts"
   val ExtraAttempts = "spark.decom.stage.maxDecommissionRetries"
+  val ReleaseIdle = "spark.decom.releaseIdleExecutors"
   val DefaultMaxAttempts = 4
   val DefaultExtraAttempts = 16
 }
@@ -65,6 +66,12 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   private val nodes = mutable.LinkedHashMap.empty[String, NodeRecord]
   private val events = mutable.ArrayDeque.empty[JObject]
   private var fetchFailures = 0
+  // Release excluded executors once idle, so YARN can drain the node without waiting for dynamic
+  // allocation's idle timeout (or forever, with static executors or a long-lived notebook session).
+  private val releaseIdle = conf.getBoolean(Keys.ReleaseIdle, defaultValue = true)
+  /** Tasks started minus ended per executor, as the listener saw them (results already handled). */
+  private val runningTasks = mutable.Map.empty[String, Int]
+  private val activeJobs = mutable.Set.empty[Int]
   private var exemptFetchFailures = 0
   private val listener = new DecomListener(this)
   private val timer: ScheduledExecutorService = Executors.newSingleThreadScheduledExecutor { r =>
@@ -82,6 +89,8 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
       SparkInternals.liveExecutors(sc).foreach { e =>
         executorAdded(ExecutorInfo.fromAttributes(e.id, e.host, e.attributes))
       }
+      // Jobs already running when decom is enabled mid-session; their JobEnd comes through the listener.
+      activeJobs ++= sc.statusTracker.getActiveJobIds()
     }
     timer.scheduleWithFixedDelay(() => expireExclusions(), 500, 500, TimeUnit.MILLISECONDS)
     event("shim-started", "driver", ("retryPolicy" -> retryMode) ~ ("userLimit" -> userLimit))
@@ -109,6 +118,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
         event("excluded", target.key, ("executors" -> marked) ~ ("until" -> (t + timeoutMs)))
         marked
       }
+      releaseIdleExcluded()
       compact(render(("executors" -> newly.distinct) ~ ("targets" -> keys(hosts, execs))))
     }
 
@@ -185,6 +195,21 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
 
   def setExemptionEnabled(enabled: Boolean): Unit = exemptEnabled = enabled
 
+  /** The figures `decom status` shows, by [[DecomShim.CounterNames]]. */
+  def counters(): Map[String, Long] = synchronized {
+    val ns = nodes.values.toSeq
+    Map(
+      "nodesDecommissioning" -> ns.count(n => n.excludedNow && !n.decommissioned).toLong,
+      "nodesDecommissioned" -> ns.count(_.decommissioned).toLong,
+      "executorsExcluded" -> ns.flatMap(_.executorsExcluded).distinct.size.toLong,
+      "executorsReleased" -> ns.flatMap(_.executorsReleased).distinct.size.toLong,
+      "outputsUnregistered" -> ns.map(_.outputsUnregistered.toLong).sum,
+      "fetchFailures" -> fetchFailures.toLong,
+      "fetchFailuresExempt" -> exemptFetchFailures.toLong,
+      "stageAttemptsExempt" -> policy.stagesWithFailures.toSeq.map(s => policy.exemptAttempts(s).size.toLong).sum,
+      "stagesAborted" -> policy.abortedStages.size.toLong)
+  }
+
   /** JSON: what decom saw and did, per node and per stage. */
   def report(): String = synchronized {
     val nodeJson = nodes.values.map { n =>
@@ -241,7 +266,27 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     }
   }
 
-  private[decom] def executorRemoved(id: String): Unit = synchronized { alive -= id }
+  private[decom] def executorRemoved(id: String): Unit = synchronized {
+    alive -= id
+    runningTasks -= id
+  }
+
+  private[decom] def taskStarted(execId: String): Unit = synchronized {
+    runningTasks(execId) = runningTasks.getOrElse(execId, 0) + 1
+  }
+
+  private[decom] def taskEnded(execId: String): Unit = synchronized {
+    val left = math.max(0, runningTasks.getOrElse(execId, 0) - 1)
+    runningTasks(execId) = left
+    if (left == 0) releaseIdleExcluded()
+  }
+
+  private[decom] def jobStarted(job: Int): Unit = synchronized { activeJobs += job }
+
+  private[decom] def jobEnded(job: Int): Unit = synchronized {
+    activeJobs -= job
+    if (activeJobs.isEmpty) releaseIdleExcluded()
+  }
 
   private[decom] def stageSubmitted(stage: Int, attempt: Int, at: Long): Unit = synchronized {
     policy.submitted(stage, attempt, at)
@@ -348,6 +393,43 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     freed
   }
 
+  /**
+   * Let go of excluded executors that run nothing, so the node drains now. While a job runs, only
+   * when their node holds no shuffle outputs: the node's shuffle service keeps serving the running
+   * job until YARN takes the node, and releasing would let YARN take it at once.
+   */
+  private def releaseIdleExcluded(): Unit = if (releaseIdle) {
+    // Nodes only: draining is what YARN waits for; a single excluded executor stays for its owner to undo.
+    nodes.values.filter(n => n.target.isInstanceOf[NodeTarget] && n.excludedNow && !n.decommissioned).foreach { n =>
+      val idle = n.executorsExcluded.toSeq.filter { id =>
+        alive.contains(id) && !n.executorsReleased.contains(id) && runningTasks.getOrElse(id, 0) == 0 &&
+          !SparkInternals.isExecutorBusy(sc, id)
+      }
+      if (idle.nonEmpty && (activeJobs.isEmpty || !holdsOutputs(n))) {
+        // With the host as loss reason Spark drops the node's outputs too: it leaves once drained.
+        val host = n.target match {
+          case NodeTarget(h, _) => Some(h)
+          case _ => None
+        }
+        val gone = SparkInternals.releaseExecutors(sc, idle, host, "decom: idle on a decommissioning node")
+        n.executorsReleased ++= gone
+        alive --= gone
+        if (gone.nonEmpty) {
+          event("executors-released", n.target.key, ("executors" -> gone) ~ ("idle" -> true) ~
+            ("activeJobs" -> activeJobs.size))
+        }
+      }
+    }
+  }
+
+  private def holdsOutputs(n: NodeRecord): Boolean = {
+    val lost: (String, String) => Boolean = n.target match {
+      case NodeTarget(h, None) => (eid, host) => host == h || n.executorsExcluded.contains(eid)
+      case _ => (eid, _) => n.executorsExcluded.contains(eid)
+    }
+    SparkInternals.outputsMatching(lost).nonEmpty
+  }
+
   private def expireExclusions(): Unit = try {
     synchronized {
       val t = now()
@@ -375,6 +457,16 @@ object DecomShim {
     val in = getClass.getResourceAsStream("/decom-shim.properties")
     if (in != null) try props.load(in) finally in.close()
     props.getProperty("version", "unknown")
+  }
+
+  val CounterNames: Seq[String] = Seq("nodesDecommissioning", "nodesDecommissioned", "executorsExcluded",
+    "executorsReleased", "outputsUnregistered", "fetchFailures", "fetchFailuresExempt", "stageAttemptsExempt",
+    "stagesAborted")
+
+  /** The counters of this context's shim (empty before it is installed). */
+  def counters(sc: SparkContext): Map[String, Long] = {
+    val shim = current
+    if (shim != null && (shim.sc eq sc)) shim.counters() else Map.empty
   }
 
   /** The jar's version; the Python side checks it against its own once. */
@@ -431,10 +523,20 @@ private[decom] final class DecomListener(shim: DecomShim) extends SparkListener 
     shim.stageSubmitted(i.stageId, i.attemptNumber(), i.submissionTime.getOrElse(System.currentTimeMillis()))
   }
 
-  override def onTaskEnd(e: SparkListenerTaskEnd): Unit = e.reason match {
-    case f: FetchFailed => safely("fetch failure")(shim.fetchFailed(e.stageId, e.stageAttemptId, f))
-    case _ => ()
+  override def onTaskStart(e: SparkListenerTaskStart): Unit =
+    safely("task start")(shim.taskStarted(e.taskInfo.executorId))
+
+  override def onTaskEnd(e: SparkListenerTaskEnd): Unit = {
+    e.reason match {
+      case f: FetchFailed => safely("fetch failure")(shim.fetchFailed(e.stageId, e.stageAttemptId, f))
+      case _ => ()
+    }
+    safely("task end")(shim.taskEnded(e.taskInfo.executorId))
   }
+
+  override def onJobStart(e: SparkListenerJobStart): Unit = safely("job start")(shim.jobStarted(e.jobId))
+
+  override def onJobEnd(e: SparkListenerJobEnd): Unit = safely("job end")(shim.jobEnded(e.jobId))
 
   override def onStageCompleted(e: SparkListenerStageCompleted): Unit = safely("stage completed") {
     val i = e.stageInfo

@@ -39,6 +39,10 @@ object SparkInternals {
   def executorsAliveOnHost(sc: SparkContext, host: String): Set[String] =
     taskScheduler(sc).flatMap(_.getExecutorsAliveOnHost(host)).getOrElse(Set.empty)
 
+  /** The task scheduler's own view: does the executor run a task right now? */
+  def isExecutorBusy(sc: SparkContext, execId: String): Boolean =
+    taskScheduler(sc).exists(_.isExecutorBusy(execId))
+
   def isMarkedDecommissioning(sc: SparkContext, execId: String): Boolean =
     taskScheduler(sc).exists(_.getExecutorDecommissionState(execId).isDefined)
 

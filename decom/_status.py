@@ -1,0 +1,93 @@
+"""``decom status``: decom's counters from a running driver, or from the event log a driver wrote.
+
+A running driver publishes the shim's counters as Spark metrics (the plugin's gauges, named
+``<app>.driver.plugin.io.decom.DecomPlugin.<counter>``), which the Spark UI serves at
+``/metrics/json``. The event log (``spark.decom.eventLog``) has one JSON line per transition and
+action and survives the driver.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import httpx
+
+from ._errors import DecomError
+
+__all__ = ["StatusError", "counters_from_metrics", "counters_from_ui", "counters_from_event_log"]
+
+_GAUGE_MARK = ".plugin.io.decom.DecomPlugin."
+
+
+class StatusError(DecomError):
+    """decom's figures could not be read."""
+
+
+def counters_from_metrics(data: object, source: str) -> dict[str, Any]:
+    """The decom gauges of a Spark ``/metrics/json`` document."""
+    gauges = data.get("gauges") if isinstance(data, dict) else None
+    if not isinstance(gauges, dict):
+        raise StatusError(f"{source} is not Spark's /metrics/json (no gauges)")
+    figures: dict[str, Any] = {"source": source}
+    for name, gauge in sorted(gauges.items()):
+        if _GAUGE_MARK in name and isinstance(gauge, dict):
+            figures[name.rsplit(".", 1)[1]] = gauge.get("value")
+    if len(figures) == 1:
+        raise StatusError(f"{source} has no decom metrics: is spark.plugins=io.decom.DecomPlugin set "
+                          "on that application?")
+    return figures
+
+
+def counters_from_ui(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    """The decom gauges of the Spark UI at ``url`` (the driver's, or the RM proxy's for the app)."""
+    target = url.rstrip("/") + "/metrics/json/"
+    try:
+        resp = httpx.get(target, timeout=timeout, follow_redirects=True)
+    except httpx.HTTPError as e:
+        raise StatusError(f"cannot reach the Spark UI at {url}: {e}") from None
+    if resp.status_code != 200:
+        raise StatusError(f"{target} answered HTTP {resp.status_code}: is {url} a running Spark driver's UI?")
+    try:
+        data = resp.json()
+    except ValueError:
+        raise StatusError(f"{target} did not answer with JSON: is {url} a Spark UI?") from None
+    return counters_from_metrics(data, url)
+
+
+def counters_from_event_log(path: str) -> dict[str, Any]:
+    """Counts of the actions and node transitions in a decom event log (JSON lines)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise StatusError(f"cannot read the event log {path}: {e.strerror or e}") from None
+    actions: Counter[str] = Counter()
+    nodes: dict[str, str] = {}
+    bad = 0
+    first = last = None
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            ev = json.loads(line)
+            action, target, when = str(ev["action"]), str(ev["target"]), float(ev["time"])
+        except (ValueError, KeyError, TypeError):
+            bad += 1
+            continue
+        first = when if first is None else min(first, when)
+        last = when if last is None else max(last, when)
+        actions[action] += 1
+        if action == "transition":
+            nodes[target] = str((ev.get("detail") or {}).get("to", ""))
+    if not actions:
+        raise StatusError(f"{path} holds no decom events" + (f" ({bad} unreadable lines)" if bad else ""))
+    figures: dict[str, Any] = {"source": path, "events": sum(actions.values()),
+                               "span_s": round((last or 0.0) - (first or 0.0), 1)}
+    for state in ("DECOMMISSIONING", "DECOMMISSIONED", "RUNNING"):
+        figures[f"nodes_now_{state.lower()}"] = sum(1 for s in nodes.values() if s == state)
+    figures.update({f"action_{k}": v for k, v in sorted(actions.items())})
+    if bad:
+        figures["unreadable_lines"] = bad
+    return figures
