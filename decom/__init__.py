@@ -8,11 +8,14 @@
 """
 
 from ._api import configure, enable, jar_path
+from ._capacity import plan_capacity, users_that_fit
 from ._config import DecomConfig
 from ._controller import Controller
 from ._errors import (
     ConfigError,
     DecomError,
+    LivyError,
+    LivySessionNotFoundError,
     ResourceManagerError,
     ShimNotFoundError,
     ShimVersionMismatchError,
@@ -20,6 +23,7 @@ from ._errors import (
     UnsupportedSparkVersionError,
 )
 from ._model import NodeStatus
+from ._sessions import collect_inventory
 from ._version import __version__
 
 __all__ = [
@@ -36,5 +40,10 @@ __all__ = [
     "SparkConnectNotSupportedError",
     "UnsupportedSparkVersionError",
     "ResourceManagerError",
+    "LivyError",
+    "LivySessionNotFoundError",
+    "plan_capacity",
+    "users_that_fit",
+    "collect_inventory",
     "__version__",
 ]

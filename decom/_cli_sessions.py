@@ -99,7 +99,7 @@ def _livy_client(url: str | None, timeout: str, auth: str, ca_bundle: str) -> Li
 
 def _where(rm: str | None, livy_url: str | None) -> str:
     """The --rm/--livy options to repeat in a suggested command (credentials masked)."""
-    out = f" --rm {rm}" if rm else ""
+    out = f" --rm {redact(rm)}" if rm else ""
     return out + (f" --livy {redact(livy_url)}" if livy_url else "")
 
 

@@ -144,3 +144,11 @@ def test_cli_stdin_json_and_unrecognised(fakes: tuple[FakeRM, FakeLivy]) -> None
     assert [d["id"] for d in json.loads(result.output)] == ["request-too-big"]
     result = CliRunner().invoke(cli.main, ["diagnose", "NameError: name 'df' is not defined"])
     assert result.exit_code == 1 and "does not recognise" in result.output
+
+
+def test_cli_never_prints_credentials_of_rm_or_livy(fakes: tuple[FakeRM, FakeLivy]) -> None:
+    result = CliRunner().invoke(cli.main, ["diagnose", STARTUP, "--rm", "http://ops:rmpa55@rm:8088",
+                                           "--livy", "http://ann:livypa55@livy:8998"])
+    assert result.exit_code == 0, result.output
+    assert "rmpa55" not in result.output and "livypa55" not in result.output
+    assert "--rm http://***@rm:8088 --livy http://***@livy:8998" in result.output
