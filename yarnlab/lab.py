@@ -904,8 +904,10 @@ class YarnLab:
             "JAVA_HOME": str(jars.java_home()),
         }
 
-    def spark_conf(self, executor_memory: str = "1g", executor_cores: int = 1) -> dict[str, str]:
-        """Spark settings that run executors in lab nodes (client mode, driver on the host)."""
+    def spark_conf(self, executor_memory: str = "1g", executor_cores: int = 1,
+                   deploy_mode: str = "client") -> dict[str, str]:
+        """Spark settings that run executors in lab nodes: client mode (driver on the host) or cluster
+        mode (driver in the ApplicationMaster's container, in a node)."""
         jar_dir = jars.pyspark_jars_dir()
         (self.workdir / "spark-staging").mkdir(exist_ok=True)
         c = {
@@ -928,6 +930,15 @@ class YarnLab:
         }
         if self.ha:
             c["spark.yarn.maxAppAttempts"] = "1"
+        if deploy_mode == "cluster":
+            c["spark.submit.deployMode"] = "cluster"
+            del c["spark.driver.host"], c["spark.driver.bindAddress"]
+            # The node's address (its yarn.nodemanager.hostname), expanded by the NM at launch: the
+            # namespaces share the machine's hostname, which does not resolve to a node address.
+            c["spark.yarn.appMasterEnv.SPARK_LOCAL_IP"] = "{{NM_HOST}}"
+            c["spark.driver.memory"] = "768m"
+        elif deploy_mode != "client":
+            raise ValueError(f"deploy_mode is client or cluster, not {deploy_mode!r}")
         return c
 
 
