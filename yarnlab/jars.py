@@ -134,19 +134,28 @@ def ensure_hadoop_jars(jar_dir: Path | None = None, timeout: float = 1200) -> Pa
     with _locked(jar_dir / ".lock"):
         if (dest / ".complete").exists():
             return dest
-        tmp = Path(tempfile.mkdtemp(prefix="hadoop.", dir=jar_dir))
-        try:
-            r = _mvn_copy("hadoop", tmp, timeout)
-            if r.returncode != 0 or not list(tmp.glob("hadoop-yarn-server-resourcemanager-*.jar")):
-                raise LabError("could not fetch the Hadoop jars with Maven:\n" + (r.stdout + r.stderr)[-4000:])
-            (tmp / ".complete").write_text("ok\n")
-            if dest.exists():
-                shutil.rmtree(dest)
-            tmp.rename(dest)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        failure = _fetch(dest, "hadoop", "hadoop-yarn-server-resourcemanager-*.jar", timeout)
+        if failure is not None:
+            raise LabError("could not fetch the Hadoop jars with Maven:\n" + failure)
     return dest
+
+
+def _fetch(dest: Path, profile: str, expect: str, timeout: float) -> str | None:
+    """Copy a pom profile's jars into `dest` (all or nothing, marked .complete); None, or Maven's output
+    when it failed or brought no jar matching `expect`."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"{profile}.", dir=dest.parent))
+    try:
+        r = _mvn_copy(profile, tmp, timeout)
+        if r.returncode != 0 or not list(tmp.glob(expect)):
+            return (r.stdout + r.stderr)[-4000:]
+        (tmp / ".complete").write_text("ok\n")
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+        return None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -166,18 +175,11 @@ def _try_spark_shuffle(jar_dir: Path, timeout: float) -> Path | None:
     marker = jar_dir / "spark-shuffle.unavailable"
     if marker.exists():
         return None
-    tmp = Path(tempfile.mkdtemp(prefix="spark-shuffle.", dir=jar_dir))
-    try:
-        r = _mvn_copy("spark-shuffle", tmp, timeout)
-        if r.returncode == 0 and list(tmp.glob("spark-network-yarn*.jar")):
-            (tmp / ".complete").write_text("ok\n")
-            tmp.rename(dest)
-            return dest
-        marker.write_text((r.stdout + r.stderr)[-4000:])
-        return None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    failure = _fetch(dest, "spark-shuffle", "spark-network-yarn*.jar", timeout)
+    if failure is None:
+        return dest
+    marker.write_text(failure)
+    return None
 
 
 def _build_lab_shuffle(jar_dir: Path, hadoop_dir: Path) -> Path:
