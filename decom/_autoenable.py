@@ -122,11 +122,12 @@ def maybe_enable(sc: Any) -> Any:
         plugins = [p.strip() for p in str(conf.get("spark.plugins", "") or "").split(",")]
         if _PLUGIN not in plugins:
             return None
+        from ._api import _ensure_log_handler, enable
+
+        _ensure_log_handler()
         if str(conf.get("spark.decom.enabled", "true")).strip().lower() in ("false", "0", "no", "off"):
             log.info("decom: spark.decom.enabled=false: not enabling")
             return None
-        from ._api import enable
-
         controller = enable(sc)
         log.info("decom: enabled on %s (%s) by the decom.zip hook", sc.applicationId, sc.master)
         return controller

@@ -89,7 +89,7 @@ def test_unmodified_job_runs_with_decom_through_spark_submit(fresh_venv: Path, t
         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=_clean_env(PYSPARK_PYTHON=str(py)))
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"ANSWER {EXPECTED}" in run.stdout
-    log = run.stderr
+    log = run.stdout + run.stderr  # the Python driver's stderr reaches spark-submit's stdout
     # The plugin took over the retry limit before the scheduler started, the shim started, and the
     # Python control plane was enabled by the zip's hook, not by the job.
     assert "spark.stage.maxConsecutiveAttempts raised to 19, the user's limit 3" in log, log[-3000:]
@@ -113,4 +113,5 @@ def test_decom_enabled_false_keeps_the_hook_quiet(fresh_venv: Path, tmp_path: Pa
         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=_clean_env(PYSPARK_PYTHON=str(py)))
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"ANSWER {EXPECTED}" in run.stdout
-    assert "by the decom.zip hook" not in run.stderr
+    assert "by the decom.zip hook" not in run.stdout + run.stderr
+    assert "spark.decom.enabled=false: not enabling" in run.stdout + run.stderr

@@ -1,7 +1,7 @@
 """The EMR-step form on the real YARN lab: an unmodified PySpark job submitted with
-`spark-submit --deploy-mode cluster --py-files decom.zip --jars decom-shim.jar --conf spark.plugins=...`
-(its driver runs in the ApplicationMaster's container, in a node) survives a graceful decommission of
-another node mid-job: right answer, no FetchFailed, decom excluded the node."""
+`spark-submit --deploy-mode cluster|client --py-files decom.zip --jars decom-shim.jar --conf spark.plugins=...`
+(in cluster mode its driver runs in the ApplicationMaster's container, in a node) survives a graceful
+decommission of another node mid-job: right answer, no FetchFailed, decom excluded the node."""
 
 from __future__ import annotations
 
@@ -53,13 +53,14 @@ def _container_file(lab: Any, app_id: str, name: str) -> str:
     return found[0].read_text(errors="replace") if found else ""
 
 
-def test_unmodified_job_in_cluster_deploy_mode_survives_a_graceful_decommission(lab: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("deploy_mode", ["cluster", "client"])
+def test_unmodified_job_survives_a_graceful_decommission(lab: Any, tmp_path: Path, deploy_mode: str) -> None:
     from decom._dist import build_dist
 
     zpath, jar = build_dist(tmp_path / "dist")
     (tmp_path / "job.py").write_text(JOB)
     name = f"unmodified-job-{int(time.time())}"
-    conf = {**lab.spark_conf(deploy_mode="cluster"), **BASE_CONF, "spark.app.name": name,
+    conf = {**lab.spark_conf(deploy_mode=deploy_mode), **BASE_CONF, "spark.app.name": name,
             "spark.ui.enabled": "true", "spark.ui.port": "0",
             "spark.plugins": "io.decom.DecomPlugin", "spark.decom.poll.interval": "1s"}
     cmd = [str(Path(sys.executable).parent / "spark-submit"), "--py-files", str(zpath), "--jars", str(jar)]
@@ -67,7 +68,8 @@ def test_unmodified_job_in_cluster_deploy_mode_survives_a_graceful_decommission(
         cmd += ["--conf", f"{k}={v}"]
     cmd.append(str(tmp_path / "job.py"))
     env = {**os.environ, **lab.spark_env()}
-    env.pop("SPARK_LOCAL_IP", None)
+    if deploy_mode == "cluster":
+        env.pop("SPARK_LOCAL_IP", None)
     env.pop("PYTHONPATH", None)
     victim = ""
     submit = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -98,8 +100,8 @@ def test_unmodified_job_in_cluster_deploy_mode_survives_a_graceful_decommission(
         assert candidates, f"no executor outside the driver's node {am}: {hosts}"
         victim = candidates[0]
         lab.decommission([victim], timeout=120)
-        out, _ = submit.communicate(timeout=600)
-        assert submit.returncode == 0, out[-3000:]
+        submit_log, _ = submit.communicate(timeout=600)
+        assert submit.returncode == 0, submit_log[-3000:]
     finally:
         if submit.poll() is None:
             submit.kill()
@@ -107,9 +109,12 @@ def test_unmodified_job_in_cluster_deploy_mode_survives_a_graceful_decommission(
             repair(lab)
     final = lab.rest(f"/ws/v1/cluster/apps/{app_id}")["app"]
     assert final["finalStatus"] == "SUCCEEDED", final
-    # The Python driver's output (the job's print, decom's log lines) lands in the container's stdout,
-    # the driver JVM's log4j lines in its stderr.
-    driver_log = _container_file(lab, app_id, "stdout") + _container_file(lab, app_id, "stderr")
+    if deploy_mode == "cluster":
+        # The Python driver's output (the job's print, decom's log lines) lands in the AM container's
+        # stdout, the driver JVM's log4j lines in its stderr.
+        driver_log = _container_file(lab, app_id, "stdout") + _container_file(lab, app_id, "stderr")
+    else:
+        driver_log = submit_log
     assert f"ANSWER {EXPECTED}" in driver_log, driver_log[-3000:]
     assert "by the decom.zip hook" in driver_log, driver_log[-3000:]
     assert re.search(rf"decom: exclude {re.escape(victim)} ", driver_log), "decom did not exclude the node"
