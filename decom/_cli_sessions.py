@@ -5,6 +5,7 @@
 ``decom sessions``           the interactive sessions holding the cluster: resources, age, idle time
 ``decom reap``               end idle sessions (dry run unless --yes), through Livy or YARN's REST kill
 ``decom diagnose``           what a notebook error means and what to do, with live numbers
+``decom admit``              admission guard: does one more session fit the cluster now (exit 0 / 1)
 
 Bad input exits with status 2 and one line saying what to fix; so do an unreachable RM or Livy.
 """
@@ -21,12 +22,14 @@ from typing import Any, TypeVar
 
 import click
 
+from ._admission import check_admission
 from ._capacity import (
     CapacityPlan,
     FitPlan,
     WorkerSpec,
     format_mb,
     max_executors_per_user,
+    parse_memory_mb,
     plan_capacity,
     users_that_fit,
     worker_spec,
@@ -544,4 +547,76 @@ def diagnose(error_text: tuple[str, ...], rm: str | None, timeout: str, auth: st
         raise click.exceptions.Exit(1)
 
 
-__all__ = ["capacity", "sparkmagic_config", "sessions", "reap", "diagnose", "session_rm_options", "EXIT_RM"]
+# ---- decom admit ---------------------------------------------------------------------------------
+
+
+@main.command()
+@rm_options
+@_livy_option
+@click.option("--executors", "-e", type=int, required=True, help="Executors the new session starts with.")
+@click.option("--executor-memory", default="1g", show_default=True, help="The session's executor memory.")
+@click.option("--executor-cores", type=int, default=1, show_default=True)
+@click.option("--driver-memory", default="1g", show_default=True,
+              help="The driver's memory (cluster mode, Livy's usual) or the AM's (client mode: spark.yarn.am.memory).")
+@click.option("--driver-cores", type=int, default=1, show_default=True)
+@click.option("--check-vcores", is_flag=True,
+              help="Count vcores too (DominantResourceCalculator clusters); default: memory only, like YARN's "
+                   "DefaultResourceCalculator.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+def admit(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, livy_url: str | None, executors: int,
+          executor_memory: str, executor_cores: int, driver_memory: str, driver_cores: int, check_vcores: bool,
+          as_json: bool) -> None:
+    """Admission guard: does a new session (driver + executors) fit the cluster's free room now?
+
+    Packs the session's containers (memory + max(384 MB, 10%) overhead) into the free memory of the
+    RUNNING nodes. Exit status 0: it fits; 1: it does not (with the idle sessions whose ending would make
+    room); 2: bad input or the RM unreachable. Queue limits are not modelled. Use it before creating a
+    session, e.g. in the script that starts notebooks.
+    """
+    with _input_errors():
+        exec_mb = parse_memory_mb(executor_memory, "--executor-memory")
+        driver_mb = parse_memory_mb(driver_memory, "--driver-memory")
+    livy = _livy_client(livy_url, timeout, auth, ca_bundle)
+    try:
+        with client_from_options(rm, timeout, auth, user, ca_bundle) as client, _rm_errors(), _input_errors():
+            check = check_admission(client, executors=executors, executor_memory_mb=exec_mb,
+                                    executor_cores=executor_cores, driver_memory_mb=driver_mb,
+                                    driver_cores=driver_cores, check_vcores=check_vcores)
+            inventory = None
+            if not check.fits:
+                inventory = collect_inventory(client, livy)
+                check = check_admission(client, executors=executors, executor_memory_mb=exec_mb,
+                                        executor_cores=executor_cores, driver_memory_mb=driver_mb,
+                                        driver_cores=driver_cores, check_vcores=check_vcores, inventory=inventory)
+    finally:
+        if livy is not None:
+            livy.close()
+    if as_json:
+        click.echo(json.dumps({"fits": check.fits, "containers_mb": [c[0] for c in check.containers],
+                               "needed_mb": check.needed_mb, "placed": check.placed, "free_mb_by_node": check.free_mb,
+                               "reap_suggestions": [s.to_json() for s in check.reap_suggestions]}, indent=2))
+    else:
+        driver_c = check.containers[0][0]
+        executor_c = check.containers[1][0] if executors else 0
+        what = (f"a session of 1 driver ({driver_c} MB) + {executors} executor(s) of {executor_c} MB "
+                f"({check.needed_mb} MB in all, overhead included)")
+        most = max(check.free_mb.values(), default=0)
+        if check.fits:
+            click.echo(f"fits: {what} finds room on the RUNNING nodes now (most free on one node: {most} MB).")
+        else:
+            click.echo(f"does NOT fit: {what}; only {check.placed} of {len(check.containers)} container(s) find "
+                       f"room (free: {sum(check.free_mb.values())} MB in all, {most} MB at most on one node).")
+            if check.reap_suggestions:
+                click.echo("ending these idle sessions would free enough memory in all (placement not guaranteed):")
+                for s in check.reap_suggestions:
+                    click.echo(f"  {s.app_id} {s.name} ({s.owner or '?'}): idle {_duration(s.idle_s)}, "
+                               f"{s.memory_mb} MB")
+            else:
+                click.echo("no idle session to end: wait for one, cap sessions (decom sparkmagic-config), or add "
+                           "nodes.")
+    if not check.fits:
+        raise click.exceptions.Exit(1)
+
+
+__all__ = ["capacity", "sparkmagic_config", "sessions", "reap", "diagnose", "admit", "session_rm_options",
+           "EXIT_RM"]

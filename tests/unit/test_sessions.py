@@ -294,3 +294,34 @@ def test_cli_rm_down_exits_2() -> None:
     for command in (["sessions"], ["reap", "--idle", "1m", "--yes"]):
         code, out = run(*command, "--rm", f"127.0.0.1:{port}", "--timeout", "2s")
         assert code == 2 and "connection refused" in out, out
+
+
+# ---- admission guard -----------------------------------------------------------------------------
+
+
+def test_admission_packs_containers_into_node_free_memory() -> None:
+    from decom._admission import check_admission, container_mb
+
+    rm, _ = cluster()  # 24 GB of 4 x 8 GB used, filling nodes in order: nm4 has all 8 GB free
+    rmc, _ = clients(rm, None)
+    assert container_mb(1024) == 1408 and container_mb(10240) == 11264
+    ok = check_admission(rmc, executors=4, executor_memory_mb=1024, driver_memory_mb=1024)
+    assert ok.fits and ok.placed == 5 and ok.needed_mb == 5 * 1408
+    # 5 x 1408 MB = 7040 fits nm4's 8192; 6 do not (8448), though they would in total memory terms.
+    no = check_admission(rmc, executors=5, executor_memory_mb=1024, driver_memory_mb=1024)
+    assert not no.fits and no.placed == 5
+    inv = collect_inventory(rmc, None, now=NOW_MS / 1000)
+    no = check_admission(rmc, executors=5, executor_memory_mb=1024, driver_memory_mb=1024, inventory=inv)
+    assert [s.name for s in no.reap_suggestions] == ["livy-session-6"]  # the most idle first
+    with pytest.raises(ValueError, match="at least 0"):
+        check_admission(rmc, executors=-1, executor_memory_mb=1024)
+
+
+def test_cli_admit(fakes: tuple[FakeRM, FakeLivy]) -> None:
+    code, out = run("admit", "--rm", "rm:8088", "-e", "4")
+    assert code == 0 and out.startswith("fits:"), out
+    code, out = run("admit", "--rm", "rm:8088", "-e", "5", "--livy", "http://livy:8998")
+    assert code == 1 and "does NOT fit" in out and "only 5 of 6 container(s)" in out
+    assert FakeApp(6, "").id in out and "idle 3.3h" in out
+    code, out = run("admit", "--rm", "rm:8088", "-e", "2", "--executor-memory", "lots")
+    assert code == 2 and "not a memory size" in out
