@@ -62,7 +62,8 @@ class NodePoller:
     """Polls the ResourceManager every ``interval`` seconds in a daemon thread and calls
     ``on_update`` with the nodes whose state changed (on the first poll: every node not RUNNING).
 
-    Never raises from the thread: RM failures back off exponentially (up to ``max_backoff``) with
+    Never raises from the thread: RM failures back off exponentially (up to ``max_backoff``, 5 s: the
+    longest a node change can go unseen once the RM is back after an outage) with
     one warning when the RM becomes unreachable and one info line when it answers again;
     ``on_update`` exceptions are logged. :meth:`poll_once` runs one poll in the caller's thread.
     """
@@ -71,7 +72,7 @@ class NodePoller:
                  on_update: Callable[[list[NodeStatus]], None], *,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
-                 light: bool = True, full_interval: float = 60.0, max_backoff: float = 30.0,
+                 light: bool = True, full_interval: float = 60.0, max_backoff: float = 5.0,
                  max_lookups: int = 16, owns_client: bool = False) -> None:
         self._client = client
         self._interval = max(_MIN_INTERVAL, float(interval))
