@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import threading
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +20,11 @@ __all__ = ["configure", "enable", "jar_path", "PLUGIN_CLASS"]
 log = logging.getLogger("decom")
 PLUGIN_CLASS = "io.decom.DecomPlugin"
 B = TypeVar("B")
+
+#: Spark's default spark.redaction.regex, and what decom adds: URL user info (``http://user:password@rm``
+#: in spark.decom.yarn.rm.addresses), which Spark would otherwise show in its UI and event log.
+SPARK_REDACTION_DEFAULT = r"(?i)secret|password|token|access[.]?key"
+USERINFO_REDACTION = r"://[^/@\s]+@"
 
 _controllers: dict[int, Controller] = {}
 _lock = threading.Lock()
@@ -53,8 +60,33 @@ def configure(builder: B) -> B:
     jar = jar_path()
     _append(options, "spark.jars", jar)
     _append(options, "spark.plugins", PLUGIN_CLASS)
+    _redact_userinfo(options)
     _add_to_running_driver_jvm(jar)
     return builder
+
+
+def _redact_userinfo(options: dict[str, Any]) -> None:
+    """Make Spark redact conf values with URL user info (its UI, event log, logs). Merged with the
+    regex the builder or spark-defaults.conf already sets (the builder's option would hide the latter)."""
+    current = options.get("spark.redaction.regex") or _spark_defaults().get("spark.redaction.regex") \
+        or SPARK_REDACTION_DEFAULT
+    if USERINFO_REDACTION not in str(current):
+        options["spark.redaction.regex"] = f"{current}|{USERINFO_REDACTION}"
+
+
+def _spark_defaults() -> dict[str, str]:
+    """spark-defaults.conf as spark-submit finds it (SPARK_CONF_DIR, else SPARK_HOME/conf); {} if none."""
+    conf_dir = os.environ.get("SPARK_CONF_DIR") or os.path.join(os.environ.get("SPARK_HOME", ""), "conf")
+    out: dict[str, str] = {}
+    try:
+        with open(os.path.join(conf_dir, "spark-defaults.conf"), encoding="utf-8") as f:
+            for line in f:
+                m = re.match(r"^\s*([^\s=:#!]+)\s*[=:\s]\s*(.*?)\s*$", line)  # Java properties: k v, k=v, k: v
+                if m:
+                    out[m.group(1)] = m.group(2)
+    except (OSError, UnicodeDecodeError):
+        pass
+    return out
 
 
 def _add_to_running_driver_jvm(jar: str) -> None:

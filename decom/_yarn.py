@@ -44,27 +44,34 @@ log = logging.getLogger("decom.yarn")
 _USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
 _USER_PARAM = re.compile(r"(?i)(user\.name=)[^&#\s\"']*")
 _AUTH_VALUE = re.compile(r"(?i)\b(basic|negotiate|bearer|digest)(\s+)[A-Za-z0-9+/=._~\-]{6,}")
+_AUTH_COOKIE = re.compile(r"(?i)(hadoop\.auth=)\"?[^;\"'\s,)]*")
 
 
 def _redact(text: str) -> str:
-    """URL user info, user.name values and Authorization-style credentials masked."""
-    return _AUTH_VALUE.sub(r"\1\2***", _USER_PARAM.sub(r"\1***", _USERINFO.sub("***@", text)))
+    """URL user info, user.name values, Authorization-style credentials and the RM's hadoop.auth cookie
+    masked."""
+    text = _USER_PARAM.sub(r"\1***", _USERINFO.sub("***@", text))
+    return _AUTH_COOKIE.sub(r"\1***", _AUTH_VALUE.sub(r"\1\2***", text))
 
 
-class _HttpxLogRedactor(logging.Filter):
-    """httpx logs every request's URL at INFO ("HTTP Request: GET http://rm:8088/...?user.name=alice"):
-    the user name (simple auth) and any user info must not reach the application's logs."""
+class _HttpLogRedactor(logging.Filter):
+    """httpx logs every request's URL at INFO ("HTTP Request: GET http://rm:8088/...?user.name=alice"),
+    httpcore every response's headers at DEBUG (Set-Cookie: hadoop.auth=..., Location): the user name
+    (simple auth), user info and auth tokens must not reach the application's logs."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(_redact(str(a)) if isinstance(a, (str, httpx.URL)) else a for a in record.args)
-        elif isinstance(record.msg, str):
+        if isinstance(record.msg, str):
             record.msg = _redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact(str(a)) if isinstance(a, (str, bytes, httpx.URL)) else a
+                                for a in record.args)
         return True
 
 
-_LOG_REDACTOR = _HttpxLogRedactor()
-logging.getLogger("httpx").addFilter(_LOG_REDACTOR)
+_LOG_REDACTOR = _HttpLogRedactor()
+for _name in ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy",
+              "httpcore.socks"):
+    logging.getLogger(_name).addFilter(_LOG_REDACTOR)
 
 #: Every node state YARN 3.x knows. Others may come from newer RMs: they are kept as they are.
 NODE_STATES = ("NEW", "RUNNING", "UNHEALTHY", "DECOMMISSIONING", "DECOMMISSIONED", "LOST",
