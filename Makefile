@@ -44,8 +44,13 @@ demo: setup
 demo-local: setup
 	$(PY) -m bench.demo
 
-# Local-cluster benchmark (stock vs decom); the YARN lab one is bench-yarn.
+# The scale-in benchmark on the real YARN lab (root): every scenario in every mode, stock Spark vs decom
+# (bench/results/yarn.{json,md,png}). bench-quick: 2 scenarios x 2 modes. bench-local: local-cluster.
 bench: setup
+	$(PY) -m bench.yarn_bench
+bench-quick: setup
+	$(PY) -m bench.yarn_bench --quick
+bench-local: setup
 	$(PY) -m bench.run
 
 clean:
@@ -76,10 +81,6 @@ CHAOS_ARGS ?= --seed 1 --runs 4
 chaos: setup
 	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
-.PHONY: bench-yarn bench-yarn-quick test-yarn-e2e
-bench-yarn: setup
-	$(PY) -m bench.yarn_bench
-bench-yarn-quick: setup
-	$(PY) -m bench.yarn_bench --quick
+.PHONY: bench-quick bench-local test-yarn-e2e
 test-yarn-e2e: setup
 	$(PY) -m pytest tests/yarn/test_scale_in_e2e.py -q

@@ -1,4 +1,4 @@
-"""`make bench`: the local-cluster scale-in benchmark, stock Spark vs decom in the same run.
+"""`make bench-local`: the local-cluster scale-in benchmark, stock Spark vs decom in the same run.
 
 Prints a table and saves bench/results/local-cluster.json and .md. Figures, not assertions.
 """
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(args.modes.split(","), args.quick, repeat)
     summ = summary(rows)
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    command = "make bench" if not argv else "python -m bench.run " + " ".join(argv)
+    command = "make bench-local" if not argv else "python -m bench.run " + " ".join(argv)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps({"when": when, "command": command, "rows": rows,
                                                           "summary": summ}, indent=1))

@@ -72,8 +72,10 @@ def test_unmodified_job_survives_a_graceful_decommission(lab: Any, tmp_path: Pat
         env.pop("SPARK_LOCAL_IP", None)
     env.pop("PYTHONPATH", None)
     victim = ""
-    submit = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
+    # To a file, not a pipe: in client mode the driver's whole log goes through spark-submit's output.
+    submit_out = tmp_path / "spark-submit.log"
+    with submit_out.open("w") as sink:
+        submit = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 240
         app: dict[str, Any] | None = None
@@ -100,7 +102,8 @@ def test_unmodified_job_survives_a_graceful_decommission(lab: Any, tmp_path: Pat
         assert candidates, f"no executor outside the driver's node {am}: {hosts}"
         victim = candidates[0]
         lab.decommission([victim], timeout=120)
-        submit_log, _ = submit.communicate(timeout=600)
+        submit.wait(timeout=600)
+        submit_log = submit_out.read_text(errors="replace")
         assert submit.returncode == 0, submit_log[-3000:]
     finally:
         if submit.poll() is None:
