@@ -95,7 +95,8 @@ def run_one(lab: Any, sched: dict[str, Any], mode: str, log: Any) -> dict[str, A
         row.update({
             "correct": o.correct, "aborted": o.aborted, "mismatch": not o.aborted and not o.correct,
             "checksum": o.checksum, "expected": o.expected, "error": o.error, "wall_s": o.wall_s,
-            "events": len(o.events), "recoveries": len(o.recoveries), "stage_attempts": o.stage_attempts,
+            "events": len(o.events), "nodes_hit": len(o.victims), "recoveries": len(o.recoveries),
+            "stage_attempts": o.stage_attempts,
             "fetch_failed_tasks": o.fetch_failed_tasks, "map_tasks_recomputed": o.map_tasks_recomputed,
             "timeline": [{k: v for k, v in e.items() if k in ("how", "timeout", "victims", "told_t", "stages")}
                          for e in o.events] + o.recoveries,
@@ -120,6 +121,7 @@ def summary(rows: list[dict[str, Any]], modes: list[str]) -> dict[str, dict[str,
         rs = [r for r in rows if r["mode"] == m]
         ok = [r for r in rs if "failed" not in r]
         out[m] = {"runs": len(ok), "failed_runs": len(rs) - len(ok), "events": sum(r["events"] for r in ok),
+                  "nodes_hit": sum(r.get("nodes_hit", 0) for r in ok),
                   "recoveries": sum(r["recoveries"] for r in ok), "aborts": sum(r["aborted"] for r in ok),
                   "data_mismatches": sum(r["mismatch"] for r in ok), "correct": sum(r["correct"] for r in ok)}
     return out
@@ -166,11 +168,12 @@ def markdown(doc: dict[str, Any]) -> str:
         "cached RDD reused by three jobs, dynamic allocation on or off, and 1-3 events at random times: graceful "
         "decommissions (most recommissioned later) and vanishing nodes (link down, brought back later). A data "
         "mismatch is a job that finished with an answer other than its no-loss answer (computed without Spark).", "",
-        "| mode | runs | scale-in events | recoveries | aborts | data mismatches | runs not carried out |",
-        "|---|---|---|---|---|---|---|",
+        "| mode | runs | scale-in events | nodes lost or drained | recoveries | aborts | data mismatches "
+        "| runs not carried out |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m, s in summ.items():
-        lines.append(f"| {m} | {s['runs']} | {s['events']} | {s['recoveries']} | {s['aborts']} | "
+        lines.append(f"| {m} | {s['runs']} | {s['events']} | {s['nodes_hit']} | {s['recoveries']} | {s['aborts']} | "
                      f"{s['data_mismatches']} | {s['failed_runs']} |")
     lines += ["", "| seed | schedule | mode | events | recoveries | wall s | aborted | correct | FetchFailed |",
               "|---|---|---|---|---|---|---|---|---|"]
