@@ -199,7 +199,7 @@ class YarnLab:
         graceful_timeout_secs: int = 3600,
         extra_yarn_site: Mapping[str, object] | None = None,
         start_timeout: float = 240.0,
-        lock_timeout: float = 900.0,
+        lock_timeout: float | None = None,
         jar_dir: str | Path | None = None,
         state_path: str | Path | None = None,
     ) -> None:
@@ -218,7 +218,9 @@ class YarnLab:
         self.graceful_timeout_secs = graceful_timeout_secs
         self.extra_yarn_site = dict(extra_yarn_site or {})
         self.start_timeout = start_timeout
-        self.lock_timeout = lock_timeout
+        # How long to wait for another lab on this machine to finish (YARNLAB_LOCK_TIMEOUT, default 900 s).
+        self.lock_timeout = lock_timeout if lock_timeout is not None else float(
+            os.environ.get("YARNLAB_LOCK_TIMEOUT", "900"))
         self.jar_dir = Path(jar_dir) if jar_dir else jars.default_jar_dir()
         self.state_path = Path(state_path) if state_path else STATE_PATH
         self.lab_id = uuid.uuid4().hex[:12]
