@@ -365,8 +365,13 @@ def sessions(rm: str | None, timeout: str, auth: str, rm_user: str, ca_bundle: s
 # ---- decom reap ----------------------------------------------------------------------------------
 
 
+def _mb(mb: int) -> str:
+    """Exact MB (what the RM UI shows), with GB alongside once it is large."""
+    return f"{mb} MB" if mb < 1024 else f"{mb} MB ({format_mb(mb)})"
+
+
 def _freed_text(freed: tuple[int, int, int]) -> str:
-    return f"{freed[0]} container(s), {format_mb(freed[1])}, {freed[2]} vcore(s)"
+    return f"{freed[0]} container(s), {_mb(freed[1])}, {freed[2]} vcore(s)"
 
 
 def _print_plan(plan: ReapPlan, dry_run: bool, via_livy: bool) -> None:
@@ -389,7 +394,7 @@ def _print_result(result: ReapResult) -> None:
     click.echo(f"ended {len(ended)} of {len(result.outcomes)} session(s): freed {_freed_text(result.freed)}")
     if result.after is not None:
         b, a = result.before, result.after
-        click.echo(f"cluster free memory {format_mb(b.available_mb)} -> {format_mb(a.available_mb)}, free vcores "
+        click.echo(f"cluster free memory {_mb(b.available_mb)} -> {_mb(a.available_mb)}, free vcores "
                    f"{b.available_vcores} -> {a.available_vcores}, containers {b.containers} -> {a.containers}")
     if result.still_active:
         click.echo("still active in YARN after the wait (ending takes a moment more): "

@@ -237,7 +237,7 @@ def test_cli_reap_is_a_dry_run_by_default(fakes: tuple[FakeRM, FakeLivy]) -> Non
     assert code == 0, out
     assert acting_requests(rm, livy) == []
     assert "would end 3 idle session(s)" in out and "dry run: nothing ended" in out
-    assert "would free 9 container(s), 9 GB, 9 vcore(s)" in out
+    assert "would free 9 container(s), 9216 MB (9 GB), 9 vcore(s)" in out
     assert "livy-session-2" in out and "busy" in out  # listed as kept, with why
     code, out = run("reap", "--rm", "rm:8088", "--idle", "30m", "--dry-run")
     assert code == 0 and acting_requests(rm, livy) == []
@@ -249,8 +249,8 @@ def test_cli_reap_yes(fakes: tuple[FakeRM, FakeLivy]) -> None:
                     "--wait", "2s")
     assert code == 0, out
     assert livy.deleted == [1] and rm.killed == [FakeApp(6, "").id]
-    assert "ended 2 of 2 session(s): freed 5 container(s), 5 GB, 5 vcore(s)" in out
-    assert "cluster free memory 8 GB -> 13 GB" in out
+    assert "ended 2 of 2 session(s): freed 5 container(s), 5120 MB (5 GB), 5 vcore(s)" in out
+    assert "cluster free memory 8192 MB (8 GB) -> 13312 MB (13 GB)" in out
 
 
 def test_cli_reap_no_match(fakes: tuple[FakeRM, FakeLivy]) -> None:
