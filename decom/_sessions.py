@@ -190,6 +190,10 @@ def livy_activity(livy: LivyClient, session: LivySession, started_ms: int | None
     completed = [s.completed_ms for s in statements if s.completed_ms]
     if completed:
         return Activity(False, max(completed), "livy", f"last of {len(statements)} statement(s) completed")
+    if statements:
+        # Statements ran but carry no completion time (a Livy older than 0.6): "idle since the start"
+        # would overstate the idle time, so let the caller ask Spark instead.
+        raise LivyError(f"Livy gives no completion time for the statements of session {session.id}")
     return Activity(False, started_ms or None, "livy", "no statement yet: idle since the app started")
 
 

@@ -325,3 +325,14 @@ def test_cli_admit(fakes: tuple[FakeRM, FakeLivy]) -> None:
     assert FakeApp(6, "").id in out and "idle 3.3h" in out
     code, out = run("admit", "--rm", "rm:8088", "-e", "2", "--executor-memory", "lots")
     assert code == 2 and "not a memory size" in out
+
+
+def test_livy_without_statement_times_falls_back_to_spark() -> None:
+    rm, livy = cluster()
+    # An old Livy: statements without started/completed. Livy alone would say "idle since start" (3 h).
+    for st in livy.sessions[1].statements:
+        del st["started"], st["completed"]
+    rm.apps[FakeApp(1, "").id].jobs = [job(0, ended_ms=NOW_MS - 20 * MIN)]
+    inv = collect_inventory(*clients(rm, livy), now=NOW_MS / 1000)
+    s1 = next(s for s in inv.sessions if s.name == "livy-session-1")
+    assert s1.idle_source == "spark" and s1.idle_s == pytest.approx(20 * 60)
