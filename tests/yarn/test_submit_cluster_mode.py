@@ -23,7 +23,7 @@ JOB = """\
 import time
 from pyspark.sql import SparkSession
 
-spark = SparkSession.builder.appName("unmodified-job").getOrCreate()
+spark = SparkSession.builder.getOrCreate()
 
 def slow(it):
     time.sleep(3)
@@ -60,6 +60,7 @@ def test_unmodified_job_survives_a_graceful_decommission(lab: Any, tmp_path: Pat
     zpath, jar = build_dist(tmp_path / "dist")
     (tmp_path / "job.py").write_text(JOB)
     name = f"unmodified-job-{int(time.time())}"
+    # The app is found by this name (a job's own appName() would win in client mode: the job sets none).
     conf = {**lab.spark_conf(deploy_mode=deploy_mode), **BASE_CONF, "spark.app.name": name,
             "spark.ui.enabled": "true", "spark.ui.port": "0",
             "spark.plugins": "io.decom.DecomPlugin", "spark.decom.poll.interval": "1s"}
