@@ -41,8 +41,8 @@ def redact_json(value: Any) -> Any:
     return value
 
 
-def display_url(url: str) -> str:
-    """scheme://host:port/path of ``url``: never its user info, query or fragment."""
+def display_url(url: str, with_path: bool = True) -> str:
+    """scheme://host:port[/path] of ``url``: never its user info, query or fragment."""
     parts = urlsplit(url)
     host = parts.hostname or "?"
     if ":" in host:
@@ -51,4 +51,5 @@ def display_url(url: str) -> str:
         port = parts.port
     except ValueError:
         port = None
-    return f"{parts.scheme or 'http'}://{host}" + (f":{port}" if port else "") + parts.path.rstrip("/")
+    return f"{parts.scheme or 'http'}://{host}" + (f":{port}" if port else "") + (
+        parts.path.rstrip("/") if with_path else "")

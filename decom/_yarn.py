@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from ._errors import ResourceManagerError
+from ._redact import display_url
 
 __all__ = [
     "RMNode",
@@ -114,15 +115,7 @@ def _normalize(address: str) -> str:
 
 def _display(base: str) -> str:
     """An address as messages show it: scheme, host and port only (never user info or query)."""
-    parts = urlsplit(base)
-    host = parts.hostname or "?"
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
+    return display_url(base, with_path=False)
 
 
 _VAR = re.compile(r"\$\{([^}$\s]+)\}")
