@@ -154,11 +154,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     if (cleanup) {
       // Outputs first, for all targets, so the next map attempt recomputes all of them at once.
       perTarget.foreach { case (target, rec, execIds, _) =>
-        val lost: (String, String) => Boolean = target match {
-          case NodeTarget(h, None) => (eid, host) => host == h || rec.executorsLost.contains(eid)
-          case _ => (eid, _) => rec.executorsLost.contains(eid)
-        }
-        val matched = SparkInternals.outputsMatching(lost)
+        val matched = SparkInternals.outputsMatching(outputsOf(target, rec.executorsLost))
         target match {
           case NodeTarget(h, None) => SparkInternals.removeOutputsOnHost(h)
           case _ => ()
@@ -174,11 +170,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
           ("outputs" -> matched.values.sum) ~ ("shuffles" -> matched.keys.toSeq.sorted))
       }
       perTarget.foreach { case (target, rec, execIds, _) =>
-        val host = target match {
-          case NodeTarget(h, _) => Some(h)
-          case _ => None
-        }
-        val gone = SparkInternals.releaseExecutors(sc, execIds, host, reason)
+        val gone = SparkInternals.releaseExecutors(sc, execIds, target.workerHost, reason)
         rec.executorsReleased ++= gone
         released ++= gone
         alive --= gone
@@ -370,12 +362,8 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   }
 
   private def markOn(rec: NodeRecord, execIds: Seq[String], reason: String): Seq[String] = {
-    val host = rec.target match {
-      case NodeTarget(h, _) => Some(h)
-      case _ => None
-    }
     val fresh = execIds.filterNot(SparkInternals.isMarkedDecommissioning(sc, _))
-    val marked = SparkInternals.markDecommissioning(sc, fresh, host, reason)
+    val marked = SparkInternals.markDecommissioning(sc, fresh, rec.target.workerHost, reason)
     rec.executorsExcluded ++= execIds
     marked
   }
@@ -407,11 +395,8 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
       }
       if (idle.nonEmpty && (activeJobs.isEmpty || !holdsOutputs(n))) {
         // With the host as loss reason Spark drops the node's outputs too: it leaves once drained.
-        val host = n.target match {
-          case NodeTarget(h, _) => Some(h)
-          case _ => None
-        }
-        val gone = SparkInternals.releaseExecutors(sc, idle, host, "decom: idle on a decommissioning node")
+        val gone = SparkInternals.releaseExecutors(sc, idle, n.target.workerHost,
+          "decom: idle on a decommissioning node")
         n.executorsReleased ++= gone
         alive --= gone
         if (gone.nonEmpty) {
@@ -422,12 +407,13 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     }
   }
 
-  private def holdsOutputs(n: NodeRecord): Boolean = {
-    val lost: (String, String) => Boolean = n.target match {
-      case NodeTarget(h, None) => (eid, host) => host == h || n.executorsExcluded.contains(eid)
-      case _ => (eid, _) => n.executorsExcluded.contains(eid)
-    }
-    SparkInternals.outputsMatching(lost).nonEmpty
+  private def holdsOutputs(n: NodeRecord): Boolean =
+    SparkInternals.outputsMatching(outputsOf(n.target, n.executorsExcluded)).nonEmpty
+
+  /** Which map outputs are the target's: on its host (a whole node), or written by these executors. */
+  private def outputsOf(t: Target, execs: collection.Set[String]): (String, String) => Boolean = t match {
+    case NodeTarget(h, None) => (eid, host) => host == h || execs.contains(eid)
+    case _ => (eid, _) => execs.contains(eid)
   }
 
   private def expireExclusions(): Unit = try {

@@ -3,10 +3,15 @@ package io.decom
 import scala.collection.mutable
 
 /** What decom's callers name: a node (host, or YARN node id "host:port") or one executor. */
-sealed trait Target { def key: String }
+sealed trait Target {
+  def key: String
+  /** The host Spark is told the executors were lost with (a node target's), so it drops its outputs. */
+  def workerHost: Option[String] = None
+}
 
 final case class NodeTarget(host: String, port: Option[Int]) extends Target {
   val key: String = port.fold(host)(p => s"$host:$p")
+  override def workerHost: Option[String] = Some(host)
 }
 
 final case class ExecutorTarget(id: String) extends Target {
