@@ -123,9 +123,15 @@ def maybe_enable(sc: Any) -> Any:
         if _PLUGIN not in plugins:
             return None
         from ._api import _ensure_log_handler, enable
+        from ._config import _parse_bool
+        from ._errors import ConfigError
 
         _ensure_log_handler()
-        if str(conf.get("spark.decom.enabled", "true")).strip().lower() in ("false", "0", "no", "off"):
+        try:
+            wanted = _parse_bool(conf.get("spark.decom.enabled", "true"), "spark.decom.enabled")
+        except ConfigError:
+            wanted = True  # enable() logs the bad value and keeps the default (on)
+        if not wanted:
             log.info("decom: spark.decom.enabled=false: not enabling")
             return None
         controller = enable(sc)
