@@ -7,125 +7,17 @@ a 10,000-node reply. Every wait is bounded.
 
 from __future__ import annotations
 
-import json
 import logging
-import socket
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from decom import NodeStatus, ResourceManagerError
 from decom._poller import NodePoller
 from decom._yarn import ResourceManagerClient
-
-Behaviour = Callable[["_Handler"], bool]  # True when it answered the request itself
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: FakeRMServer
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        rm = self.server.rm
-        rm.requests += 1
-        behaviour = rm.behaviour
-        if behaviour is not None and behaviour(self):
-            return
-        url = urlsplit(self.path)
-        if url.path == "/ws/v1/cluster/metrics":
-            self.send_json(404, {})
-            return
-        if url.path.startswith("/ws/v1/cluster/nodes/"):  # one node, as the poller looks up a recommissioned one
-            with rm.lock:
-                node = rm.nodes.get(url.path.rsplit("/", 1)[1])
-            if node is None:
-                self.send_json(404, {"RemoteException": {"message": "nodeId not found"}})
-            else:
-                self.send_json(200, {"node": node})
-            return
-        wanted = set(parse_qs(url.query).get("states", [""])[0].split(","))
-        with rm.lock:
-            body = rm.cached_body(wanted)
-        self.send_raw(200, body)
-
-    def send_json(self, code: int, data: object) -> None:
-        self.send_raw(code, json.dumps(data).encode())
-
-    def send_raw(self, code: int, body: bytes, length: int | None = None) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body) if length is None else length))
-        self.end_headers()
-        try:
-            self.wfile.write(body)
-        except OSError:
-            pass
-
-
-class FakeRMServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, rm: FakeRM, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
-        self.rm = rm
-
-
-class FakeRM:
-    """Nodes + a behaviour hook, served by a FakeRMServer in a thread; restartable on its port."""
-
-    def __init__(self) -> None:
-        self.nodes: dict[str, dict[str, Any]] = {}
-        self.behaviour: Behaviour | None = None
-        self.lock = threading.Lock()
-        self.requests = 0
-        self.release = threading.Event()  # ends every hang at teardown
-        self._cache: dict[frozenset[str], bytes] = {}
-        self.server: FakeRMServer | None = None
-        self.port = 0
-
-    def set(self, node_id: str, state: str) -> None:
-        with self.lock:
-            host = node_id.rsplit(":", 1)[0]
-            self.nodes[node_id] = {
-                "rack": "/default-rack", "state": state, "id": node_id, "nodeHostName": host,
-                "nodeHTTPAddress": f"{host}:8042" if state == "RUNNING" else "",
-                "lastHealthUpdate": 1_700_000_000_000, "version": "3.5.0", "healthReport": "",
-                "numContainers": 1, "usedMemoryMB": 1024, "availMemoryMB": 7168,
-                "usedVirtualCores": 1, "availableVirtualCores": 7}
-            self._cache.clear()
-
-    def cached_body(self, wanted: set[str]) -> bytes:
-        key = frozenset(wanted)
-        if key not in self._cache:
-            items = [n for n in self.nodes.values() if n["state"] in wanted]
-            self._cache[key] = json.dumps({"nodes": {"node": items} if items else None}).encode()
-        return self._cache[key]
-
-    def start(self) -> FakeRM:
-        self.server = FakeRMServer(self, self.port)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+from tests.support import FakeRM, RMHandler, closed_port
 
 
 @pytest.fixture
@@ -134,12 +26,6 @@ def rm() -> Any:
     yield server
     server.release.set()
     server.stop()
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -178,7 +64,7 @@ def test_connection_refused() -> None:
 
 
 def test_http_500(rm: FakeRM) -> None:
-    def fail(h: _Handler) -> bool:
+    def fail(h: RMHandler) -> bool:
         h.send_json(500, {"RemoteException": {"message": "internal trouble"}})
         return True
 
@@ -188,7 +74,7 @@ def test_http_500(rm: FakeRM) -> None:
 
 
 def test_a_hang_longer_than_the_timeout_fails_fast(rm: FakeRM) -> None:
-    def hang(h: _Handler) -> bool:
+    def hang(h: RMHandler) -> bool:
         rm.release.wait(10)
         return False
 
@@ -212,7 +98,7 @@ def test_garbage_never_becomes_a_state(rm: FakeRM, body: bytes, length: int | No
     p = NodePoller(client(rm.url), 1.0, rec, light=False)
     p.poll_once()
 
-    def garbage(h: _Handler) -> bool:
+    def garbage(h: RMHandler) -> bool:
         h.send_raw(200, body, length)
         if length is not None:
             h.close_connection = True
@@ -227,7 +113,7 @@ def test_garbage_never_becomes_a_state(rm: FakeRM, body: bytes, length: int | No
 
 
 def test_unknown_node_states_are_passed_on(rm: FakeRM) -> None:
-    def any_state(h: _Handler) -> bool:
+    def any_state(h: RMHandler) -> bool:
         h.send_json(200, {"nodes": {"node": [
             {"id": "h1:1", "nodeHostName": "h1", "state": "DECOMMISSIONING_WAIT"},
             {"id": "h2:1", "nodeHostName": "h2", "state": "RUNNING"}]}})
@@ -246,7 +132,7 @@ def test_standby_307_to_the_active(rm: FakeRM) -> None:
     rm.set("h1:1", "DECOMMISSIONED")
     standby = FakeRM()
 
-    def redirect(h: _Handler) -> bool:
+    def redirect(h: RMHandler) -> bool:
         h.send_response(307)
         h.send_header("Location", f"{rm.url}{h.path}")
         h.send_header("Content-Length", "0")
@@ -295,7 +181,7 @@ def test_outage_one_warning_then_recovery(rm: FakeRM, caplog: pytest.LogCaptureF
             assert wait_until(lambda: rec.flat() == [("h1", "DECOMMISSIONING")])
             errors = p.status()["errors"]
 
-            def fail(h: _Handler) -> bool:
+            def fail(h: RMHandler) -> bool:
                 h.send_json(503, {})
                 return True
 
@@ -316,7 +202,7 @@ def test_outage_one_warning_then_recovery(rm: FakeRM, caplog: pytest.LogCaptureF
 
 
 def test_stop_returns_while_a_request_hangs(rm: FakeRM) -> None:
-    def hang(h: _Handler) -> bool:
+    def hang(h: RMHandler) -> bool:
         rm.release.wait(10)
         return False
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import logging
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from decom import ResourceManagerError
 from decom._api import SPARK_REDACTION_DEFAULT, USERINFO_REDACTION, _redact_userinfo
 from decom._poller import NodePoller
 from decom._yarn import ResourceManagerClient
-from tests.fault.test_rm_faults import FakeRM, _Handler, closed_port
+from tests.support import FakeRM, RMHandler, capture_logs, closed_port
 
 PASSWORD = "pw-Secret-93c1e"
 USER = "alice-4b7e2"
@@ -45,25 +44,14 @@ def rm() -> Iterator[FakeRM]:
 
 @pytest.fixture
 def logs() -> Iterator[io.StringIO]:
-    buf = io.StringIO()
-    handler = logging.StreamHandler(buf)
-    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-    handler.setLevel(logging.DEBUG)
-    loggers = [logging.getLogger(n) for n in ("decom", "httpx", "httpcore")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.DEBUG)
-        lg.addHandler(handler)
-    yield buf
-    for lg, level in zip(loggers, levels, strict=True):
-        lg.removeHandler(handler)
-        lg.setLevel(level)
+    with capture_logs() as buf:
+        yield buf
 
 
-def echo(code: int) -> Callable[[_Handler], bool]:
+def echo(code: int) -> Callable[[RMHandler], bool]:
     """An error that repeats every credential the request carried (a chatty proxy or RM)."""
 
-    def answer(h: _Handler) -> bool:
+    def answer(h: RMHandler) -> bool:
         user = parse_qs(urlsplit(h.path).query).get("user.name", [""])[0]
         h.send_json(code, {"RemoteException": {"message": f"denied: Authorization: {h.headers.get('Authorization')}"
                                                f" user.name={user} url={h.path} user {user}"}})
@@ -72,7 +60,7 @@ def echo(code: int) -> Callable[[_Handler], bool]:
     return answer
 
 
-def redirect_elsewhere(h: _Handler) -> bool:
+def redirect_elsewhere(h: RMHandler) -> bool:
     h.send_response(307)
     h.send_header("Location", f"http://rmadmin:{PASSWORD}@198.18.0.250:8088{h.path}")
     h.send_header("Content-Length", "0")
@@ -80,7 +68,7 @@ def redirect_elsewhere(h: _Handler) -> bool:
     return True
 
 
-def auth_cookie(h: _Handler) -> bool:
+def auth_cookie(h: RMHandler) -> bool:
     """What a real RM with simple auth answers: its signed hadoop.auth cookie names the user."""
     body = b'{"nodes": null}'
     h.send_response(200)
@@ -93,7 +81,7 @@ def auth_cookie(h: _Handler) -> bool:
     return True
 
 
-def garbage(h: _Handler) -> bool:
+def garbage(h: RMHandler) -> bool:
     h.send_raw(200, f"<html>{h.headers.get('Authorization')} {h.path}</html>".encode())
     return True
 
@@ -116,7 +104,7 @@ def test_basic_auth_and_user_name_stay_out_of_errors_and_logs(rm: FakeRM, logs: 
     rm.behaviour = behaviour
     seen: dict[str, Any] = {}
 
-    def record(h: _Handler) -> bool:
+    def record(h: RMHandler) -> bool:
         seen["auth"] = h.headers.get("Authorization")
         seen["path"] = h.path
         return behaviour(h) if behaviour is not None else False
@@ -162,7 +150,7 @@ def test_kerberos_token_stays_out_of_errors_and_logs(rm: FakeRM, logs: io.String
     monkeypatch.setitem(sys.modules, "httpx_gssapi", types.SimpleNamespace(HTTPSPNEGOAuth=FakeSpnego))
     seen: list[str] = []
 
-    def record(h: _Handler) -> bool:
+    def record(h: RMHandler) -> bool:
         seen.append(str(h.headers.get("Authorization")))
         return echo(500)(h)
 

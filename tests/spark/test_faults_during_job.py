@@ -19,7 +19,6 @@ import base64
 import io
 import itertools
 import json
-import logging
 import threading
 import time
 import urllib.request
@@ -31,7 +30,7 @@ import pytest
 
 from bench.local_scenarios import session
 from bench.spark_probe import SparkProbe
-from tests.fault.test_rm_faults import FakeRM, _Handler
+from tests.support import FakeRM, RMHandler, capture_logs
 from yarnlab.sparkapp import ShuffleJob, job_checksum
 
 pytestmark = pytest.mark.spark
@@ -46,32 +45,11 @@ JOB = {"shape": "agg", "n": 20_000, "keys": 53, "maps": 8, "map_sleep": 1.0, "mi
 _groups = itertools.count()
 
 
-class _Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.buf = io.StringIO()
-        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.buf.write(self.format(record) + "\n")
-
-    def text(self) -> str:
-        return self.buf.getvalue()
-
-
 @pytest.fixture(scope="module")
-def logs() -> Iterator[_Capture]:
+def logs() -> Iterator[io.StringIO]:
     """Everything decom and its HTTP stack log, at every level, for the whole module."""
-    cap = _Capture()
-    loggers = [logging.getLogger(n) for n in ("decom", "httpx", "httpcore")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.DEBUG)
-        lg.addHandler(cap)
-    yield cap
-    for lg, level in zip(loggers, levels, strict=True):
-        lg.removeHandler(cap)
-        lg.setLevel(level)
+    with capture_logs() as buf:
+        yield buf
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +63,7 @@ def rm() -> Iterator[FakeRM]:
 
 
 @pytest.fixture(scope="module")
-def env(rm: FakeRM, logs: _Capture, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def env(rm: FakeRM, logs: io.StringIO, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("faults")
     (tmp / "spark-events").mkdir()
     conf = {
@@ -161,7 +139,7 @@ def test_slow_rm_answers_during_a_job(rm: FakeRM, env: dict[str, Any]) -> None:
     spark, controller = env["spark"], env["controller"]
     errors = poller(controller)["errors"]
 
-    def slow(h: _Handler) -> bool:
+    def slow(h: RMHandler) -> bool:
         rm.release.wait(2.5)  # longer than spark.decom.poll.timeout (1 s)
         return False
 
@@ -202,7 +180,7 @@ def test_garbage_rm_answers_during_a_job(rm: FakeRM, env: dict[str, Any]) -> Non
     plan = [GARBAGE[0], GARBAGE[1], GARBAGE[2]] + [x for g in GARBAGE[3:] for x in (None, g)]
     answered = itertools.count()
 
-    def garbage(h: _Handler) -> bool:
+    def garbage(h: RMHandler) -> bool:
         i = next(answered)
         if i >= len(plan) or plan[i] is None:
             return False  # a good answer
@@ -252,7 +230,7 @@ class _FaultyShim:
 
 
 def test_an_exception_inside_the_shim_is_logged_and_polling_goes_on(
-        rm: FakeRM, env: dict[str, Any], logs: _Capture) -> None:
+        rm: FakeRM, env: dict[str, Any], logs: io.StringIO) -> None:
     spark, controller = env["spark"], env["controller"]
     real = controller._shim
     faulty = controller._shim = _FaultyShim(real, fail={"exclude"})
@@ -260,8 +238,9 @@ def test_an_exception_inside_the_shim_is_logged_and_polling_goes_on(
         job = start_job(spark)
         rm.set("127.0.0.7:8041", "DECOMMISSIONING")
         wait_for("the shim call failed", lambda: faulty.failed == ["127.0.0.7"])
-        wait_for("the failure is logged", lambda: "acting on node states failed" in logs.text())
-        assert "Py4JJavaError" in logs.text() or "NullPointerException" in logs.text(), "the JVM error is not logged"
+        wait_for("the failure is logged", lambda: "acting on node states failed" in logs.getvalue())
+        text = logs.getvalue()
+        assert "Py4JJavaError" in text or "NullPointerException" in text, "the JVM error is not logged"
         polls = poller(controller)["polls"]
         wait_for("the poller goes on", lambda: poller(controller)["polls"] >= polls + 5)
         assert job.thread.is_alive(), "the job ended before the shim failed: the test proved nothing"
@@ -322,13 +301,13 @@ def test_a_busy_py4j_gateway_and_a_slow_shim_call(rm: FakeRM, env: dict[str, Any
 # ---- credentials ----------------------------------------------------------------------------------
 
 
-def test_credentials_appear_in_no_output(env: dict[str, Any], logs: _Capture) -> None:
+def test_credentials_appear_in_no_output(env: dict[str, Any], logs: io.StringIO) -> None:
     """Runs last: the faults above made decom log errors and warnings with these credentials in play."""
     spark, controller = env["spark"], env["controller"]
     sc = spark.sparkContext
-    assert "HTTP Request: GET" in logs.text(), "httpx's request log was not captured: the check proves nothing"
+    assert "HTTP Request: GET" in logs.getvalue(), "httpx's request log was not captured: the check proves nothing"
     decom_outputs = {
-        "decom's logs (DEBUG)": logs.text(),
+        "decom's logs (DEBUG)": logs.getvalue(),
         "controller.report()": json.dumps(controller.report(), default=str),
         "decom's event log": Path(env["tmp"] / "decom-events.jsonl").read_text(),
     }
