@@ -23,6 +23,11 @@ RUNNING = "RUNNING"
 DECOMMISSIONING = "DECOMMISSIONING"
 DECOMMISSIONED = "DECOMMISSIONED"
 
+#: The node state each shim action stands for: a failed action is retried while its nodes stay there.
+_ACTION_STATE = {"exclude": DECOMMISSIONING, "decommissioned": DECOMMISSIONED, "unexclude": RUNNING}
+#: Seconds before retrying a failed shim action, doubling up to the cap (a JVM busy for a while).
+RETRY_FIRST, RETRY_MAX = 1.0, 30.0
+
 
 class _Node:
     def __init__(self, key: str) -> None:
@@ -56,6 +61,10 @@ class Controller:
         self._lock = threading.RLock()
         self._nodes: dict[str, _Node] = {}
         self._timers: dict[str, threading.Timer] = {}
+        # Failed shim actions by action -> node keys, retried until done or superseded by a new state.
+        self._pending: dict[str, set[str]] = {}
+        self._retry_timer: threading.Timer | None = None
+        self._retry_delay = RETRY_FIRST
         self._poller: Any = None
         self._stopped = False
         self._event_log = config.event_log or None
@@ -88,6 +97,7 @@ class Controller:
         shim = self._shim.report()
         by_key = {n["key"]: n for n in shim.get("nodes", [])}
         with self._lock:
+            pending = {action: sorted(keys) for action, keys in self._pending.items() if keys}
             nodes = {}
             for key, node in self._nodes.items():
                 s = by_key.get(key, {})
@@ -112,6 +122,7 @@ class Controller:
             "retry_policy": shim.get("retryPolicy", {}),
             "poller": poller,
             "shim": shim,
+            "pending_actions": pending,
         }
 
     def stop(self) -> None:
@@ -122,6 +133,9 @@ class Controller:
             for timer in self._timers.values():
                 timer.cancel()
             self._timers.clear()
+            if self._retry_timer is not None:
+                self._retry_timer.cancel()
+            self._pending.clear()
         if poller is not None:
             poller.stop()
 
@@ -129,11 +143,11 @@ class Controller:
 
     def on_node_states(self, statuses: Sequence[NodeStatus]) -> None:
         """Apply the ResourceManager's view of some nodes. Never raises: a failure is logged and the
-        next poll tries again, so a broken shim call can't take the driver down."""
+        failed shim action is retried with backoff, so a broken shim call can't take the driver down."""
         try:
             self._apply(statuses, from_rm=True)
         except Exception:  # noqa: BLE001 - the poller must survive anything the shim throws
-            log.exception("decom: acting on node states failed; will retry on the next change")
+            log.exception("decom: acting on node states failed; will retry in %.0fs", self._retry_delay)
 
     def attach_poller(self, poller: Any) -> None:
         with self._lock:
@@ -188,20 +202,26 @@ class Controller:
                                 {"from": node.state, "to": target, "yarn_state": status.state,
                                  "deadline": status.deadline})
                 node.state = target
+                for keys in self._pending.values():
+                    keys.discard(status.target)  # the new state's action supersedes a failed one
                 {DECOMMISSIONING: exclude, DECOMMISSIONED: gone, RUNNING: back}[target].append(
                     status.target)
                 self._arm_deadline(node, now)
             # One shim call per action for the whole batch: nodes lost together are cleaned
             # together, so the next map-stage attempt recomputes all their outputs at once.
-            if gone:
-                self._act("decommissioned", gone, lambda h, e: self._shim.decommissioned(
-                    h, e, self.config.cleanup_enabled, "decom: node is decommissioned"))
-            if exclude and self.config.exclude_enabled:
-                self._act("exclude", exclude, lambda h, e: self._shim.exclude(
-                    h, e, self.config.exclude_timeout, "decom: node is decommissioning"))
-            if back:
-                self._act("unexclude", back, lambda h, e: self._shim.unexclude(
-                    h, e, "decom: node is back in service"))
+            errors = [e for e in (self._act("decommissioned", gone), self._act("exclude", exclude),
+                                  self._act("unexclude", back)) if e is not None]
+        if errors:
+            raise errors[0]
+
+    def _call_shim(self, action: str, hosts: list[str], executors: list[str]) -> Any:
+        if action == "decommissioned":
+            return self._shim.decommissioned(hosts, executors, self.config.cleanup_enabled,
+                                             "decom: node is decommissioned")
+        if action == "exclude":
+            return self._shim.exclude(hosts, executors, self.config.exclude_timeout,
+                                      "decom: node is decommissioning")
+        return self._shim.unexclude(hosts, executors, "decom: node is back in service")
 
     def _arm_deadline(self, node: _Node, now: float) -> None:
         """A DECOMMISSIONING node with a known deadline is handled as gone once the deadline is
@@ -227,15 +247,53 @@ class Controller:
                  key, max(0.0, deadline - time.time()))
         self.on_node_states([NodeStatus(key, DECOMMISSIONING, deadline)])
 
-    def _act(self, action: str, keys: list[str], call: Any) -> None:
+    def _act(self, action: str, keys: list[str]) -> DecomError | None:
+        """One shim call for these nodes (lock held). A failure is logged, queued for a retry and
+        returned: the nodes' states are already recorded, so the next poll would not redo it."""
+        if not keys or (action == "exclude" and not self.config.exclude_enabled):
+            return None
         hosts = [k for k in keys if not k.startswith("executor:")]
         executors = [k[len("executor:"):] for k in keys if k.startswith("executor:")]
         try:
-            result = call(hosts, executors)
+            result = self._call_shim(action, hosts, executors)
         except Exception as e:  # noqa: BLE001 - py4j errors become one typed, logged error
             self._log_event("action-failed", ",".join(keys), {"action": action, "error": str(e)})
-            raise DecomError(f"decom: {action} of {keys} failed in the JVM shim: {e}") from e
+            self._pending.setdefault(action, set()).update(keys)
+            self._schedule_retry()
+            error = DecomError(f"decom: {action} of {keys} failed in the JVM shim: {e}")
+            error.__cause__ = e  # the py4j/JVM trace shows in the log
+            return error
+        if action in self._pending:
+            self._pending[action].difference_update(keys)
         self._log_event(action, ",".join(keys), result)
+        return None
+
+    def _schedule_retry(self) -> None:
+        if self._stopped or (self._retry_timer is not None and self._retry_timer.is_alive()):
+            return
+        timer = threading.Timer(self._retry_delay, self._retry)
+        timer.daemon = True
+        timer.name = "decom-retry"
+        self._retry_timer = timer
+        timer.start()
+
+    def _retry(self) -> None:
+        """Redo the failed actions whose nodes are still in the state they stood for."""
+        with self._lock:
+            if self._stopped:
+                return
+            failed = False
+            for action in list(self._pending):
+                keys = sorted(k for k in self._pending.pop(action)
+                              if k in self._nodes and self._nodes[k].state == _ACTION_STATE[action])
+                if keys:
+                    log.info("decom: retrying %s of %s", action, keys)
+                    failed |= self._act(action, keys) is not None  # re-queues them on failure
+            # This timer's thread is still alive here, so _act did not schedule another one.
+            self._retry_timer = None
+            self._retry_delay = min(self._retry_delay * 2, RETRY_MAX) if failed else RETRY_FIRST
+            if failed:
+                self._schedule_retry()
 
     def _log_event(self, action: str, target: str, detail: dict[str, Any]) -> None:
         log.info("decom: %s %s %s", action, target, json.dumps(detail, sort_keys=True))

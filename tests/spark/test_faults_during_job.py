@@ -4,7 +4,7 @@
 - slow and garbage RM answers: the job is unaffected, decom resumes by itself (it acts on a
   DECOMMISSIONING that happens after the fault) and does nothing to any executor;
 - driver-side faults: an exception inside the JVM shim, the py4j gateway busy and a shim call that takes
-  seconds: logged, the poller goes on, the job goes on and its answer is right;
+  seconds: logged, the failed action retried, the poller goes on, the job goes on and its answer is right;
 - credentials: the RM address carries user:password and simple auth a user name; neither appears in
   decom's logs, report or event log, nor the password in Spark's event log and environment page.
 
@@ -229,7 +229,7 @@ class _FaultyShim:
         return getattr(self.real, name)
 
 
-def test_an_exception_inside_the_shim_is_logged_and_polling_goes_on(
+def test_an_exception_inside_the_shim_is_logged_and_retried_and_polling_goes_on(
         rm: FakeRM, env: dict[str, Any], logs: io.StringIO) -> None:
     spark, controller = env["spark"], env["controller"]
     real = controller._shim
@@ -244,6 +244,8 @@ def test_an_exception_inside_the_shim_is_logged_and_polling_goes_on(
         polls = poller(controller)["polls"]
         wait_for("the poller goes on", lambda: poller(controller)["polls"] >= polls + 5)
         assert job.thread.is_alive(), "the job ended before the shim failed: the test proved nothing"
+        # The RM says nothing more about 127.0.0.7: the failed exclude is retried on its own.
+        wait_for("the failed exclude is retried", lambda: "excluded" in shim_actions(controller, "127.0.0.7"))
         rm.set("127.0.0.6:8041", "DECOMMISSIONING")
         wait_for("the next change is acted on", lambda: "excluded" in shim_actions(controller, "127.0.0.6"))
         finish(job)

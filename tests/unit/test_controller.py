@@ -120,6 +120,7 @@ def test_poller_path_survives_shim_failures(caplog):
     assert "acting on node states failed" in caplog.text
     with pytest.raises(DecomError, match="failed in the JVM shim"):
         c.decommissioned(hosts=["n2"])
+    c.stop()
 
 
 def test_stopped_controller_refuses_by_hand_calls_and_ignores_the_rm():
@@ -159,3 +160,60 @@ def test_recommission_cancels_the_deadline_timer():
     c.recommissioned(hosts=["n1"])
     time.sleep(1.0)
     assert [x[0] for x in shim.calls] == ["exclude", "unexclude"]
+
+
+class FlakyShim(RecordingShim):
+    """Fails the first `failures` calls, then works: a JVM busy for a while."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.attempts = 0
+
+    def _call(self, *args):
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise RuntimeError("py4j gateway is busy")
+        self.calls.append(args)
+
+
+def wait_for(cond, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not cond():
+        time.sleep(0.02)
+    return cond()
+
+
+def test_a_failed_action_is_retried_without_a_new_rm_change(monkeypatch):
+    monkeypatch.setattr("decom._controller.RETRY_FIRST", 0.05)
+    shim = FlakyShim(failures=2)
+    c = Controller(shim, DecomConfig())  # type: ignore[arg-type]
+    c._retry_delay = 0.05
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONING")])  # fails; the RM says nothing more
+    assert shim.calls == [] and c.report()["pending_actions"] == {"exclude": ["n1"]}
+    assert wait_for(lambda: shim.calls), "the failed exclude was never retried"
+    assert shim.calls == [("exclude", ["n1"], [], 3600.0)] and shim.attempts == 3  # 1 call + 2 retries
+    assert c.report()["pending_actions"] == {}
+    assert c._retry_delay == 0.05, "the backoff is not reset after a success"
+    c.stop()
+
+
+def test_a_newer_state_supersedes_a_failed_action():
+    shim = FlakyShim(failures=1)
+    c = Controller(shim, DecomConfig())  # type: ignore[arg-type]
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONING")])  # fails, queued for a retry in 1 s
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONED")])  # works before the retry is due
+    assert c.report()["pending_actions"] == {}
+    c._retry()  # what the timer does when it fires
+    assert [x[0] for x in shim.calls] == ["decommissioned"], "a stale exclude was redone after the node left"
+    c.stop()
+
+
+def test_stop_cancels_retries():
+    shim = RecordingShim(fail=True)
+    c = Controller(shim, DecomConfig())  # type: ignore[arg-type]
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONED")])
+    timer = c._retry_timer
+    assert timer is not None and timer.is_alive()
+    c.stop()
+    assert wait_for(lambda: not timer.is_alive(), 2.0) and c.report()["pending_actions"] == {}
