@@ -1,86 +1,21 @@
-"""Read what Spark itself recorded (its status REST API) and reach executors' processes.
+"""Judge a local-cluster run from what Spark recorded, and reach executors' processes.
 
-Shared by the integration tests, the demo and the benchmarks, so all three judge a run the same way.
+The records come from yarnlab.spark_status (shared with the YARN lab's driver), so the integration
+tests, the demo and the benchmarks all judge a run the same way.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
-import urllib.request
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
+from yarnlab.spark_status import SparkProbe, StageAttempt, Task
 
-@dataclass
-class Task:
-    stage: int
-    attempt: int
-    index: int
-    executor: str
-    status: str
-    error: str
-
-    @property
-    def fetch_failed(self) -> bool:
-        return self.status == "FAILED" and self.error.startswith("FetchFailed")
-
-
-@dataclass
-class StageAttempt:
-    stage: int
-    attempt: int
-    name: str
-    status: str
-    num_tasks: int
-    failure: str
-    tasks: list[Task] = field(default_factory=list)
-
-
-class SparkProbe:
-    """Spark's own stage/task records for the jobs of a job group, via the UI's REST API."""
-
-    def __init__(self, spark: Any) -> None:
-        self.sc = spark.sparkContext
-        self.base = f"{self.sc.uiWebUrl}/api/v1/applications/{self.sc.applicationId}"
-
-    def _get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.base + path, timeout=30) as r:
-            return json.load(r)
-
-    def stage_ids(self, group: str) -> list[int]:
-        st = self.sc.statusTracker()
-        ids: set[int] = set()
-        for j in st.getJobIdsForGroup(group):
-            info = st.getJobInfo(j)
-            if info is not None:
-                ids.update(info.stageIds)
-        return sorted(ids)
-
-    def attempts(self, group: str, settle: float = 1.0) -> list[StageAttempt]:
-        """Every attempt of every stage the group's jobs ran, with their tasks."""
-        time.sleep(settle)  # the status store is fed asynchronously by the listener bus
-        out = []
-        for sid in self.stage_ids(group):
-            try:
-                stage_attempts = self._get(f"/stages/{sid}")
-            except Exception:  # noqa: BLE001 - a skipped stage has no record
-                continue
-            for a in stage_attempts:
-                if a.get("status") == "SKIPPED":
-                    continue
-                tl = self._get(f"/stages/{sid}/{a['attemptId']}/taskList?length=100000")
-                tasks = [Task(sid, a["attemptId"], t["index"], t["executorId"], t["status"],
-                              t.get("errorMessage", "") or "") for t in tl]
-                out.append(StageAttempt(sid, a["attemptId"], a.get("name", ""), a["status"],
-                                        a["numTasks"], a.get("failureReason", "") or "", tasks))
-        return out
-
-    def executors(self) -> list[dict[str, Any]]:
-        return [e for e in self._get("/executors") if e["id"] != "driver"]
+__all__ = ["SparkProbe", "StageAttempt", "Task", "Vanisher", "executor_pid", "map_outputs_by_executor",
+           "summarize", "wait_for_executors", "wait_stage_attempt"]
 
 
 def summarize(attempts: list[StageAttempt]) -> dict[str, Any]:

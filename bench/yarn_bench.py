@@ -34,7 +34,8 @@ QUICK_SCENARIOS = ["mid-reduce", "repeated-loss"]
 QUICK_MODES = ["stock", "decom-ess-on"]
 COLUMNS = [("scenario", "scenario", 13), ("mode", "mode", 13), ("wall_s", "wall s", 7),
            ("correct", "correct", 7), ("aborted", "aborted", 7), ("stage_attempts", "attempts", 8),
-           ("outputs_lost", "outputs lost", 12), ("map_tasks_recomputed", "maps recomputed", 15),
+           ("executors_on_victims", "execs on victims", 16), ("outputs_lost", "outputs lost", 12),
+           ("map_tasks_recomputed", "maps recomputed", 15),
            ("fetch_failed_tasks", "FetchFailed", 11), ("drain_s", "drain s", 7),
            ("tasks_on_victims_after", "tasks on victim after", 21)]
 
@@ -62,6 +63,7 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "aborted": sum(r["aborted"] for r in rs), "correct": sum(r["correct"] for r in rs),
             "stage_attempts": sum(r["stage_attempts"] for r in rs),
             "fetch_failed_tasks": sum(r["fetch_failed_tasks"] for r in rs),
+            "executors_on_victims": sum(r.get("executors_on_victims", 0) for r in rs),
             "outputs_lost": sum(r["outputs_lost"] for r in rs),
             "map_tasks_recomputed": sum(r["map_tasks_recomputed"] for r in rs),
             "drain_s_median": round(statistics.median(drains), 1) if drains else None,
@@ -71,12 +73,13 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def markdown(summ: list[dict[str, Any]], rows: list[dict[str, Any]], command: str, when: str) -> str:
-    head = ("| scenario | mode | runs | wall s (median) | aborted | correct | stage attempts | map outputs lost | "
-            "map tasks recomputed | FetchFailed tasks | drain s (median) | tasks on victim after |\n"
-            + "|---" * 12 + "|\n")
+    head = ("| scenario | mode | runs | wall s (median) | aborted | correct | stage attempts | executors on victims | "
+            "map outputs lost | map tasks recomputed | FetchFailed tasks | drain s (median) | tasks on victim after |\n"
+            + "|---" * 13 + "|\n")
     body = "".join(
         f"| {s['scenario']} | {s['mode']} | {s['runs']} | {s['wall_s_median']} | {s['aborted']} | {s['correct']} | "
-        f"{s['stage_attempts']} | {s['outputs_lost']} | {s['map_tasks_recomputed']} | {s['fetch_failed_tasks']} | "
+        f"{s['stage_attempts']} | {s['executors_on_victims']} | {s['outputs_lost']} | {s['map_tasks_recomputed']} | "
+        f"{s['fetch_failed_tasks']} | "
         f"{'-' if s['drain_s_median'] is None else s['drain_s_median']} | {s['tasks_on_victims_after']} |\n"
         for s in summ)
     errors = "".join(f"- {r['scenario']}/{r['mode']} run {r['run']}: {r['error'][:300]}\n"
@@ -90,7 +93,9 @@ def markdown(summ: list[dict[str, Any]], rows: list[dict[str, Any]], command: st
         "tasks, 24 reduce tasks sleeping 2 s each. Nodes are decommissioned through `rmadmin -refreshNodes -g` "
         "or made to vanish (link down). Figures come from Spark's status REST API (stage attempts, task "
         "status/host/launch time) and the RM's node states.\n\n"
-        "Columns: wall = the job; stage attempts = all attempts of all its stages; map outputs lost = "
+        "Columns: wall = the job; stage attempts = all attempts of all its stages; executors on victims = "
+        "executors running on the victim node(s) when told to go (YARN places them: one node may run two, "
+        "which halves the slots left when it is excluded); map outputs lost = "
         "outputs held on the victim node(s) when they were decommissioned; drain = graceful request -> "
         "DECOMMISSIONED in the RM (while the app still runs); tasks on victim after = tasks launched on "
         "the node after decom (or, without decom, the RM) showed it leaving.\n\n"

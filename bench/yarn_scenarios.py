@@ -66,6 +66,8 @@ class YarnOutcome:
     fetch_failed_tasks: int = 0
     drain_s: float | None = None
     victims: list[str] = field(default_factory=list)
+    #: executors running on the victims when they were told to go (YARN's placement: a node can hold 2)
+    executors_on_victims: int = 0
     #: tasks launched on a victim once decom had excluded it (or, without decom, once the RM said it was leaving)
     tasks_on_victims_after: int = 0
     #: tasks launched on a victim between decom seeing DECOMMISSIONING and its exclusion taking effect
@@ -147,13 +149,15 @@ def holders(attempts: list[dict[str, Any]], map_stage: int) -> dict[str, list[in
     return out
 
 
-def pick_victims(app: SparkApp, n: int, avoid: set[str]) -> list[str]:
-    """n hosts running executors (most executors first), not the AM's and not already lost. Fast on
-    purpose (one status call): the map outputs they held are counted from Spark's records afterwards."""
+def pick_victims(app: SparkApp, n: int, avoid: set[str]) -> tuple[list[str], int]:
+    """n hosts running executors (most executors first), not the AM's and not already lost, and how
+    many executors they run. Fast on purpose (one status call): the map outputs they held are counted
+    from Spark's records afterwards."""
     per_host: dict[str, int] = {}
     for host in app.executor_ids().values():
         per_host[host] = per_host.get(host, 0) + 1
-    return sorted((h for h in per_host if h not in avoid), key=lambda h: (-per_host[h], h))[:n]
+    victims = sorted((h for h in per_host if h not in avoid), key=lambda h: (-per_host[h], h))[:n]
+    return victims, sum(per_host[h] for h in victims)
 
 
 def outputs_at(attempts: list[dict[str, Any]], hosts: list[str], when: float) -> int:
@@ -235,9 +239,10 @@ def run_scenario(lab: Any, scenario: str, mode: str, log: Callable[[str], None] 
                 log(f"[{mode}] job ended before {ev.stage} attempt {ev.attempt}")
                 break
             t_stage = time.time()
-            victims = pick_victims(app, ev.nodes, {am, *out.victims})
-            log(f"[{mode}] victims {victims} picked in {time.time() - t_stage:.1f}s")
+            victims, executors = pick_victims(app, ev.nodes, {am, *out.victims})
+            log(f"[{mode}] victims {victims} ({executors} executors) picked in {time.time() - t_stage:.1f}s")
             out.victims += victims
+            out.executors_on_victims += executors
             t = time.time()
             out.events.append({"stage": ev.stage, "attempt": ev.attempt, "stage_id": sid, "how": ev.how,
                                "timeout": ev.timeout, "victims": victims, "at": t,
@@ -372,7 +377,8 @@ def _run_timed(lab: Any, app: SparkApp, events: list[Event], am: str, t_job: flo
             log(f"t={up - t_job:.1f}s ResourceManager up again, nodes RUNNING")
             continue
         room = len(lab.nodes) - 2 - len(out_now)  # the AM's node and one more stay in
-        victims = pick_victims(app, min(ev.nodes, room), {am, *out_now}) if room > 0 else []
+        victims, executors = pick_victims(app, min(ev.nodes, room), {am, *out_now}) if room > 0 else ([], 0)
+        out.executors_on_victims += executors
         if room > 0 and not victims:  # no executor left outside the AM's node: any node will do
             victims = sorted(n.host for n in lab.nodes if n.host not in {am, *out_now})[:min(ev.nodes, room)]
         if not victims:

@@ -29,7 +29,6 @@ Spark's own status REST API: stage attempts, task status, executor, host, launch
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import queue
@@ -37,12 +36,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import LabError
+from .spark_status import SparkProbe
 
 if TYPE_CHECKING:
     from .lab import YarnLab
@@ -101,65 +100,6 @@ def job_checksum(spec: Mapping[str, Any]) -> int:
     if shape == "cached":
         return (len(sums) * 1_000_003 + _regroup(sums) + sum(sums.values())) % MOD
     raise ValueError(f"unknown job shape {shape!r}: one of {', '.join(SHAPES)}")
-
-
-def _spark_time(s: str | None) -> float | None:
-    """Epoch seconds of a status-API time like '2026-11-22T12:34:56.789GMT'."""
-    if not s:
-        return None
-    t = dt.datetime.strptime(s.replace("GMT", ""), "%Y-%m-%dT%H:%M:%S.%f")
-    return t.replace(tzinfo=dt.timezone.utc).timestamp()
-
-
-class _Probe:
-    """Spark's own stage/task records of a job group, through the driver's status REST API."""
-
-    def __init__(self, sc: Any) -> None:
-        self.sc = sc
-        self.base = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}" if sc.uiWebUrl else ""
-
-    def _get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.base + path, timeout=30) as r:
-            return json.load(r)
-
-    def stage_ids(self, group: str) -> list[int]:
-        st = self.sc.statusTracker()
-        ids: set[int] = set()
-        for j in st.getJobIdsForGroup(group):
-            info = st.getJobInfo(j)
-            if info is not None:
-                ids.update(info.stageIds)
-        return sorted(ids)
-
-    def attempts(self, group: str) -> list[dict[str, Any]]:
-        if not self.base:
-            raise RuntimeError("the Spark UI is disabled: no status REST API to read task records from")
-        out = []
-        for sid in self.stage_ids(group):
-            try:
-                stage_attempts = self._get(f"/stages/{sid}")
-            except Exception:  # noqa: BLE001 - a stage that never ran has no record
-                continue
-            for a in stage_attempts:
-                if a.get("status") == "SKIPPED":
-                    continue
-                tl = self._get(f"/stages/{sid}/{a['attemptId']}/taskList?length=100000")
-                tasks = [{"index": t["index"], "executor": t.get("executorId", ""), "host": t.get("host", ""),
-                          "status": t.get("status", ""), "launch": _spark_time(t.get("launchTime")),
-                          "error": (t.get("errorMessage") or "")[:300]} for t in tl]
-                out.append({"stage": sid, "attempt": a["attemptId"], "name": a.get("name", ""),
-                            "status": a.get("status", ""), "num_tasks": a.get("numTasks", 0),
-                            "failure": (a.get("failureReason") or "")[:500],
-                            "fetch_failed": sum(1 for t in tasks if t["status"] == "FAILED"
-                                                and t["error"].startswith("FetchFailed")),
-                            "tasks": tasks})
-        return out
-
-    def executors(self) -> dict[str, str]:
-        if not self.base:
-            return {}
-        return {e["id"]: e["hostPort"].rsplit(":", 1)[0] for e in self._get("/executors")
-                if e["id"] != "driver" and e.get("isActive")}
 
 
 class ShuffleJob:
@@ -331,7 +271,10 @@ def _driver_main(argv: list[str] | None = None) -> int:
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
         controller = decom.enable(spark, poll_interval=args.poll_interval)
     driver_host = sc.getConf().get("spark.driver.host", "")
-    probe = _Probe(sc)
+    probe = SparkProbe(sc)
+
+    def records(group: str) -> list[dict[str, Any]]:
+        return [a.to_json() for a in probe.attempts(group, settle=0)]
 
     def executor_hosts() -> list[str]:
         status = sc._jsc.sc().getExecutorMemoryStatus()
@@ -370,7 +313,7 @@ def _driver_main(argv: list[str] | None = None) -> int:
                     _emit(event="job_failed", error=str(e)[:2000])
             elif cmd == "executors":
                 try:
-                    by_id = probe.executors()
+                    by_id = probe.executor_hosts()
                 except Exception:  # noqa: BLE001
                     by_id = {}
                 _emit(event="executors", executors=executor_hosts(), by_id=by_id)
@@ -390,7 +333,7 @@ def _driver_main(argv: list[str] | None = None) -> int:
                 _emit(event="progress", **current.progress(), time=time.time())
             elif cmd == "attempts":
                 assert current is not None, "no job started"
-                _emit(event="attempts", attempts=probe.attempts(current.group))
+                _emit(event="attempts", attempts=records(current.group))
             elif cmd == "wait_job":
                 assert current is not None, "no job started"
                 current.thread.join(float(spec.get("timeout", 600)))
@@ -399,7 +342,7 @@ def _driver_main(argv: list[str] | None = None) -> int:
                           attempts=[])
                 else:
                     time.sleep(1.0)  # the status store is fed asynchronously by the listener bus
-                    _emit(event="job_done", **current.result, attempts=probe.attempts(current.group),
+                    _emit(event="job_done", **current.result, attempts=records(current.group),
                           group=current.group)
             elif cmd == "stop":
                 break
