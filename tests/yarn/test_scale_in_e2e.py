@@ -56,7 +56,8 @@ def test_graceful_decommission_mid_reduce_with_decom(lab: Any) -> None:
 
 def test_repeated_loss_stock_aborts_decom_finishes(lab: Any) -> None:
     """spark.stage.maxConsecutiveAttempts=2; a node holding map outputs is decommissioned with a 5 s
-    timeout during each of 2 consecutive attempts of the same reduce stage."""
+    timeout during each of 2 consecutive attempts of the same reduce stage: stock Spark aborts, decom
+    finishes with the right answer."""
     try:
         stock = run_scenario(lab, "repeated-loss", "stock", log=print)
     finally:
@@ -67,9 +68,11 @@ def test_repeated_loss_stock_aborts_decom_finishes(lab: Any) -> None:
     finally:
         repair(lab)
     _show(dec)
-    assert len(stock.victims) == 2, f"stock: a node lost in 2 attempts, got {stock.victims}"
     assert stock.aborted, "stock Spark should abort after 2 failed attempts of the reduce stage"
     assert "maximum allowable number of times" in stock.error or "aborted" in stock.error.lower()
+    # Stock Spark may fail both attempts on the first loss alone (reducers of the retry still fetch from
+    # the dead node's shuffle service): then it never reaches the second event, and decom faced more.
+    assert 1 <= len(stock.victims) <= 2, f"stock: {stock.victims}"
     assert len(dec.victims) == 2, f"decom: a node lost in 2 attempts, got {dec.victims}"
     assert not dec.aborted, dec.error
     assert dec.checksum == dec.expected
