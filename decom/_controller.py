@@ -147,7 +147,7 @@ class Controller:
         try:
             self._apply(statuses, from_rm=True)
         except Exception:  # noqa: BLE001 - the poller must survive anything the shim throws
-            log.exception("decom: acting on node states failed; will retry in %.0fs", self._retry_delay)
+            log.exception("decom: acting on node states failed")
 
     def attach_poller(self, poller: Any) -> None:
         with self._lock:
@@ -260,7 +260,8 @@ class Controller:
             self._log_event("action-failed", ",".join(keys), {"action": action, "error": str(e)})
             self._pending.setdefault(action, set()).update(keys)
             self._schedule_retry()
-            error = DecomError(f"decom: {action} of {keys} failed in the JVM shim: {e}")
+            error = DecomError(f"decom: {action} of {keys} failed in the JVM shim (decom retries it in "
+                               f"{self._retry_delay:.0f}s while the node stays {_ACTION_STATE[action]}): {e}")
             error.__cause__ = e  # the py4j/JVM trace shows in the log
             return error
         if action in self._pending:
