@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from types import SimpleNamespace
 
+import httpx
 import pytest
 
-from tests.unit.shared_cluster_fakes import NOW_MS
+import decom._cli as cli
+import decom._cli_sessions as cli_sessions
+from decom._livy import LivyClient
+from decom._yarn import ResourceManagerClient
+from tests.unit.shared_cluster_fakes import NOW_MS, FakeLivy, FakeRM, cluster
 
 
 @pytest.fixture(autouse=True)
@@ -19,3 +25,13 @@ def _sessions_clock_at_fakes_now(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(decom._sessions, "time", SimpleNamespace(
         time=lambda: NOW_MS / 1000.0, monotonic=time.monotonic, sleep=time.sleep))
+
+
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeRM, FakeLivy]:
+    """The CLI talks to the shared fake cluster: its RM and Livy clients get MockTransports."""
+    rm, livy = cluster()
+    monkeypatch.setattr(cli, "ResourceManagerClient",
+                        partial(ResourceManagerClient, transport=httpx.MockTransport(rm.handle)))
+    monkeypatch.setattr(cli_sessions, "LivyClient", partial(LivyClient, transport=httpx.MockTransport(livy.handle)))
+    return rm, livy

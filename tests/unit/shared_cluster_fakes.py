@@ -18,6 +18,9 @@ from typing import Any
 
 import httpx
 
+from decom._livy import LivyClient
+from decom._yarn import ResourceManagerClient
+
 NOW_MS = int(time.time() * 1000)
 CLUSTER_TS = 1732280251000
 
@@ -220,3 +223,40 @@ class FakeLivy:
 
 def transport(handler: Any) -> httpx.MockTransport:
     return httpx.MockTransport(handler)
+
+
+# ---- the cluster the session, diagnose and CLI tests share -------------------------------------
+
+MIN = 60_000
+
+
+def cluster() -> tuple[FakeRM, FakeLivy]:
+    """Six apps: Livy sessions 1-3 (idle 2 h, busy, idle 5 min), a Livy-less livy-session app idle 50 min
+    by its Spark jobs, a batch job, a livy-session app of bob in queue 'etl' idle 3 h; plus Livy's
+    dead session 9 (app gone) and starting session 10 (no app yet)."""
+    s1 = FakeApp(1, "livy-session-1", containers=3, memory_mb=3072, vcores=3, started_ms=NOW_MS - 180 * MIN)
+    s2 = FakeApp(2, "livy-session-2", containers=5, memory_mb=6144, vcores=5)
+    s3 = FakeApp(3, "livy-session-3", containers=2, memory_mb=2048, vcores=2)
+    orphan = FakeApp(4, "livy-session-4", user="carol", containers=4, memory_mb=4096, vcores=4,
+                     jobs=[job(0, ended_ms=NOW_MS - 90 * MIN), job(1, ended_ms=NOW_MS - 50 * MIN)])
+    batch = FakeApp(5, "nightly-etl", user="etl", containers=6, memory_mb=7168, vcores=6,
+                    started_ms=NOW_MS - 600 * MIN)
+    bobs = FakeApp(6, "livy-session-6", user="bob", queue="etl", containers=2, memory_mb=2048, vcores=2,
+                   started_ms=NOW_MS - 200 * MIN, jobs=[])
+    dead_app = FakeApp(9, "livy-session-9", state="KILLED")
+    rm = FakeRM(s1, s2, s3, orphan, batch, bobs, dead_app)
+    livy = FakeLivy(
+        FakeSession(1, s1, statements=[statement(0, completed_ms=NOW_MS - 130 * MIN),
+                                       statement(1, completed_ms=NOW_MS - 120 * MIN)]),
+        FakeSession(2, s2, state="busy", owner="bob", statements=[statement(0, state="running")]),
+        FakeSession(3, s3, owner="carol", statements=[statement(0, completed_ms=NOW_MS - 5 * MIN)]),
+        FakeSession(9, dead_app, state="dead"),
+        FakeSession(10, None, state="starting", owner="dave"),
+        rm=rm)
+    return rm, livy
+
+
+def clients(rm: FakeRM, livy: FakeLivy | None) -> tuple[ResourceManagerClient, LivyClient | None]:
+    rmc = ResourceManagerClient(["http://rm:8088"], user="ops", transport=httpx.MockTransport(rm.handle))
+    lc = LivyClient("http://livy:8998", transport=httpx.MockTransport(livy.handle)) if livy else None
+    return rmc, lc

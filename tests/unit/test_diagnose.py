@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-from functools import partial
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
 import decom._cli as cli
-import decom._cli_sessions as cli_sessions
 from decom._diagnose import RULES, diagnose
-from decom._livy import LivyClient
-from decom._yarn import ResourceManagerClient
-from tests.unit.shared_cluster_fakes import FakeApp, FakeLivy, FakeRM
-from tests.unit.test_sessions import clients, cluster
+from tests.unit.shared_cluster_fakes import FakeApp, FakeLivy, FakeRM, clients, cluster
 
 # Error texts as sparkmagic, Livy, YARN and Spark print them.
 SPARKMAGIC_404 = ("An error was encountered:\nInvalid status code '404' from "
@@ -113,14 +107,11 @@ def test_live_node_facts() -> None:
 
 
 @pytest.fixture
-def fakes(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeRM, FakeLivy]:
-    rm, livy = cluster()
-    monkeypatch.setattr(cli, "ResourceManagerClient",
-                        partial(ResourceManagerClient, transport=httpx.MockTransport(rm.handle)))
-    monkeypatch.setattr(cli_sessions, "LivyClient", partial(LivyClient, transport=httpx.MockTransport(livy.handle)))
+def fakes(fakes: tuple[FakeRM, FakeLivy], monkeypatch: pytest.MonkeyPatch) -> tuple[FakeRM, FakeLivy]:
+    """The shared CLI fakes, and no Hadoop conf dirs: without --rm, diagnose must find no RM."""
     monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
     monkeypatch.delenv("YARN_CONF_DIR", raising=False)
-    return rm, livy
+    return fakes
 
 
 def test_cli(fakes: tuple[FakeRM, FakeLivy]) -> None:

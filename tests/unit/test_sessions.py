@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-from functools import partial
 
 import httpx
 import pytest
@@ -14,42 +13,17 @@ import decom._cli as cli
 import decom._cli_sessions as cli_sessions
 from decom._livy import LivyClient
 from decom._sessions import ReapFilters, collect_inventory, execute_reap, plan_reap
-from decom._yarn import ResourceManagerClient
-from tests.unit.shared_cluster_fakes import NOW_MS, FakeApp, FakeLivy, FakeRM, FakeSession, job, statement
-
-MIN = 60_000
-
-
-def cluster() -> tuple[FakeRM, FakeLivy]:
-    """Six apps: Livy sessions 1-3 (idle 2 h, busy, idle 5 min), a Livy-less livy-session app idle 50 min
-    by its Spark jobs, a batch job, a livy-session app of bob in queue 'etl' idle 3 h; plus Livy's
-    dead session 9 (app gone) and starting session 10 (no app yet)."""
-    s1 = FakeApp(1, "livy-session-1", containers=3, memory_mb=3072, vcores=3, started_ms=NOW_MS - 180 * MIN)
-    s2 = FakeApp(2, "livy-session-2", containers=5, memory_mb=6144, vcores=5)
-    s3 = FakeApp(3, "livy-session-3", containers=2, memory_mb=2048, vcores=2)
-    orphan = FakeApp(4, "livy-session-4", user="carol", containers=4, memory_mb=4096, vcores=4,
-                     jobs=[job(0, ended_ms=NOW_MS - 90 * MIN), job(1, ended_ms=NOW_MS - 50 * MIN)])
-    batch = FakeApp(5, "nightly-etl", user="etl", containers=6, memory_mb=7168, vcores=6,
-                    started_ms=NOW_MS - 600 * MIN)
-    bobs = FakeApp(6, "livy-session-6", user="bob", queue="etl", containers=2, memory_mb=2048, vcores=2,
-                   started_ms=NOW_MS - 200 * MIN, jobs=[])
-    dead_app = FakeApp(9, "livy-session-9", state="KILLED")
-    rm = FakeRM(s1, s2, s3, orphan, batch, bobs, dead_app)
-    livy = FakeLivy(
-        FakeSession(1, s1, statements=[statement(0, completed_ms=NOW_MS - 130 * MIN),
-                                       statement(1, completed_ms=NOW_MS - 120 * MIN)]),
-        FakeSession(2, s2, state="busy", owner="bob", statements=[statement(0, state="running")]),
-        FakeSession(3, s3, owner="carol", statements=[statement(0, completed_ms=NOW_MS - 5 * MIN)]),
-        FakeSession(9, dead_app, state="dead"),
-        FakeSession(10, None, state="starting", owner="dave"),
-        rm=rm)
-    return rm, livy
-
-
-def clients(rm: FakeRM, livy: FakeLivy | None) -> tuple[ResourceManagerClient, LivyClient | None]:
-    rmc = ResourceManagerClient(["http://rm:8088"], user="ops", transport=httpx.MockTransport(rm.handle))
-    lc = LivyClient("http://livy:8998", transport=httpx.MockTransport(livy.handle)) if livy else None
-    return rmc, lc
+from tests.unit.shared_cluster_fakes import (
+    MIN,
+    NOW_MS,
+    FakeApp,
+    FakeLivy,
+    FakeRM,
+    clients,
+    cluster,
+    job,
+    statement,
+)
 
 
 def acting_requests(rm: FakeRM, livy: FakeLivy) -> list[str]:
@@ -193,13 +167,6 @@ def test_kill_failure_is_reported() -> None:
 # ---- CLI -----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fakes(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeRM, FakeLivy]:
-    rm, livy = cluster()
-    monkeypatch.setattr(cli, "ResourceManagerClient",
-                        partial(ResourceManagerClient, transport=httpx.MockTransport(rm.handle)))
-    monkeypatch.setattr(cli_sessions, "LivyClient", partial(LivyClient, transport=httpx.MockTransport(livy.handle)))
-    return rm, livy
 
 
 def run(*args: str) -> tuple[int, str]:
