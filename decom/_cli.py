@@ -95,11 +95,12 @@ def client_from_options(rm: str | None, timeout: str = "5s", auth: str = "simple
 
 
 @contextmanager
-def _rm_errors() -> Iterator[None]:
+def _exits_on(error: type[Exception], code: int = EXIT_RM) -> Iterator[None]:
+    """An expected error becomes its message on stderr and exit `code`, not a traceback."""
     try:
         yield
-    except ResourceManagerError as e:
-        raise _fail(str(e)) from None
+    except error as e:
+        raise _fail(str(e), code) from None
 
 
 # ---- decom jar -----------------------------------------------------------------------------------
@@ -170,7 +171,7 @@ def nodes(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, as
     if unknown:
         raise click.BadParameter(f"unknown node state {', '.join(unknown)}: use one or more of "
                                  f"{', '.join(NODE_STATES)}", param_hint="--state")
-    with client_from_options(rm, timeout, auth, user, ca_bundle) as client, _rm_errors():
+    with client_from_options(rm, timeout, auth, user, ca_bundle) as client, _exits_on(ResourceManagerError):
         found = client.nodes(states)
     found.sort(key=lambda n: (_STATE_ORDER.get(n.state, 99), n.node_id))
     if as_json:
@@ -333,7 +334,7 @@ def status(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, u
         elif ui is not None:
             figures = counters_from_ui(ui, timeout=_seconds(timeout, "--timeout"))
         else:
-            with client_from_options(rm, timeout, auth, user, ca_bundle) as client, _rm_errors():
+            with client_from_options(rm, timeout, auth, user, ca_bundle) as client, _exits_on(ResourceManagerError):
                 data = client.app_proxy_json(str(app_id), "metrics/json/")
             figures = counters_from_metrics(data, f"{app_id} (through the RM's web proxy)")
     except StatusError as e:

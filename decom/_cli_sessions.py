@@ -16,8 +16,7 @@ import json
 import os
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
@@ -34,9 +33,9 @@ from ._capacity import (
     users_that_fit,
     worker_spec,
 )
-from ._cli import EXIT_RM, _fail, _rm_errors, _seconds, _table, client_from_options, main, rm_options
+from ._cli import EXIT_RM, _exits_on, _fail, _seconds, _table, client_from_options, main, rm_options
 from ._diagnose import diagnose as diagnose_text
-from ._errors import ConfigError, LivyError
+from ._errors import ConfigError, LivyError, ResourceManagerError
 from ._livy import LivyClient
 from ._redact import redact, redact_json
 from ._sessions import (
@@ -62,14 +61,6 @@ EXIT_USAGE = 2
 
 def _bad(message: str) -> click.exceptions.Exit:
     return _fail(message, EXIT_USAGE)
-
-
-@contextmanager
-def _input_errors() -> Iterator[None]:
-    try:
-        yield
-    except ConfigError as e:
-        raise _bad(str(e)) from None
 
 
 def session_rm_options(f: F) -> F:
@@ -186,7 +177,7 @@ def capacity(users: tuple[str, ...], executors_per_user: int, workers: tuple[str
         raise _bad("give --users U (workers needed) or --workers W (users that fit), or both")
     if worker_type is not None and (worker_memory is not None or worker_cores is not None):
         raise _bad("give either --worker-type (AWS Glue) or --worker-memory/--worker-cores (your nodes), not both")
-    with _input_errors():
+    with _exits_on(ConfigError, EXIT_USAGE):
         spec = worker_spec(worker_type, worker_memory=worker_memory, worker_cores=worker_cores,
                            executor_memory=executor_memory, executor_cores=executor_cores)
         plans = [plan_capacity(u, executors_per_user, spec) for u in user_counts]
@@ -244,7 +235,7 @@ def sparkmagic_config(max_executors: int, min_executors: int | None, executor_me
     config.json.bak-<time> first, and writes nothing when the file already says the same. Prints the
     equivalent %%configure -f cell for a running notebook.
     """
-    with _input_errors():
+    with _exits_on(ConfigError, EXIT_USAGE):
         update = update_sparkmagic_config(config_path, max_executors=max_executors, min_executors=min_executors,
                                           executor_memory=executor_memory, executor_cores=executor_cores,
                                           driver_memory=driver_memory, dry_run=dry_run)
@@ -312,7 +303,7 @@ def _inventory(rm: str | None, timeout: str, auth: str, rm_user: str, ca_bundle:
                name: str, include_all: bool, livy_required: bool) -> SessionInventory:
     livy = _livy_client(livy_url, timeout, auth, ca_bundle)
     try:
-        with client_from_options(rm, timeout, auth, rm_user, ca_bundle) as client, _rm_errors():
+        with client_from_options(rm, timeout, auth, rm_user, ca_bundle) as client, _exits_on(ResourceManagerError):
             return collect_inventory(client, livy, name_pattern=name, include_all=include_all,
                                      livy_required=livy_required)
     except LivyError as e:
@@ -448,7 +439,7 @@ def reap(rm: str | None, timeout: str, auth: str, rm_user: str, ca_bundle: str, 
     acting = yes
     livy = _livy_client(livy_url, timeout, auth, ca_bundle)
     try:
-        with client_from_options(rm, timeout, auth, rm_user, ca_bundle) as client, _rm_errors():
+        with client_from_options(rm, timeout, auth, rm_user, ca_bundle) as client, _exits_on(ResourceManagerError):
             inv = collect_inventory(client, livy, name_pattern=name, livy_required=True)
             plan = plan_reap(inv, filters)
             if not as_json:
@@ -578,12 +569,13 @@ def admit(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, li
     room); 2: bad input or the RM unreachable. Queue limits are not modelled. Use it before creating a
     session, e.g. in the script that starts notebooks.
     """
-    with _input_errors():
+    with _exits_on(ConfigError, EXIT_USAGE):
         exec_mb = parse_memory_mb(executor_memory, "--executor-memory")
         driver_mb = parse_memory_mb(driver_memory, "--driver-memory")
     livy = _livy_client(livy_url, timeout, auth, ca_bundle)
     try:
-        with client_from_options(rm, timeout, auth, user, ca_bundle) as client, _rm_errors(), _input_errors():
+        with (client_from_options(rm, timeout, auth, user, ca_bundle) as client, _exits_on(ResourceManagerError),
+              _exits_on(ConfigError, EXIT_USAGE)):
             check = check_admission(client, executors=executors, executor_memory_mb=exec_mb,
                                     executor_cores=executor_cores, driver_memory_mb=driver_mb,
                                     driver_cores=driver_cores, check_vcores=check_vcores)
