@@ -131,19 +131,25 @@ def closed_port() -> int:
 
 @contextmanager
 def capture_logs(names: tuple[str, ...] = ("decom", "httpx", "httpcore")) -> Iterator[io.StringIO]:
-    """Every record of these loggers, at every level, into a buffer; levels and handlers restored after."""
+    """Every record of these loggers, at every level, into a buffer; levels and handlers restored after.
+
+    The HTTP stack's records (several per poll) stay out of pytest's own capture, so a failing test's
+    report shows decom's lines rather than pages of httpcore DEBUG."""
     buf = io.StringIO()
     handler = logging.StreamHandler(buf)
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
     handler.setLevel(logging.DEBUG)
     loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
+    saved = [(lg.level, lg.propagate) for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.DEBUG)
         lg.addHandler(handler)
+        if not lg.name.startswith("decom"):
+            lg.propagate = False
     try:
         yield buf
     finally:
-        for lg, level in zip(loggers, levels, strict=True):
+        for lg, (level, propagate) in zip(loggers, saved, strict=True):
             lg.removeHandler(handler)
             lg.setLevel(level)
+            lg.propagate = propagate

@@ -106,7 +106,7 @@ class SparkProbe:
 
     def executors(self) -> list[dict[str, Any]]:
         """The status API's executor records (active and dead), the driver left out."""
-        return [e for e in self._get("/executors") if e["id"] != "driver"]
+        return [e for e in self._get("/allexecutors") if e["id"] != "driver"]
 
     def executor_hosts(self) -> dict[str, str]:
         """Active executors: id -> host."""

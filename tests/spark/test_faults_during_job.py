@@ -72,6 +72,10 @@ def env(rm: FakeRM, logs: io.StringIO, tmp_path_factory: pytest.TempPathFactory)
         "spark.decom.poll.interval": "0.2s",
         "spark.decom.poll.timeout": "1s",
         "spark.decom.eventLog": str(tmp / "decom-events.jsonl"),
+        # No executor is lost here on purpose: Spark's default heartbeat timeout, not the benches' 12 s,
+        # so a stall of the machine can't get an executor replaced and pass for harm done by decom.
+        "spark.network.timeout": "120s",
+        "spark.executor.heartbeatInterval": "10s",
         "spark.eventLog.enabled": "true",
         "spark.eventLog.dir": f"file://{tmp / 'spark-events'}",
     }
@@ -120,8 +124,10 @@ def assert_no_harm(spark: Any, controller: Any, job: ShuffleJob) -> None:
     assert EXECUTOR_HOST not in rep["nodes"], f"decom acted on the executors' host: {rep['nodes'][EXECUTOR_HOST]}"
     for host, node in rep["nodes"].items():
         assert node["executors_excluded"] == [] and node["executors_released"] == [], f"{host}: {node}"
-    alive = [e["id"] for e in SparkProbe(spark).executors() if e.get("isActive")]
-    assert len(alive) == 4, f"executors alive: {alive}"
+    executors = SparkProbe(spark).executors()
+    seen = {e["id"]: {"active": e.get("isActive"), "removed": e.get("removeReason")} for e in executors}
+    alive = [e["id"] for e in executors if e.get("isActive")]
+    assert len(executors) == 4 and len(alive) == 4, f"executors lost or replaced: {seen}"
     used = {t.executor for a in SparkProbe(spark).attempts(job.group) for t in a.tasks}
     assert used == set(alive), f"the job's tasks ran on {sorted(used)} of {sorted(alive)}"
 

@@ -44,11 +44,16 @@ class RecordingShim:
         return [action for action, hosts in self.calls if host in hosts]
 
 
-def wait_until(what: str, cond: Callable[[], bool], timeout: float = 120.0) -> None:
+def wait_until(what: str, cond: Callable[[], bool], timeout: float = 180.0, *, lab: Any = None,
+               controller: Controller | None = None) -> None:
+    """Wait for cond; a timeout says what the RM and the controller saw, so a CI failure explains itself."""
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
-            raise TimeoutError(what)
+            seen = {"rm": lab.node_states() if lab is not None else None,
+                    "controller": {h: n["state"] for h, n in controller.report()["nodes"].items()}
+                    if controller is not None else None}
+            raise TimeoutError(f"not within {timeout:.0f} s: {what}; {seen}")
         time.sleep(0.1)
 
 
@@ -73,17 +78,23 @@ def test_graceful_decommission_and_recommission_give_each_action_once(lab: Any, 
     from yarnlab.sparkapp import SparkApp
 
     controller, shim, _ = control_plane
-    with SparkApp(lab, executors=2) as app:
+    # 2g executors: a node (4 GB) holds one, so the two land on two nodes and one is not the AM's.
+    with SparkApp(lab, executors=2, conf={"spark.executor.memory": "2g"}) as app:
         # A node holding a running executor stays DECOMMISSIONING until the container ends.
-        target = next(h for h in app.current_executors() if h != app.am_host())
+        am, hosts = app.am_host(), app.current_executors()
+        target = next((h for h in hosts if h != am), None)
+        assert target is not None, f"every executor is on the AM's node {am}: {hosts}"
         lab.decommission([target], timeout=300)
-        wait_until("controller sees DECOMMISSIONING", lambda: state_of(controller, target) == "DECOMMISSIONING")
+        wait_until("controller sees DECOMMISSIONING", lambda: state_of(controller, target) == "DECOMMISSIONING",
+                   lab=lab, controller=controller)
         assert lab.node_states()[target] == "DECOMMISSIONING"
         assert shim.actions_for(target) == ["exclude"]
     # The app is gone, so are its containers: YARN finishes the decommission.
-    wait_until("controller sees DECOMMISSIONED", lambda: state_of(controller, target) == "DECOMMISSIONED")
+    wait_until("controller sees DECOMMISSIONED", lambda: state_of(controller, target) == "DECOMMISSIONED",
+               lab=lab, controller=controller)
     lab.recommission([target])
-    wait_until("controller sees RUNNING again", lambda: state_of(controller, target) == "RUNNING")
+    wait_until("controller sees RUNNING again", lambda: state_of(controller, target) == "RUNNING",
+               lab=lab, controller=controller)
     time.sleep(1.0)  # a few more polls: nothing may be repeated
     assert shim.actions_for(target) == ["exclude", "decommissioned", "unexclude"]
     others = {h for _, hs in shim.calls for h in hs} - {target}
