@@ -221,10 +221,6 @@ class FakeLivy:
         return httpx.Response(404, text="<html>Not Found</html>")
 
 
-def transport(handler: Any) -> httpx.MockTransport:
-    return httpx.MockTransport(handler)
-
-
 # ---- the cluster the session, diagnose and CLI tests share -------------------------------------
 
 MIN = 60_000

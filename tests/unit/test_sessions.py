@@ -167,8 +167,6 @@ def test_kill_failure_is_reported() -> None:
 # ---- CLI -----------------------------------------------------------------------------------------
 
 
-
-
 def run(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(cli.main, list(args))
     return result.exit_code, result.output
