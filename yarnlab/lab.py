@@ -247,6 +247,8 @@ class YarnLab:
         self._drained_early: set[str] = set()
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._rm_down_ok = False
+        self._defaults = {"wait_for_applications": wait_for_applications}  # what reset() restores
 
     # -- context manager ---------------------------------------------------------------------
     def __enter__(self) -> YarnLab:
@@ -635,7 +637,7 @@ class YarnLab:
 
     def _check_procs(self) -> None:
         for role, p in self._procs.items():
-            if role.startswith("rm") and not p.alive() and not getattr(self, "_rm_down_ok", False):
+            if role.startswith("rm") and not p.alive() and not self._rm_down_ok:
                 raise LabError(f"{role} exited with {p.popen.returncode}; {p.log_path}:\n{tail(p.log_path, 60)}")
 
     def _wait_rm_up(self, rid: str, timeout: float | None = None, rest_only: bool = False) -> None:
@@ -817,11 +819,7 @@ class YarnLab:
         """Stop the active ResourceManager (SIGTERM, or SIGKILL if kill) and start it again on the
         same address; with wait, return once REST answers and the nodes that were RUNNING are again."""
         rid = self.active_rm
-        before = {}
-        try:
-            before = {h: s for h, s in self.node_states().items() if s == "RUNNING"}
-        except (OSError, ValueError):
-            pass
+        before = self._running_nodes()
         p = self._procs[rid]
         self._rm_down_ok = True
         try:
@@ -853,6 +851,7 @@ class YarnLab:
             raise LabError("failover() needs YarnLab(ha=True)")
         target = to or next(r for r in self.rm_ids if r != self.active_rm)
         old = self.active_rm
+        running = self._running_nodes()
         others_alive = [r for r in self.rm_ids if r != target and self._procs.get(r) is not None
                         and self._procs[r].alive()]
         if old in others_alive:
@@ -861,9 +860,22 @@ class YarnLab:
         force = ["--forceactive"] if len(others_alive) < len(self.rm_ids) - 1 else []
         self.rmadmin("-transitionToActive", *force, target)
         self.active_rm = target
+        t0 = time.monotonic()
         self._wait_rm_up(target, timeout=timeout)
         self._write_state()
+        # A failover is over once the NodeManagers have re-registered with the new active RM. Before
+        # that it does not know them: a host excluded then is refused at registration ("Disallowed
+        # NodeManager") and never shows up as DECOMMISSIONING/DECOMMISSIONED there.
+        if running:
+            self.wait_for_nodes(running, timeout=max(5.0, timeout - (time.monotonic() - t0)))
         return target
+
+    def _running_nodes(self) -> dict[str, str]:
+        """host -> "RUNNING" for the lab's nodes the active RM shows RUNNING (empty if it can't answer)."""
+        try:
+            return {h: s for h, s in self.node_states().items() if s == "RUNNING"}
+        except (OSError, ValueError):
+            return {}
 
     def stop_rm(self, rm_id: str | None = None, kill: bool = False) -> None:
         """Stop one ResourceManager (for HA tests) without restarting it."""
@@ -881,6 +893,79 @@ class YarnLab:
             self._write_state()
         self._wait_rm_up(rm_id, rest_only=True)
         self._rm_down_ok = False
+
+    # -- back to the default state -----------------------------------------------------------
+    def reset(self, timeout: float = 240.0) -> None:
+        """Bring the lab back to the state start() left it in, so one lab can serve many tests:
+
+        every ResourceManager up (HA: the first one active), every node's link up and processes
+        running, no running or pending application, an empty exclude file, every NodeManager
+        RUNNING, and the attributes tests may change (wait_for_applications) at their start values.
+        """
+        t0 = time.monotonic()
+        self.wait_for_applications = self._defaults["wait_for_applications"]
+        for rid in self.rm_ids:
+            p = self._procs.get(rid)
+            if p is None or not p.alive():
+                self._start_rm(rid)
+                self._write_state()
+                self._wait_rm_up(rid, timeout=timeout, rest_only=self.ha)
+        self._rm_down_ok = False
+        if self.ha:
+            try:
+                active = self.rest("/ws/v1/cluster/info", rm_id=self.rm_ids[0])["clusterInfo"]["haState"]
+            except (OSError, ValueError, KeyError):
+                active = ""
+            if self.active_rm != self.rm_ids[0] or active != "ACTIVE":
+                self.failover(self.rm_ids[0], timeout=timeout)
+        self._wait_rm_up(self.active_rm, timeout=timeout)
+        for n in self.nodes:
+            self.restore(n)
+        self.kill_apps(timeout=max(10.0, timeout - (time.monotonic() - t0)))
+        with self._admin_lock:
+            had_exclusions = bool(self._excluded) or config.exclude_xml({}) != self.exclude_path.read_text()
+            self._excluded.clear()
+            self._drained_early.clear()
+            if had_exclusions:
+                self._write_exclude()
+                self.rmadmin("-refreshNodes", "-g", "-server")
+        states = self.node_states()
+        for n in self.nodes:
+            if states.get(n.host) in ("DECOMMISSIONED", "SHUTDOWN", "LOST") or not self._nm_alive(n):
+                self._restart_nm_after_shutdown(n)
+        self._write_state()
+        self.wait_for_nodes({n.host: "RUNNING" for n in self.nodes},
+                            timeout=max(10.0, timeout - (time.monotonic() - t0)))
+
+    def running_apps(self) -> list[str]:
+        """Ids of the applications the active RM has not finished (NEW to RUNNING)."""
+        doc = self.rest("/ws/v1/cluster/apps?states=NEW,NEW_SAVING,SUBMITTED,ACCEPTED,RUNNING")
+        return [str(a["id"]) for a in ((doc.get("apps") or {}).get("app") or [])]
+
+    def kill_apps(self, timeout: float = 60.0) -> list[str]:
+        """Kill every unfinished application through the RM's REST API (as `yarn application -kill`);
+        returns their ids once the RM shows none unfinished."""
+        killed: list[str] = []
+        deadline = time.monotonic() + timeout
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        while True:
+            apps = self.running_apps()
+            if not apps:
+                return killed
+            if time.monotonic() > deadline:
+                raise LabError(f"applications still running {timeout:.0f}s after kill: {apps}")
+            for app_id in apps:
+                req = urllib.request.Request(
+                    f"{self.rm_url}/ws/v1/cluster/apps/{app_id}/state", data=b'{"state":"KILLED"}', method="PUT",
+                    headers={"Content-Type": "application/json", "Accept": "application/json"})
+                try:
+                    opener.open(req, timeout=10).close()
+                except urllib.error.HTTPError as e:
+                    if e.code not in (202, 404):
+                        raise LabError(f"kill {app_id}: HTTP {e.code} from {self.rm_url}") from e
+                if app_id not in killed:
+                    killed.append(app_id)
+            time.sleep(0.5)
 
     # -- helpers for tests and Spark -----------------------------------------------------------
     def run_in_node(self, host: str | Node, argv: Sequence[str], *, timeout: float = 60.0,
