@@ -395,8 +395,10 @@ class SparkApp:
         for i in range(attempts):
             try:
                 return self._start_once()
-            except LabError as e:
-                if i + 1 >= attempts or "ConcurrentModificationException" not in str(e):
+            except LabError:
+                # Look in the whole driver log: the exception is often more than the error's log tail
+                # away from the end (Python traceback, then Spark's shutdown lines).
+                if i + 1 >= attempts or not self._ui_start_race():
                     raise
                 self.stop(timeout=30)
                 self.log_path = self.lab.log_dir / f"sparkapp-{int(time.time())}-retry{i + 1}.log"
@@ -422,6 +424,13 @@ class SparkApp:
         self.executor_hosts = list(ev["executors"])
         self.startup_seconds = float(ev["seconds"])
         return self
+
+    def _ui_start_race(self) -> bool:
+        try:
+            log = self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
+        return "ConcurrentModificationException" in log
 
     def _reader(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
