@@ -10,7 +10,7 @@ SPARK_JARS = $$($(PY) -c 'import os, pyspark; print(os.path.join(os.path.dirname
 MVN := mvn -q -B -Dspark.jars.dir=$(SPARK_JARS)
 PYTEST_ARGS ?=
 
-.PHONY: setup jar test test-jvm test-py lint demo demo-local bench clean
+.PHONY: setup jar test test-jvm test-py test-lab-long test-repeat lint demo demo-local bench clean
 
 setup: $(VENV)/.installed $(JAR)
 
@@ -32,10 +32,26 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check decom tests bench
 	$(VENV)/bin/mypy
 
+# make test runs one short, real run of each capability; longer lab scenarios are marked `long` and
+# run by make test-lab-long (and make bench / make chaos). The 15 slowest tests are printed at the end.
 test-py: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not long" --durations=15 $(PYTEST_ARGS)
 
 test: setup test-jvm lint test-py
+
+test-lab-long: setup
+	$(PY) -m pytest -m long --durations=15 $(PYTEST_ARGS)
+
+# Flakiness shows before CI sees it: run one test module (or node id) N times in a row, each in a fresh
+# pytest (and a fresh lab), and say how many runs were green. make test-repeat TEST=tests/yarn/test_ha.py N=5
+N ?= 5
+test-repeat: setup
+	@test -n "$(TEST)" || { echo "usage: make test-repeat TEST=tests/yarn/test_ha.py [N=5]" >&2; exit 2; }
+	@fails=0; for i in $$(seq 1 $(N)); do \
+	  echo "==== run $$i of $(N): $(TEST)"; \
+	  $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) $(TEST) || fails=$$((fails + 1)); \
+	done; \
+	echo "==== $(TEST): $$(($(N) - fails)) of $(N) runs green"; test $$fails -eq 0
 
 # The scale-in story on the real YARN lab (root); without the lab it says so and runs demo-local.
 demo: setup

@@ -7,6 +7,7 @@ Used by tests/yarn/test_scale_in_e2e.py, bench/yarn_bench.py and bench/yarn_demo
 from __future__ import annotations
 
 import heapq
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +51,10 @@ MODES: dict[str, tuple[bool, dict[str, str]]] = {
 }
 
 
+#: FetchFailed(BlockManagerId(<executor>, <host>, <port>, ...), shuffleId=...): the host fetched from
+_FETCH_FAILED_HOST = re.compile(r"FetchFailed\(BlockManagerId\([^,]*, ([^,\s]+),")
+
+
 @dataclass
 class YarnOutcome:
     scenario: str
@@ -64,6 +69,8 @@ class YarnOutcome:
     outputs_lost: int = 0
     map_tasks_recomputed: int = 0
     fetch_failed_tasks: int = 0
+    #: hosts named by the FetchFailed tasks' block-manager ids (a "Missing an output location" names none)
+    fetch_failed_hosts: list[str] = field(default_factory=list)
     drain_s: float | None = None
     victims: list[str] = field(default_factory=list)
     #: executors running on the victims when they were told to go (YARN's placement: a node can hold 2)
@@ -290,6 +297,8 @@ def _figures(out: YarnOutcome, attempts: list[dict[str, Any]], rep: dict[str, An
         out.outputs_lost += ev["outputs_there"]
     out.stage_attempts = len(attempts)
     out.fetch_failed_tasks = sum(a["fetch_failed"] for a in attempts)
+    out.fetch_failed_hosts = sorted({m.group(1) for a in attempts for t in a["tasks"] if t["status"] == "FAILED"
+                                     for m in [_FETCH_FAILED_HOST.match(t["error"])] if m})
     if attempts:
         result_stage = max(a["stage"] for a in attempts)
         maps = sorted((a for a in attempts if a["stage"] != result_stage), key=lambda a: (a["stage"], a["attempt"]))

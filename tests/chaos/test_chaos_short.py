@@ -20,6 +20,7 @@ pytestmark = pytest.mark.yarn
 SEEDS = [9]
 
 
+@pytest.mark.long  # ~2.5 min a schedule; make chaos runs many
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_scale_in_schedule_with_decom(lab: Any, seed: int) -> None:
     sched = schedule(seed)

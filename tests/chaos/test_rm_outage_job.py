@@ -27,6 +27,7 @@ JOB = {"n": 40_000, "keys": 97, "maps": 8, "map_sleep": 0.5, "reduces": 96, "red
 DA_OFF = {"spark.dynamicAllocation.enabled": "false"}
 
 
+@pytest.mark.long  # ~4 min; make test keeps the poller's own RM-restart recovery (tests/yarn/test_control_plane.py)
 def test_rm_down_30s_mid_job_then_a_decommission(lab: Any) -> None:
     events = [Event(how="rm-restart", timeout=30, at_s=6.0),
               Event(how="graceful", timeout=120, at_s=7.0)]  # fires as soon as the RM is back

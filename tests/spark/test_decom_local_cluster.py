@@ -75,7 +75,8 @@ def test_exclusion_expires_after_the_timeout(decom_spark):
     controller.recommissioned(executors=[e])  # back to RUNNING in decom's lifecycle too
 
 
-@pytest.mark.parametrize("lose", [1, 2], ids=["one-node", "mass-2-of-4"])
+# make test keeps the mass loss (every lost node's outputs in one map attempt); one node is long.
+@pytest.mark.parametrize("lose", [pytest.param(1, marks=pytest.mark.long), 2], ids=["one-node", "mass-2-of-4"])
 def test_decommissioned_outputs_are_recomputed_at_once_without_fetch_failures(decom_spark, lose):
     spark, controller = decom_spark
     out = lost_outputs(spark, controller, "decom", lose=lose, tell="before")
@@ -89,7 +90,8 @@ def test_decommissioned_outputs_are_recomputed_at_once_without_fetch_failures(de
     assert out.decom_outputs_unregistered is not None and out.decom_outputs_unregistered >= out.outputs_lost
 
 
-@pytest.mark.parametrize("tell", ["before", "after"], ids=["told-before-vanish", "told-2s-after"])
+@pytest.mark.parametrize("tell", ["before", pytest.param("after", marks=pytest.mark.long)],
+                         ids=["told-before-vanish", "told-2s-after"])
 def test_nodes_lost_in_consecutive_attempts_do_not_abort_the_job(decom_spark, tell):
     spark, controller = decom_spark
     out = repeated_loss(spark, controller, "decom", losses=2, tell=tell)

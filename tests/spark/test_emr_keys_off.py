@@ -7,7 +7,9 @@ import pytest
 from bench.local_scenarios import lost_outputs, repeated_loss, session
 from bench.spark_probe import run_tasks, wait_for_executors
 
-pytestmark = pytest.mark.spark
+# Long (~2 min): every key off behaves as stock Spark does. make test checks the keys' parsing
+# (tests/unit/test_config.py, tests/fault/test_bad_input.py) and each key on, in test_decom_local_cluster.
+pytestmark = [pytest.mark.spark, pytest.mark.long]
 
 OFF = {
     "spark.blacklist.decommissioning.enabled": "false",

@@ -6,7 +6,9 @@ import pytest
 
 from bench.local_scenarios import lost_outputs, repeated_loss, session
 
-pytestmark = pytest.mark.spark
+# Long (~1.5 min): stock Spark's failures, the comparison's other side (make bench-local, make bench).
+# make test proves decom's side: tests/spark/test_decom_local_cluster.py.
+pytestmark = [pytest.mark.spark, pytest.mark.long]
 
 
 @pytest.fixture(scope="module")

@@ -243,7 +243,7 @@ def cluster() -> tuple[FakeRM, FakeLivy]:
     rm = FakeRM(s1, s2, s3, orphan, batch, bobs, dead_app)
     livy = FakeLivy(
         FakeSession(1, s1, statements=[statement(0, completed_ms=NOW_MS - 130 * MIN),
-                                       statement(1, completed_ms=NOW_MS - 120 * MIN)]),
+                                       statement(1, completed_ms=NOW_MS - 90 * MIN)]),
         FakeSession(2, s2, state="busy", owner="bob", statements=[statement(0, state="running")]),
         FakeSession(3, s3, owner="carol", statements=[statement(0, completed_ms=NOW_MS - 5 * MIN)]),
         FakeSession(9, dead_app, state="dead"),

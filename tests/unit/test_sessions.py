@@ -42,7 +42,7 @@ def test_inventory_with_livy() -> None:
     s1 = by_name["livy-session-1"]
     assert (s1.livy_id, s1.livy_state, s1.owner, s1.yarn_user) == (1, "idle", "alice", "livy")
     assert (s1.containers, s1.memory_mb, s1.vcores, s1.queue) == (3, 3072, 3, "default")
-    assert s1.idle_s == pytest.approx(120 * 60) and s1.idle_source == "livy" and s1.age_s == pytest.approx(180 * 60)
+    assert s1.idle_s == pytest.approx(90 * 60) and s1.idle_source == "livy" and s1.age_s == pytest.approx(180 * 60)
     assert by_name["livy-session-2"].busy and by_name["livy-session-2"].idle_s == 0
     assert by_name["livy-session-3"].idle_s == pytest.approx(5 * 60)
     # Not Livy's: idle from its Spark jobs through the RM proxy; no job yet: since it started.
@@ -181,7 +181,7 @@ def test_cli_sessions_table(fakes: tuple[FakeRM, FakeLivy]) -> None:
     row = next(line.split() for line in lines if "livy-session-1 " in line + " ")
     assert row[:11] == [FakeApp(1, "").id, "livy-session-1", "1", "idle", "RUNNING", "alice", "default", "3",
                         "3072", "MB", "3"]
-    assert row[-2:] == ["120m", "(livy)"] or row[-2:] == ["2.0h", "(livy)"]
+    assert row[-2:] == ["90m", "(livy)"]  # idle 90 min: well inside the minutes band (120 s to 2 h)
     assert any("livy-session-2" in line and line.split()[-1] == "busy" for line in lines)
     assert any("dead" in line and "livy-session-9" in line for line in lines)
     assert "nightly-etl" not in out and "1 other app(s) hold 7 GB in 6 container(s)" in out

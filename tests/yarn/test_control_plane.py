@@ -107,12 +107,14 @@ def test_poller_recovers_by_itself_after_an_rm_restart(lab: Any, control_plane: 
                                                        caplog: pytest.LogCaptureFixture) -> None:
     controller, shim, poller = control_plane
     wait_until("first poll", lambda: poller.status()["polls"] > 0)
+    assert poller.status()["errors"] == 0
     lab.restart_rm(down_seconds=3)
+    assert poller.status()["errors"] >= 1, "the poller never saw the RM down (3 s at 0.2 s a poll)"
     target = lab.nodes[-1].host
     lab.decommission([target], timeout=60)  # no containers: straight through to DECOMMISSIONED
     wait_until("controller sees the decommission after the restart",
                lambda: state_of(controller, target) == "DECOMMISSIONED", timeout=180)
-    assert poller.status()["consecutive_errors"] == 0
+    assert poller.status()["consecutive_errors"] == 0 and poller.status()["last_success"] is not None
     assert "decommissioned" in shim.actions_for(target)
     unreachable = [r for r in caplog.records if r.levelname == "WARNING" and "decom" in r.getMessage()]
     assert len(unreachable) <= 1, "one warning for the outage, not one per poll"

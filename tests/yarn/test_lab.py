@@ -125,6 +125,7 @@ def test_graceful_decommission_idle_node_then_recommission(lab: YarnLab) -> None
     assert all(states[n.host] == "RUNNING" for n in lab.nodes), states
 
 
+@pytest.mark.long  # ~2 min: the lab's Apache (WAIT_APP) and EMR-emulation drain facts, with a Spark app
 def test_spark_executor_pins_decommissioning_node(lab: YarnLab) -> None:
     timeout = 20
     with SparkApp(lab, executors=3, name="yarnlab-pin") as app:

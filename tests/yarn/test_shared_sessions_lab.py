@@ -66,10 +66,18 @@ def start_all(lab: Any, names: list[str]) -> dict[str, Any]:
     for t in threads:
         t.join()
     if errors:
-        for app in apps.values():
-            app.stop(timeout=60)
+        stop_all(apps)
         raise errors[0]
     return apps
+
+
+def stop_all(apps: dict[str, Any]) -> None:
+    """Stop the drivers side by side: one at a time costs a Spark shutdown each."""
+    threads = [threading.Thread(target=app.stop, kwargs={"timeout": 60}) for app in apps.values()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def test_sessions_lists_and_reap_ends_exactly_the_idle_matching_ones(lab: Any) -> None:
@@ -161,8 +169,7 @@ def test_sessions_lists_and_reap_ends_exactly_the_idle_matching_ones(lab: Any) -
         code, out = decom("sessions", "--rm", rm, "--timeout", "20s", "--json")
         assert code == 0 and [s["name"] for s in json.loads(out)["sessions"]] == ["livy-session-3"]
     finally:
-        for app in apps.values():
-            app.stop(timeout=60)
+        stop_all(apps)
     wait_until("all test apps gone from YARN", lambda: not set(rm_apps(lab, "RUNNING,ACCEPTED")) & set(ids.values()),
                60)
 

@@ -53,7 +53,8 @@ def _container_file(lab: Any, app_id: str, name: str) -> str:
     return found[0].read_text(errors="replace") if found else ""
 
 
-@pytest.mark.parametrize("deploy_mode", ["cluster", "client"])
+# Cluster mode is the EMR-step form and the one make test runs; client mode (the e2e tests' driver) is long.
+@pytest.mark.parametrize("deploy_mode", ["cluster", pytest.param("client", marks=pytest.mark.long)])
 def test_unmodified_job_survives_a_graceful_decommission(lab: Any, tmp_path: Path, deploy_mode: str) -> None:
     from decom._dist import build_dist
 
