@@ -111,6 +111,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
                if SKIP_PREFIX in str(getattr(r, "longrepr", ""))]
     if skipped:
         reason = str(skipped[0].longrepr[-1]) if isinstance(skipped[0].longrepr, tuple) else ""
-        terminalreporter.write_line(f"lab tests skipped: {len(skipped)} ({reason})", yellow=True, bold=True)
+        reason = reason.removeprefix("Skipped: ").removeprefix(SKIP_PREFIX)
+        terminalreporter.write_line(f"lab tests skipped: {len(skipped)} (yarnlab unavailable: {reason})",
+                                    yellow=True, bold=True)
     if _KEEPER.starts:
         terminalreporter.write_line(f"yarnlab: {_KEEPER.starts} lab start(s) in this session")
