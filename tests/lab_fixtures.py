@@ -1,7 +1,7 @@
 """The real-YARN lab fixtures (tests/yarn, tests/chaos): one lab per kind for the whole session.
 
-Only one lab can run on a machine at a time (yarnlab's lock), and starting one takes about a minute on
-two cores. So the session keeps at most one lab up and hands it to every test that wants that kind; a
+Only one lab can run on a machine at a time (yarnlab's lock), and starting and stopping one costs 30-40 s
+on two cores. So the session keeps at most one lab up and hands it to every test that wants that kind; a
 test that wants another kind (HA) stops it and starts its own. The tests are ordered so each kind's
 tests run together (see `lab_kind`). Before each test the lab is brought back to its start state
 (`YarnLab.reset`): nodes RUNNING, no running application, an empty exclude file, default attributes.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import getpass
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 import weakref
@@ -948,6 +950,8 @@ class YarnLab:
         killed: list[str] = []
         deadline = time.monotonic() + timeout
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        # Simple auth: the RM refuses a state change from an unnamed caller. Lab apps run as this user.
+        user = urllib.parse.quote(getpass.getuser())
         while True:
             apps = self.running_apps()
             if not apps:
@@ -956,7 +960,8 @@ class YarnLab:
                 raise LabError(f"applications still running {timeout:.0f}s after kill: {apps}")
             for app_id in apps:
                 req = urllib.request.Request(
-                    f"{self.rm_url}/ws/v1/cluster/apps/{app_id}/state", data=b'{"state":"KILLED"}', method="PUT",
+                    f"{self.rm_url}/ws/v1/cluster/apps/{app_id}/state?user.name={user}", data=b'{"state":"KILLED"}',
+                    method="PUT",
                     headers={"Content-Type": "application/json", "Accept": "application/json"})
                 try:
                     opener.open(req, timeout=10).close()
