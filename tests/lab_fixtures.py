@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from yarnlab import LabError, LabUnavailable, YarnLab
-from yarnlab.net import preflight
 
 DEFAULT_LAB: dict[str, Any] = {"nodes": int(os.environ.get("YARNLAB_TEST_NODES", "4")), "shuffle_service": True}
 HA_LAB: dict[str, Any] = {"nodes": 2, "shuffle_service": False, "ha": True}
@@ -62,9 +61,8 @@ class LabKeeper:
 
     def _start(self, kind: dict[str, Any]) -> YarnLab:
         try:
-            preflight()
             lab = YarnLab(**kind)
-            lab.start()
+            lab.start()  # its preflight raises LabUnavailable with the reason
         except LabUnavailable as e:
             self.unavailable = str(e)
             _unavailable(self.unavailable)

@@ -746,13 +746,18 @@ class YarnLab:
             self._write_exclude()
             # Graceful refresh: hosts still excluded keep their graceful decommission going.
             self.rmadmin("-refreshNodes", "-g", "-server")
+        self._restart_stopped_nms(ns)
+        if wait:
+            self.wait_for_nodes({n.host: "RUNNING" for n in ns}, timeout=timeout)
+
+    def _restart_stopped_nms(self, nodes: Iterable[Node]) -> None:
+        """Start again the NodeManagers of `nodes` that the RM sent away (DECOMMISSIONED, SHUTDOWN),
+        lost, or whose process is gone, as an operator would."""
         states = self.node_states()
-        for n in ns:
+        for n in nodes:
             if states.get(n.host) in ("DECOMMISSIONED", "SHUTDOWN", "LOST") or not self._nm_alive(n):
                 self._restart_nm_after_shutdown(n)
         self._write_state()
-        if wait:
-            self.wait_for_nodes({n.host: "RUNNING" for n in ns}, timeout=timeout)
 
     def _nm_alive(self, n: Node) -> bool:
         p = self._procs.get(f"nm-{n.name}")
@@ -931,11 +936,7 @@ class YarnLab:
             if had_exclusions:
                 self._write_exclude()
                 self.rmadmin("-refreshNodes", "-g", "-server")
-        states = self.node_states()
-        for n in self.nodes:
-            if states.get(n.host) in ("DECOMMISSIONED", "SHUTDOWN", "LOST") or not self._nm_alive(n):
-                self._restart_nm_after_shutdown(n)
-        self._write_state()
+        self._restart_stopped_nms(self.nodes)
         self.wait_for_nodes({n.host: "RUNNING" for n in self.nodes},
                             timeout=max(10.0, timeout - (time.monotonic() - t0)))
 
