@@ -183,9 +183,9 @@ def main() -> None:
 
     import httpx
 
-    from decom._model import NodeStatus
-    from decom._poller import NodePoller
+    from decom._driver.poller import NodePoller
     from decom._yarn import ResourceManagerClient
+    from decom._yarn.nodes import NodeStatus
 
     child = subprocess.Popen([sys.executable, __file__, "--serve"], stdout=subprocess.PIPE,
                              text=True)

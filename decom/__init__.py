@@ -7,10 +7,9 @@
     controller = decom.enable(spark)
 """
 
-from ._api import configure, enable, jar_path
-from ._capacity import plan_capacity, users_that_fit
-from ._config import DecomConfig
-from ._controller import Controller
+from ._driver.api import configure, enable, jar_path
+from ._driver.config import DecomConfig
+from ._driver.controller import Controller
 from ._errors import (
     ConfigError,
     DecomError,
@@ -22,9 +21,10 @@ from ._errors import (
     SparkConnectNotSupportedError,
     UnsupportedSparkVersionError,
 )
-from ._model import NodeStatus
-from ._sessions import collect_inventory
+from ._sessions.capacity import plan_capacity, users_that_fit
+from ._sessions.inventory import collect_inventory
 from ._version import __version__
+from ._yarn.nodes import NodeStatus
 
 __all__ = [
     "configure",

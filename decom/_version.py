@@ -6,7 +6,10 @@ import re
 from importlib import metadata, resources
 from pathlib import Path
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "PACKAGE_DIR"]
+
+#: The installed ``decom`` package directory (the jar and source-tree paths are relative to it).
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def _read() -> str:
@@ -19,8 +22,7 @@ def _read() -> str:
         return resources.files("decom").joinpath("VERSION").read_text(encoding="utf-8").strip()
     except (OSError, ModuleNotFoundError):
         pass
-    here = Path(__file__).resolve().parent
-    pom = here.parent / "jvm-shim" / "pom.xml"
+    pom = PACKAGE_DIR.parent / "jvm-shim" / "pom.xml"
     if pom.is_file():
         m = re.search(r"<version>([^<]+)</version><!-- decom-version -->", pom.read_text("utf-8"))
         if m:

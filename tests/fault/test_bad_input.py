@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-import decom._cli as cli
+import decom._cli.main as cli
 from decom import ConfigError, Controller, DecomConfig, ResourceManagerError
-from decom._config import KEYS
-from decom._poller import NodePoller
+from decom._driver.config import KEYS
+from decom._driver.poller import NodePoller
 from decom._yarn import ResourceManagerClient
 
 DEFAULTS = DecomConfig()

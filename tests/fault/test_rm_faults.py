@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from decom import NodeStatus, ResourceManagerError
-from decom._poller import NodePoller
+from decom._driver.poller import NodePoller
 from decom._yarn import ResourceManagerClient
 from tests.support import FakeRM, RMHandler, closed_port
 

@@ -19,10 +19,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-import decom._cli as cli
+import decom._cli.main as cli
 from decom import ResourceManagerError
-from decom._api import SPARK_REDACTION_DEFAULT, USERINFO_REDACTION, _redact_userinfo
-from decom._poller import NodePoller
+from decom._driver.api import SPARK_REDACTION_DEFAULT, USERINFO_REDACTION, _redact_userinfo
+from decom._driver.poller import NodePoller
 from decom._yarn import ResourceManagerClient
 from tests.support import FakeRM, RMHandler, capture_logs, closed_port
 

@@ -50,7 +50,7 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_dist_zip_is_self_contained(tmp_path: Path) -> None:
     """decom.zip imports with only the zip on the path: decom, its HTTP client, YAML, the version."""
-    from decom._dist import build_dist
+    from decom._driver.dist import build_dist
 
     zpath, jar = build_dist(tmp_path)
     assert jar.name == f"decom-shim-{decom.__version__}.jar"
@@ -59,7 +59,7 @@ def test_dist_zip_is_self_contained(tmp_path: Path) -> None:
     assert "sitecustomize.py" in names and "decom/VERSION" in names
     assert not [n for n in names if n.endswith((".jar", ".so", ".pyc"))]
     code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "import decom, httpx, yaml; from decom import _poller, _yarn, _autoenable; "
+            "import decom, httpx, yaml; from decom._driver import poller, autoenable; from decom._yarn import client; "
             "print(decom.__version__, httpx.__file__, yaml.__file__)")
     out = subprocess.run([sys.executable, "-I", "-c", code, str(zpath)], capture_output=True, text=True,
                          check=True, env=_clean_env(), cwd=tmp_path)

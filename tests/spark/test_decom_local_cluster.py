@@ -35,7 +35,7 @@ def test_enable_is_idempotent_and_owns_the_retry_policy(decom_spark):
 
 def test_jar_and_package_are_one_version_and_a_mismatch_is_named(decom_spark):
     import decom
-    from decom._jvm import check_versions
+    from decom._driver.jvm import check_versions
 
     spark, _ = decom_spark
     jar = spark.sparkContext._jvm.io.decom.DecomShim.version()
@@ -108,7 +108,7 @@ def test_status_shows_the_running_drivers_counters(decom_spark):
 
     from click.testing import CliRunner
 
-    from decom._cli import main
+    from decom._cli.main import main
 
     spark, controller = decom_spark
     e = wait_for_executors(spark, 4)[2]

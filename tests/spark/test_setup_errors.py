@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import decom
-from decom import _jvm
+from decom._driver import jvm as _jvm
 
 pytestmark = pytest.mark.spark
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from decom._livy import LivyClient
+from decom._sessions.livy import LivyClient
 from decom._yarn import ResourceManagerClient
 
 NOW_MS = int(time.time() * 1000)

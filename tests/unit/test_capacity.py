@@ -8,17 +8,16 @@ import json
 import pytest
 from click.testing import CliRunner
 
-import decom._cli as cli
-from decom._capacity import (
+import decom._cli.main as cli
+from decom._errors import ConfigError
+from decom._sessions.capacity import (
     WORKER_TYPES,
-    format_mb,
     max_executors_per_user,
-    parse_memory_mb,
     plan_capacity,
     users_that_fit,
     worker_spec,
 )
-from decom._errors import ConfigError
+from decom._units import format_mb, parse_memory_mb
 
 GB = 1024
 

@@ -14,8 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 import decom
-import decom._api
-import decom._cli as cli
+import decom._cli.main as cli
+import decom._cli.options as cli_options
+import decom._driver.api
 from decom import ShimNotFoundError
 from decom._yarn import ResourceManagerClient
 
@@ -46,7 +47,7 @@ class Fake:
 def fake(monkeypatch: pytest.MonkeyPatch) -> Fake:
     f = Fake(_node("h1:8041", "RUNNING", 3), _node("h2:8041", "DECOMMISSIONING", 1),
              _node("h3:8041", "LOST"))
-    monkeypatch.setattr(cli, "ResourceManagerClient",
+    monkeypatch.setattr(cli_options, "ResourceManagerClient",
                         partial(ResourceManagerClient, transport=httpx.MockTransport(f.handle)))
     return f
 
@@ -131,14 +132,14 @@ def test_watch_rm_down_exits_2() -> None:
 
 
 def test_jar(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(decom._api, "jar_path", lambda: "/x/decom-shim.jar")
+    monkeypatch.setattr(decom._driver.api, "jar_path", lambda: "/x/decom-shim.jar")
     result = CliRunner().invoke(cli.main, ["jar"])
     assert result.exit_code == 0 and result.output == "/x/decom-shim.jar\n"
 
     def missing() -> str:
         raise ShimNotFoundError("no jar here")
 
-    monkeypatch.setattr(decom._api, "jar_path", missing)
+    monkeypatch.setattr(decom._driver.api, "jar_path", missing)
     result = CliRunner().invoke(cli.main, ["jar"])
     assert result.exit_code == 1 and "no jar here" in result.output
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from decom import ConfigError, DecomConfig
-from decom._config import parse_duration
+from decom._units import parse_duration
 
 
 def test_defaults_match_emr():

@@ -185,7 +185,7 @@ def wait_for(cond, timeout: float = 10.0) -> bool:
 
 
 def test_a_failed_action_is_retried_without_a_new_rm_change(monkeypatch):
-    monkeypatch.setattr("decom._controller.RETRY_FIRST", 0.05)
+    monkeypatch.setattr("decom._driver.controller.RETRY_FIRST", 0.05)
     shim = FlakyShim(failures=2)
     c = Controller(shim, DecomConfig())  # type: ignore[arg-type]
     c._retry_delay = 0.05

@@ -7,8 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-import decom._cli as cli
-from decom._diagnose import RULES, diagnose
+import decom._cli.main as cli
+from decom._sessions.diagnose import RULES, diagnose
 from tests.unit.shared_cluster_fakes import FakeApp, FakeLivy, FakeRM, clients, cluster
 
 # Error texts as sparkmagic, Livy, YARN and Spark print them.

@@ -8,9 +8,9 @@ import socket
 import httpx
 import pytest
 
-import decom._livy as livy_mod
+import decom._sessions.livy as livy_mod
 from decom._errors import LivyError, LivySessionNotFoundError
-from decom._livy import LivyClient
+from decom._sessions.livy import LivyClient
 from tests.unit.shared_cluster_fakes import NOW_MS, FakeApp, FakeLivy, FakeSession, statement
 
 

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-import decom._poller as poller_mod
+import decom._driver.poller as poller_mod
 from decom import DecomConfig, NodeStatus
-from decom._poller import DOOMED_QUERY, FULL_QUERY, NodePoller, start_poller
+from decom._driver.poller import DOOMED_QUERY, FULL_QUERY, NodePoller, start_poller
 from decom._yarn import ResourceManagerClient
 
 

@@ -9,10 +9,11 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-import decom._cli as cli
-import decom._cli_sessions as cli_sessions
-from decom._livy import LivyClient
-from decom._sessions import ReapFilters, collect_inventory, execute_reap, plan_reap
+import decom._cli.main as cli
+import decom._cli.sessions as cli_sessions
+from decom._sessions.inventory import collect_inventory
+from decom._sessions.livy import LivyClient
+from decom._sessions.reap import ReapFilters, execute_reap, plan_reap
 from tests.unit.shared_cluster_fakes import (
     MIN,
     NOW_MS,
@@ -265,7 +266,8 @@ def test_cli_rm_down_exits_2() -> None:
 
 
 def test_admission_packs_containers_into_node_free_memory() -> None:
-    from decom._admission import check_admission, container_mb
+    from decom._sessions.admission import check_admission
+    from decom._units import container_mb
 
     rm, _ = cluster()  # 24 GB of 4 x 8 GB used, filling nodes in order: nm4 has all 8 GB free
     rmc, _ = clients(rm, None)

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-import decom._cli as cli
+import decom._cli.main as cli
 from decom._errors import ConfigError
-from decom._sparkmagic import configure_cell, update_sparkmagic_config
+from decom._sessions.sparkmagic import configure_cell, update_sparkmagic_config
 
 # The shape of sparkmagic's example_config.json (jupyter-incubator/sparkmagic), as users keep it.
 EXAMPLE: dict[str, Any] = {

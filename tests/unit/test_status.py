@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from decom._cli import main
-from decom._status import StatusError, counters_from_event_log, counters_from_metrics
+from decom._cli.main import main
+from decom._driver.status import StatusError, counters_from_event_log, counters_from_metrics
 
 GAUGE = "app-1.driver.plugin.io.decom.DecomPlugin."
 

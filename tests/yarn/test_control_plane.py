@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from decom import Controller, DecomConfig
-from decom._poller import NodePoller
+from decom._driver.poller import NodePoller
 from decom._yarn import ResourceManagerClient
 
 pytestmark = pytest.mark.yarn

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-import decom._cli as cli
+import decom._cli.main as cli
 
 pytestmark = pytest.mark.yarn
 

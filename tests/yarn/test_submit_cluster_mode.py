@@ -56,7 +56,7 @@ def _container_file(lab: Any, app_id: str, name: str) -> str:
 # Cluster mode is the EMR-step form and the one make test runs; client mode (the e2e tests' driver) is long.
 @pytest.mark.parametrize("deploy_mode", ["cluster", pytest.param("client", marks=pytest.mark.long)])
 def test_unmodified_job_survives_a_graceful_decommission(lab: Any, tmp_path: Path, deploy_mode: str) -> None:
-    from decom._dist import build_dist
+    from decom._driver.dist import build_dist
 
     zpath, jar = build_dist(tmp_path / "dist")
     (tmp_path / "job.py").write_text(JOB)

@@ -10,19 +10,14 @@ wait for its queue.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
-from ._errors import ConfigError
-from ._sessions import Session, SessionInventory
-from ._yarn import ResourceManagerClient
+from .._errors import ConfigError
+from .._units import container_mb
+from .._yarn import ResourceManagerClient
+from .inventory import Session, SessionInventory
 
-__all__ = ["AdmissionCheck", "container_mb", "check_admission"]
-
-
-def container_mb(memory_mb: int) -> int:
-    """YARN container memory of a Spark JVM of ``memory_mb``: plus max(384 MB, 10%) overhead."""
-    return memory_mb + max(384, math.ceil(memory_mb * 0.10))
+__all__ = ["AdmissionCheck", "check_admission"]
 
 
 @dataclass(frozen=True)

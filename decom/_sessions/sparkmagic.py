@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._errors import ConfigError
+from .._errors import ConfigError
 
 __all__ = ["DEFAULT_CONFIG_PATH", "TRADE_OFF", "SparkmagicUpdate", "session_caps", "merge_session_configs",
            "update_sparkmagic_config", "configure_cell"]

@@ -1,4 +1,4 @@
-"""Which interactive sessions hold a shared YARN cluster, how long each has been idle, and reaping.
+"""Which interactive sessions hold a shared YARN cluster, and how long each has been idle.
 
 A session is a YARN application named like ``livy-session-*`` (Livy's naming), or one a Livy
 server lists. Its idle time comes from, in this order:
@@ -15,30 +15,27 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from ._errors import DecomError, LivyError, LivySessionNotFoundError, ResourceManagerError
-from ._livy import BUSY_STATES, ENDED_STATES, LivyClient, LivySession
-from ._yarn import ResourceManagerClient
+from .._errors import LivyError, ResourceManagerError
+from .._units import json_int
+from .._yarn import ResourceManagerClient
+from .livy import BUSY_STATES, LivyClient, LivySession
 
-__all__ = ["Session", "ClusterTotals", "SessionInventory", "ReapFilters", "ReapPlan", "ReapOutcome",
-           "ReapResult", "collect_inventory", "plan_reap", "execute_reap", "DEFAULT_SESSION_NAME"]
+__all__ = ["Session", "ClusterTotals", "SessionInventory", "collect_inventory", "DEFAULT_SESSION_NAME"]
 
 #: The YARN name Livy gives a session's Spark app: livy-session-<id>.
 DEFAULT_SESSION_NAME = "livy-session-*"
 #: YARN app states of an app that holds, or waits for, cluster resources.
 ACTIVE_APP_STATES = ("NEW", "NEW_SAVING", "SUBMITTED", "ACCEPTED", "RUNNING")
-_WAITING_LIVY_STATES = frozenset({"not_started", "starting", "recovering", "shutting_down"})
 
 
 def _int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return 0
-    return max(0, int(value))
+    return max(0, json_int(value))
 
 
 def _spark_time_ms(value: object) -> int | None:
@@ -211,7 +208,7 @@ def spark_activity(rm: ResourceManagerClient, app_id: str, started_ms: int | Non
     return Activity(False, started_ms or None, "spark", "no Spark job yet: idle since the app started")
 
 
-def _activity(rm: ResourceManagerClient, livy: LivyClient | None, livy_session: LivySession | None,
+def measure_activity(rm: ResourceManagerClient, livy: LivyClient | None, livy_session: LivySession | None,
               app_id: str | None, started_ms: int | None) -> Activity:
     problems: list[str] = []
     if livy is not None and livy_session is not None:
@@ -230,7 +227,7 @@ def _activity(rm: ResourceManagerClient, livy: LivyClient | None, livy_session: 
 # ---- inventory -----------------------------------------------------------------------------------
 
 
-def _apply_activity(session: Session, activity: Activity, now_ms: int) -> Session:
+def with_activity(session: Session, activity: Activity, now_ms: int) -> Session:
     idle = 0.0 if activity.busy else (max(0.0, (now_ms - activity.last_ms) / 1000.0)
                                       if activity.last_ms else None)
     return replace(session, busy=activity.busy, idle_s=idle, idle_source=activity.source,
@@ -300,7 +297,7 @@ def collect_inventory(rm: ResourceManagerClient, livy: LivyClient | None = None,
         session, livy_session = row
         if session.yarn_state != "RUNNING":
             return session  # holds no running app: nothing to be idle
-        return _apply_activity(session, _activity(rm, livy, livy_session, session.app_id,
+        return with_activity(session, measure_activity(rm, livy, livy_session, session.app_id,
                                                   session.started_ms or None), now_ms)
 
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(rows)))) as pool:
@@ -308,201 +305,3 @@ def collect_inventory(rm: ResourceManagerClient, livy: LivyClient | None = None,
     # Sessions holding the cluster first (oldest first), then Livy's starting/ended ones.
     sessions.sort(key=lambda s: (s.yarn_state is None, s.started_ms, s.livy_id if s.livy_id is not None else -1))
     return SessionInventory(sessions, ClusterTotals.from_metrics(metrics, running_nodes), others, now_s, warnings)
-
-
-# ---- reaping -------------------------------------------------------------------------------------
-
-
-def _queue_matches(app_queue: str, wanted: str) -> bool:
-    def bare(q: str) -> str:
-        return q[5:] if q.startswith("root.") else q
-
-    return bool(app_queue) and bare(app_queue) == bare(wanted)
-
-
-@dataclass(frozen=True)
-class ReapFilters:
-    """What a session must match, every one of them, to be ended."""
-
-    #: Idle for at least this many seconds.
-    idle_s: float
-    #: fnmatch pattern of the YARN app name (or Livy's name when YARN has no app).
-    name: str = DEFAULT_SESSION_NAME
-    #: The session's YARN user, Livy owner or Livy proxy user.
-    user: str | None = None
-    #: The YARN queue (``root.`` prefix optional).
-    queue: str | None = None
-
-    def matches(self, session: Session) -> bool:
-        if not fnmatch.fnmatchcase(session.name, self.name):
-            return False
-        if self.user is not None and self.user not in {session.yarn_user, session.livy_user}:
-            return False
-        return self.queue is None or _queue_matches(session.queue, self.queue)
-
-    def describe(self) -> str:
-        parts = [f"idle >= {_duration(self.idle_s)}", f"name {self.name}"]
-        if self.user is not None:
-            parts.append(f"user {self.user}")
-        if self.queue is not None:
-            parts.append(f"queue {self.queue}")
-        return ", ".join(parts)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f}h".replace(".0h", "h")
-    return f"{seconds / 86400:.1f}d".replace(".0d", "d")
-
-
-def _why_kept(session: Session, filters: ReapFilters) -> str | None:
-    """None when the session (already known to match the filters) is to be ended, else why not."""
-    if session.livy_state in _WAITING_LIVY_STATES:
-        return f"Livy state {session.livy_state}"
-    if session.yarn_state != "RUNNING":
-        return f"its YARN app is {session.yarn_state or 'not active'}: not a running session"
-    if session.busy:
-        return "busy: " + ("a statement is running" if session.idle_source == "livy" else "a Spark job is running")
-    if session.idle_s is None:
-        return "idle time unknown (" + (session.note or "no Livy and no Spark UI") + "): never reaped"
-    if session.idle_s < filters.idle_s:
-        return f"idle {_duration(session.idle_s)} < {_duration(filters.idle_s)}"
-    return None
-
-
-@dataclass(frozen=True)
-class ReapPlan:
-    filters: ReapFilters
-    #: Sessions to end: they match every filter and have been idle long enough.
-    targets: list[Session]
-    #: Sessions that match the name/user/queue filters but are kept, with the reason.
-    kept: list[tuple[Session, str]]
-    inventory: SessionInventory
-
-    @property
-    def freed(self) -> tuple[int, int, int]:
-        """Containers, MB and vcores the targets hold."""
-        return (sum(s.containers for s in self.targets), sum(s.memory_mb for s in self.targets),
-                sum(s.vcores for s in self.targets))
-
-
-def plan_reap(inventory: SessionInventory, filters: ReapFilters) -> ReapPlan:
-    """Which sessions to end: those matching every filter, running, not busy, idle long enough."""
-    if filters.idle_s < 0:
-        raise DecomError("the idle time must not be negative")
-    targets: list[Session] = []
-    kept: list[tuple[Session, str]] = []
-    for session in inventory.sessions:
-        if not filters.matches(session):
-            continue
-        if session.yarn_state is None and session.livy_state in ENDED_STATES:
-            continue  # a finished session Livy still remembers: nothing to end, nothing to say
-        reason = _why_kept(session, filters)
-        if reason is None:
-            targets.append(session)
-        else:
-            kept.append((session, reason))
-    return ReapPlan(filters, targets, kept, inventory)
-
-
-@dataclass(frozen=True)
-class ReapOutcome:
-    session: Session
-    ended: bool
-    #: How it was ended ("Livy DELETE /sessions/3", "YARN REST kill") or why not.
-    how: str
-
-
-@dataclass(frozen=True)
-class ReapResult:
-    outcomes: list[ReapOutcome]
-    #: Containers, MB and vcores the ended sessions held.
-    freed: tuple[int, int, int]
-    before: ClusterTotals
-    #: The RM's totals once the ended apps left (or the wait ran out); None if not read.
-    after: ClusterTotals | None
-    #: Ended apps still active in YARN when the wait ran out.
-    still_active: list[str]
-
-    @property
-    def failed(self) -> list[ReapOutcome]:
-        return [o for o in self.outcomes if not o.ended]
-
-
-def execute_reap(plan: ReapPlan, rm: ResourceManagerClient, livy: LivyClient | None = None, *,
-                 wait: float = 30.0, recheck: bool = True,
-                 on_outcome: Callable[[ReapOutcome], None] | None = None) -> ReapResult:
-    """End the plan's targets and nothing else: through Livy (``DELETE /sessions/{id}``) when the
-    session is Livy's and a client is given, else through YARN's REST kill. With ``recheck``, each
-    target's activity is read again right before it is ended, and a session that became busy (or
-    whose idle time fell under the threshold) is kept."""
-    outcomes: list[ReapOutcome] = []
-    livy_sessions: dict[int, LivySession] = {}
-    if livy is not None and recheck and any(t.livy_id is not None for t in plan.targets):
-        livy_sessions = {s.id: s for s in livy.sessions()}
-    for target in plan.targets:
-        outcome = _end_one(target, plan.filters, rm, livy, livy_sessions, recheck)
-        outcomes.append(outcome)
-        if on_outcome is not None:
-            on_outcome(outcome)
-    ended = [o.session for o in outcomes if o.ended]
-    freed = (sum(s.containers for s in ended), sum(s.memory_mb for s in ended), sum(s.vcores for s in ended))
-    ended_ids = {s.app_id for s in ended if s.app_id}
-    still: list[str] = sorted(ended_ids)
-    after: ClusterTotals | None = None
-    deadline = time.monotonic() + max(0.0, wait)
-    try:
-        while ended_ids:
-            active = {str(a["id"]) for a in rm.apps(states=ACTIVE_APP_STATES)}
-            still = sorted(ended_ids & active)
-            if not still or time.monotonic() >= deadline:
-                break
-            time.sleep(0.5)
-        # The RM releases containers a moment after the app ends: wait for the totals to show it.
-        while True:
-            after = ClusterTotals.from_metrics(rm.cluster_metrics())
-            if not ended_ids or after.allocated_mb <= plan.inventory.cluster.allocated_mb - freed[1] \
-                    or time.monotonic() >= deadline:
-                break
-            time.sleep(0.5)
-    except ResourceManagerError:
-        pass
-    return ReapResult(outcomes, freed, plan.inventory.cluster, after, still)
-
-
-def _end_one(target: Session, filters: ReapFilters, rm: ResourceManagerClient, livy: LivyClient | None,
-             livy_sessions: dict[int, LivySession], recheck: bool) -> ReapOutcome:
-    if recheck:
-        livy_session = livy_sessions.get(target.livy_id) if target.livy_id is not None else None
-        if target.livy_id is not None and livy is not None and livy_session is None:
-            return ReapOutcome(target, False, f"kept: Livy no longer lists session {target.livy_id}")
-        activity = _activity(rm, livy if livy_session is not None else None, livy_session, target.app_id,
-                             target.started_ms or None)
-        fresh = _apply_activity(target, activity, int(time.time() * 1000))
-        reason = _why_kept(fresh, filters)
-        if reason is not None:
-            return ReapOutcome(fresh, False, f"kept after a last look: {reason}")
-    if target.livy_id is not None and livy is not None:
-        try:
-            livy.delete_session(target.livy_id)
-            return ReapOutcome(target, True, f"Livy DELETE /sessions/{target.livy_id}")
-        except LivySessionNotFoundError as e:
-            if not target.app_id:
-                return ReapOutcome(target, False, f"Livy: {e}")
-            # Livy forgot the session but its app still runs (e.g. Livy restarted): end the app.
-            fallback = f" (Livy: {e})"
-        except LivyError as e:
-            return ReapOutcome(target, False, f"not ended: {e}")
-    else:
-        fallback = ""
-    if not target.app_id:
-        return ReapOutcome(target, False, "not ended: no YARN app id")
-    try:
-        rm.kill_app(target.app_id)
-    except ResourceManagerError as e:
-        return ReapOutcome(target, False, f"not ended: {e}")
-    return ReapOutcome(target, True, "YARN REST kill" + fallback)

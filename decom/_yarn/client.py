@@ -15,30 +15,25 @@ import base64
 import getpass
 import json
 import logging
-import os
 import re
-import socket
 import ssl
 import threading
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from ._errors import ResourceManagerError
-from ._redact import display_url
+from .._errors import ResourceManagerError
+from .._redact import display_url
+from .discovery import dedupe_addresses, normalize_address
+from .nodes import RMNode, parse_node
 
 __all__ = [
     "RMNode",
     "ResourceManagerClient",
     "ResourceManagerUnreachableError",
-    "discover_rm_addresses",
-    "NODE_STATES",
 ]
 
 log = logging.getLogger("decom.yarn")
@@ -74,11 +69,6 @@ for _name in ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2
               "httpcore.socks"):
     logging.getLogger(_name).addFilter(_LOG_REDACTOR)
 
-#: Every node state YARN 3.x knows. Others may come from newer RMs: they are kept as they are.
-NODE_STATES = ("NEW", "RUNNING", "UNHEALTHY", "DECOMMISSIONING", "DECOMMISSIONED", "LOST",
-               "REBOOTED", "SHUTDOWN")
-
-_ADDRESSES_KEY = "spark.decom.yarn.rm.addresses"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_HOPS = 3
 _APP_ID = re.compile(r"^application_\d+_\d+$")
@@ -93,121 +83,6 @@ class _BadReplyError(ResourceManagerError):
     """An RM answered, but not with what a YARN ResourceManager sends for this request."""
 
 
-# ---- discovery -----------------------------------------------------------------------------------
-
-
-def _normalize(address: str) -> str:
-    """``rm1:8088`` -> ``http://rm1:8088``; keeps a path prefix (proxies), drops a trailing /."""
-    text = address.strip()
-    if not text:
-        return ""
-    if "://" not in text:
-        text = "http://" + text
-    parts = urlsplit(text)
-    try:
-        parts.port  # noqa: B018 - a port that is not a number raises ValueError
-    except ValueError:
-        return ""
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return ""
-    return f"{parts.scheme.lower()}://{parts.netloc}{parts.path.rstrip('/')}"
-
-
-def _display(base: str) -> str:
-    """An address as messages show it: scheme, host and port only (never user info or query)."""
-    return display_url(base, with_path=False)
-
-
-_VAR = re.compile(r"\$\{([^}$\s]+)\}")
-
-
-def _expand(value: str, props: Mapping[str, str], env: Mapping[str, str]) -> str | None:
-    """Hadoop's ``${key}`` / ``${env.NAME}`` substitution; None when a variable stays unresolved."""
-
-    def sub(m: re.Match[str]) -> str:
-        name = m.group(1)
-        if name.startswith("env."):
-            return env.get(name[4:], m.group(0))
-        return props.get(name, m.group(0))
-
-    for _ in range(20):
-        expanded = _VAR.sub(sub, value)
-        if expanded == value:
-            break
-        value = expanded
-    return None if _VAR.search(value) else value.strip()
-
-
-def _read_site(path: Path) -> dict[str, str]:
-    try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError) as e:
-        log.warning("decom: cannot read %s (%s); ignoring it for ResourceManager discovery",
-                    path, e)
-        return {}
-    props: dict[str, str] = {}
-    for prop in root.iter("property"):
-        name = (prop.findtext("name") or "").strip()
-        if name:
-            props[name] = (prop.findtext("value") or "").strip()
-    return props
-
-
-def _addresses_from_props(props: Mapping[str, str], env: Mapping[str, str]) -> list[str]:
-    def get(key: str) -> str | None:
-        raw = props.get(key)
-        return _expand(raw, props, env) if raw else None
-
-    https = (get("yarn.http.policy") or "HTTP_ONLY").upper() == "HTTPS_ONLY"
-    scheme, port = ("https", 8090) if https else ("http", 8088)
-    addr_key = "yarn.resourcemanager.webapp.https.address" if https else \
-        "yarn.resourcemanager.webapp.address"
-    ids: list[str] = []
-    if (get("yarn.resourcemanager.ha.enabled") or "").lower() == "true":
-        ids = [i.strip() for i in (get("yarn.resourcemanager.ha.rm-ids") or "").split(",")
-               if i.strip()]
-    out: list[str] = []
-    for suffix in [f".{i}" for i in ids] or [""]:
-        host = get("yarn.resourcemanager.hostname" + suffix)
-        addr = get(addr_key + suffix)
-        if not addr and host:
-            addr = f"{host}:{port}"
-        if not addr:
-            continue
-        if addr.startswith("0.0.0.0:"):
-            # A bind-all address: Hadoop's clients then use the RM host name, else the local host.
-            addr = f"{host if host and host != '0.0.0.0' else socket.gethostname()}:{addr[8:]}"
-        normalized = _normalize(f"{scheme}://{addr}")
-        if normalized:
-            out.append(normalized)
-    return out
-
-
-def discover_rm_addresses(spark_conf: Mapping[str, str],
-                          env: Mapping[str, str] = os.environ) -> list[str]:
-    """The ResourceManager web addresses to poll, active-candidate order, or ``[]`` when unknown.
-
-    ``spark.decom.yarn.rm.addresses`` wins. Otherwise the first ``yarn-site.xml`` found under
-    ``HADOOP_CONF_DIR`` then ``YARN_CONF_DIR``, with the Spark conf's ``spark.hadoop.*`` keys laid
-    over it the way Spark builds its Hadoop configuration (so they alone also suffice). HA lists
-    one address per ``yarn.resourcemanager.ha.rm-ids`` entry; ``yarn.http.policy=HTTPS_ONLY``
-    switches to the https addresses; without a web address, ``yarn.resourcemanager.hostname[.id]``
-    plus the default port (8088, https 8090) is used.
-    """
-    explicit = spark_conf.get(_ADDRESSES_KEY, "")
-    if explicit and explicit.strip():
-        return _dedupe(_normalize(a) for a in explicit.split(","))
-    props: dict[str, str] = {}
-    for var in ("HADOOP_CONF_DIR", "YARN_CONF_DIR"):
-        conf_dir = env.get(var, "").strip()
-        if conf_dir and (Path(conf_dir) / "yarn-site.xml").is_file():
-            props.update(_read_site(Path(conf_dir) / "yarn-site.xml"))
-            break
-    prefix = "spark.hadoop."
-    props.update({k[len(prefix):]: str(v) for k, v in spark_conf.items() if k.startswith(prefix)})
-    return _dedupe(_addresses_from_props(props, env))
-
-
 def _split_userinfo(address: str) -> tuple[str, tuple[str, str] | None]:
     """``http://user:pw@rm:8088/x`` -> (``http://rm:8088/x``, (user, pw)); user info is never part of
     a URL decom requests or shows (it would reach httpx's request log): it becomes Basic auth."""
@@ -219,96 +94,7 @@ def _split_userinfo(address: str) -> tuple[str, tuple[str, str] | None]:
     return f"{parts.scheme}://{hostport}{parts.path}", (unquote(user), unquote(password))
 
 
-def _dedupe(addresses: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    for a in addresses:
-        if a and a not in out:
-            out.append(a)
-    return out
-
-
 # ---- replies -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RMNode:
-    """One NodeManager as the ResourceManager's ``/ws/v1/cluster/nodes`` reports it."""
-
-    #: YARN's node id, ``host:port`` of the NodeManager.
-    node_id: str
-    #: ``nodeHostName``.
-    host: str
-    #: NEW, RUNNING, UNHEALTHY, DECOMMISSIONING, DECOMMISSIONED, LOST, REBOOTED, SHUTDOWN, or a
-    #: state this version does not know (kept as sent).
-    state: str
-    rack: str = ""
-    #: ``nodeHTTPAddress``; empty for inactive nodes.
-    http_address: str = ""
-    num_containers: int = 0
-    #: ``lastHealthUpdate``: epoch milliseconds of the node's last health report (not its last
-    #: state change: REST has no "time in state").
-    last_health_update: int = 0
-    #: Seconds left before YARN forces a DECOMMISSIONING node out, when the RM reports it
-    #: (``decommissioningTimeout``; absent from stock Hadoop 3.x REST): else None.
-    decommissioning_timeout: int | None = None
-    used_memory_mb: int = 0
-    avail_memory_mb: int = 0
-    used_vcores: int = 0
-    avail_vcores: int = 0
-    health_report: str = ""
-    version: str = ""
-
-
-def _int(value: object, default: int = 0) -> int:
-    if isinstance(value, bool) or value is None:
-        return default
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value == value and abs(value) != float("inf") else default
-    if isinstance(value, str):
-        try:
-            return int(float(value.strip()))
-        except ValueError:
-            return default
-    return default
-
-
-def _seconds(value: object) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    n = _int(value, -1)
-    return n if n >= 0 else None
-
-
-def _str(value: object) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _parse_node(item: object) -> RMNode | None:
-    if not isinstance(item, dict):
-        return None
-    node_id, state = item.get("id"), item.get("state")
-    if not isinstance(node_id, str) or not node_id or not isinstance(state, str) or not state:
-        return None
-    host = _str(item.get("nodeHostName")) or node_id.rsplit(":", 1)[0]
-    timeout = item.get("decommissioningTimeout")
-    return RMNode(
-        node_id=node_id,
-        host=host,
-        state=state,
-        rack=_str(item.get("rack")),
-        http_address=_str(item.get("nodeHTTPAddress")),
-        num_containers=_int(item.get("numContainers")),
-        last_health_update=_int(item.get("lastHealthUpdate")),
-        decommissioning_timeout=_seconds(timeout),
-        used_memory_mb=_int(item.get("usedMemoryMB")),
-        avail_memory_mb=_int(item.get("availMemoryMB")),
-        used_vcores=_int(item.get("usedVirtualCores")),
-        avail_vcores=_int(item.get("availableVirtualCores")),
-        health_report=_str(item.get("healthReport")),
-        version=_str(item.get("version")),
-    )
 
 
 def _items(data: object, outer: str, inner: str) -> list[Any] | None:
@@ -332,6 +118,11 @@ def _items(data: object, outer: str, inner: str) -> list[Any] | None:
 
 
 # ---- the client ----------------------------------------------------------------------------------
+
+
+def _display(base: str) -> str:
+    """An address as messages show it: scheme, host and port only (never user info or query)."""
+    return display_url(base, with_path=False)
 
 
 def _host_port(base: str) -> tuple[str, str, int | None]:
@@ -362,7 +153,7 @@ class ResourceManagerClient:
         self._basic: dict[str, httpx.BasicAuth] = {}
         self._secrets: list[str] = []
         self._addresses: list[str] = []
-        for address in _dedupe(_normalize(a) for a in given):
+        for address in dedupe_addresses(normalize_address(a) for a in given):
             base, creds = _split_userinfo(address)
             if base in self._addresses:
                 continue
@@ -443,7 +234,7 @@ class ResourceManagerClient:
             raise self._not_rm(base, "/ws/v1/cluster/nodes", "no nodes.node list")
         out: list[RMNode] = []
         for item in items:
-            node = _parse_node(item)
+            node = parse_node(item)
             if node is None:
                 raise self._not_rm(base, "/ws/v1/cluster/nodes", "a node without id or state")
             out.append(node)
@@ -458,7 +249,7 @@ class ResourceManagerClient:
         if resp.status_code == 404:
             return None
         data, base = self._json(resp, base, path)
-        found = _parse_node(data.get("node")) if isinstance(data, dict) else None
+        found = parse_node(data.get("node")) if isinstance(data, dict) else None
         if found is None:
             raise self._not_rm(base, path, "no node object with id and state")
         return found
@@ -573,7 +364,7 @@ class ResourceManagerClient:
         target = resp.request.url.join(location)
         if target.scheme not in ("http", "https") or not target.host:
             return None
-        base = _normalize(f"{target.scheme}://{target.netloc.decode('ascii', 'replace')}")
+        base = normalize_address(f"{target.scheme}://{target.netloc.decode('ascii', 'replace')}")
         if not base:
             return None
         # Keep a configured address's path prefix (a proxy in front of the RM).

@@ -3,7 +3,7 @@
 It writes two files: the shim jar, and ``decom.zip`` for ``--py-files``: the ``decom`` package,
 the pure-Python libraries it needs in the driver (httpx and its dependencies, PyYAML without its
 C extension), and a top-level ``sitecustomize.py`` that enables decom when the app's conf names the
-plugin (see :mod:`decom._autoenable`). A cluster whose Python has only pyspark can run it.
+plugin (see :mod:`decom._driver.autoenable`). A cluster whose Python has only pyspark can run it.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from ._api import jar_path
-from ._autoenable import SITECUSTOMIZE
-from ._errors import DecomError
-from ._version import __version__
+from .._errors import DecomError
+from .._version import PACKAGE_DIR, __version__
+from .api import jar_path
+from .autoenable import SITECUSTOMIZE
 
 __all__ = ["build_dist", "ZIP_NAME", "BUNDLED"]
 
@@ -48,7 +48,7 @@ def build_dist(out_dir: str | Path) -> tuple[Path, Path]:
     jar = out / jar_src.name
     if jar_src.resolve() != jar.resolve():
         shutil.copy2(jar_src, jar)
-    package = Path(__file__).resolve().parent
+    package = PACKAGE_DIR
     zpath = out / ZIP_NAME
     tmp = zpath.with_suffix(".zip.tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:

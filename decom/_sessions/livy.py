@@ -19,8 +19,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
-from ._errors import LivyError, LivySessionNotFoundError
-from ._redact import display_url, redact
+from .._errors import LivyError, LivySessionNotFoundError
+from .._redact import display_url, redact
 
 __all__ = ["LivyClient", "LivySession", "LivyStatement", "LIVE_STATES", "BUSY_STATES", "ENDED_STATES"]
 
@@ -29,6 +29,8 @@ LIVE_STATES = frozenset({"not_started", "starting", "recovering", "idle", "runni
 #: States in which the session is working on a statement.
 BUSY_STATES = frozenset({"running", "busy"})
 ENDED_STATES = frozenset({"error", "dead", "killed", "success"})
+#: Sessions on their way in or out: neither idle nor busy.
+WAITING_STATES = frozenset({"not_started", "starting", "recovering", "shutting_down"})
 #: Statement states in which code is still queued or running.
 _STATEMENT_ACTIVE = frozenset({"waiting", "running", "cancelling"})
 _PAGE = 100

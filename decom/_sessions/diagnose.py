@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._capacity import format_mb
-from ._errors import DecomError, LivySessionNotFoundError
-from ._livy import LivyClient
-from ._redact import redact
-from ._sessions import collect_inventory
-from ._yarn import ResourceManagerClient
+from .._errors import DecomError, LivySessionNotFoundError
+from .._redact import redact
+from .._units import format_mb
+from .._yarn import ResourceManagerClient
+from .inventory import collect_inventory
+from .livy import LivyClient
 
 __all__ = ["Diagnosis", "diagnose", "RULES"]
 

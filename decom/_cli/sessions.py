@@ -21,46 +21,32 @@ from typing import Any, TypeVar
 
 import click
 
-from ._admission import check_admission
-from ._capacity import (
+from .._errors import ConfigError, LivyError, ResourceManagerError
+from .._redact import redact, redact_json
+from .._sessions.admission import check_admission
+from .._sessions.capacity import (
     CapacityPlan,
     FitPlan,
     WorkerSpec,
-    format_mb,
     max_executors_per_user,
-    parse_memory_mb,
     plan_capacity,
     users_that_fit,
     worker_spec,
 )
-from ._cli import EXIT_RM, _exits_on, _fail, _seconds, _table, client_from_options, main, rm_options
-from ._diagnose import diagnose as diagnose_text
-from ._errors import ConfigError, LivyError, ResourceManagerError
-from ._livy import LivyClient
-from ._redact import redact, redact_json
-from ._sessions import (
-    DEFAULT_SESSION_NAME,
-    ReapFilters,
-    ReapOutcome,
-    ReapPlan,
-    ReapResult,
-    Session,
-    SessionInventory,
-    collect_inventory,
-    execute_reap,
-    plan_reap,
-)
-from ._sparkmagic import DEFAULT_CONFIG_PATH, TRADE_OFF, configure_cell, update_sparkmagic_config
-from ._yarn import discover_rm_addresses
+from .._sessions.diagnose import diagnose as diagnose_text
+from .._sessions.inventory import DEFAULT_SESSION_NAME, Session, SessionInventory, collect_inventory
+from .._sessions.livy import LivyClient
+from .._sessions.reap import ReapFilters, ReapOutcome, ReapPlan, ReapResult, execute_reap, plan_reap
+from .._sessions.sparkmagic import DEFAULT_CONFIG_PATH, TRADE_OFF, configure_cell, update_sparkmagic_config
+from .._units import format_duration, format_mb, parse_memory_mb
+from .._yarn import discover_rm_addresses
+from .options import EXIT_RM, EXIT_USAGE, client_from_options, exits_on, fail, parse_seconds, rm_options, table
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Exit status of bad input (same as click's usage errors).
-EXIT_USAGE = 2
-
 
 def _bad(message: str) -> click.exceptions.Exit:
-    return _fail(message, EXIT_USAGE)
+    return fail(message, EXIT_USAGE)
 
 
 def session_rm_options(f: F) -> F:
@@ -85,10 +71,10 @@ def _livy_client(url: str | None, timeout: str, auth: str, ca_bundle: str) -> Li
     if not url:
         return None
     try:
-        return LivyClient(url, timeout=_seconds(timeout, "--timeout"),
+        return LivyClient(url, timeout=parse_seconds(timeout, "--timeout"),
                           auth="kerberos" if auth == "kerberos" else "none", ca_bundle=ca_bundle)
     except LivyError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
 
 
 def _where(rm: str | None, livy_url: str | None) -> str:
@@ -109,18 +95,6 @@ def _ints(values: tuple[str, ...], option: str) -> list[int]:
             except ValueError:
                 raise _bad(f"{option} {value!r}: use whole numbers, e.g. {option} 3,10,50") from None
     return out
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
 
 
 # ---- decom capacity ------------------------------------------------------------------------------
@@ -144,7 +118,7 @@ def _fit_json(fit: FitPlan) -> dict[str, Any]:
             "workers_used": fit.workers_used, "workers_left": fit.workers_left}
 
 
-@main.command()
+@click.command()
 @click.option("--users", "users", multiple=True, metavar="U[,U...]",
               help="Concurrent notebook users (one session each); repeatable or comma-separated (3,10,50).")
 @click.option("--executors-per-user", "-e", "executors_per_user", type=int, required=True,
@@ -177,7 +151,7 @@ def capacity(users: tuple[str, ...], executors_per_user: int, workers: tuple[str
         raise _bad("give --users U (workers needed) or --workers W (users that fit), or both")
     if worker_type is not None and (worker_memory is not None or worker_cores is not None):
         raise _bad("give either --worker-type (AWS Glue) or --worker-memory/--worker-cores (your nodes), not both")
-    with _exits_on(ConfigError, EXIT_USAGE):
+    with exits_on(ConfigError, EXIT_USAGE):
         spec = worker_spec(worker_type, worker_memory=worker_memory, worker_cores=worker_cores,
                            executor_memory=executor_memory, executor_cores=executor_cores)
         plans = [plan_capacity(u, executors_per_user, spec) for u in user_counts]
@@ -197,12 +171,12 @@ def capacity(users: tuple[str, ...], executors_per_user: int, workers: tuple[str
         rows += [[str(p.users), str(p.executors_per_user), str(p.workers), str(p.executors), str(p.users),
                   str(p.vcpus), format_mb(p.memory_mb),
                   format_mb(p.executor_memory_mb) if p.executor_memory_mb is not None else "-"] for p in plans]
-        click.echo("\n" + _table(rows))
+        click.echo("\n" + table(rows))
     if fits:
         rows = [["WORKERS", "EXECUTORS/USER", "USERS THAT FIT", "WORKERS USED", "LEFT OVER"]]
         rows += [[str(f.workers), str(f.executors_per_user), str(f.users), str(f.workers_used),
                   str(f.workers_left)] for f in fits]
-        click.echo("\n" + _table(rows))
+        click.echo("\n" + table(rows))
     for u, w, cap in caps:
         need = plan_capacity(u, executors_per_user, spec).workers
         verdict = "fits" if need <= w else f"does NOT fit (needs {need}, {need - w} short)"
@@ -216,7 +190,7 @@ def capacity(users: tuple[str, ...], executors_per_user: int, workers: tuple[str
 # ---- decom sparkmagic-config ---------------------------------------------------------------------
 
 
-@main.command("sparkmagic-config")
+@click.command("sparkmagic-config")
 @click.option("--max-executors", type=int, required=True,
               help="spark.dynamicAllocation.maxExecutors of every new session.")
 @click.option("--min-executors", type=int, default=None, help="spark.dynamicAllocation.minExecutors too.")
@@ -235,7 +209,7 @@ def sparkmagic_config(max_executors: int, min_executors: int | None, executor_me
     config.json.bak-<time> first, and writes nothing when the file already says the same. Prints the
     equivalent %%configure -f cell for a running notebook.
     """
-    with _exits_on(ConfigError, EXIT_USAGE):
+    with exits_on(ConfigError, EXIT_USAGE):
         update = update_sparkmagic_config(config_path, max_executors=max_executors, min_executors=min_executors,
                                           executor_memory=executor_memory, executor_cores=executor_cores,
                                           driver_memory=driver_memory, dry_run=dry_run)
@@ -266,7 +240,7 @@ def _idle_text(s: Session) -> str:
         return "busy"
     if s.idle_s is None:
         return "?"
-    return f"{_duration(s.idle_s)} ({s.idle_source})"
+    return f"{format_duration(s.idle_s)} ({s.idle_source})"
 
 
 def _session_rows(sessions: list[Session], with_idle: bool = True) -> list[list[str]]:
@@ -276,7 +250,7 @@ def _session_rows(sessions: list[Session], with_idle: bool = True) -> list[list[
         livy = f"{s.livy_id} {s.livy_state}" if s.livy_id is not None else "-"
         row = [s.app_id or "-", s.name, livy, s.yarn_state or "-", s.owner or "-", s.queue or "-",
                str(s.containers), f"{s.memory_mb} MB", str(s.vcores),
-               _duration(s.age_s) if s.age_s is not None else "-"]
+               format_duration(s.age_s) if s.age_s is not None else "-"]
         rows.append(row + ([_idle_text(s)] if with_idle else []))
     return rows
 
@@ -303,11 +277,11 @@ def _inventory(rm: str | None, timeout: str, auth: str, rm_user: str, ca_bundle:
                name: str, include_all: bool, livy_required: bool) -> SessionInventory:
     livy = _livy_client(livy_url, timeout, auth, ca_bundle)
     try:
-        with client_from_options(rm, timeout, auth, rm_user, ca_bundle) as client, _exits_on(ResourceManagerError):
+        with client_from_options(rm, timeout, auth, rm_user, ca_bundle) as client, exits_on(ResourceManagerError):
             return collect_inventory(client, livy, name_pattern=name, include_all=include_all,
                                      livy_required=livy_required)
     except LivyError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     finally:
         if livy is not None:
             livy.close()
@@ -318,7 +292,7 @@ def _filter_sessions(inv: SessionInventory, user: str | None, queue: str | None)
     return [s for s in inv.sessions if probe.matches(s)]
 
 
-@main.command()
+@click.command()
 @session_rm_options
 @_livy_option
 @click.option("--name", default=DEFAULT_SESSION_NAME, show_default=True,
@@ -345,7 +319,7 @@ def sessions(rm: str | None, timeout: str, auth: str, rm_user: str, ca_bundle: s
         click.echo(json.dumps(data, indent=2))
         return
     if shown:
-        click.echo(_table(_session_rows(shown)))
+        click.echo(table(_session_rows(shown)))
     else:
         click.echo(f"no session (no active YARN app named {name}" + (", no Livy session" if livy_url else "") + ")")
     click.echo("")
@@ -372,7 +346,7 @@ def _print_plan(plan: ReapPlan, dry_run: bool, via_livy: bool) -> None:
     for row, s in zip(rows[1:], plan.targets, strict=True):
         row.append(f"Livy DELETE {s.livy_id}" if via_livy and s.livy_id is not None else "YARN kill")
     rows[0].append("VIA")
-    click.echo(_table(rows))
+    click.echo(table(rows))
     if plan.kept:
         click.echo("kept (they match the filters but are not idle enough to end):")
         for s, why in plan.kept:
@@ -405,7 +379,7 @@ def _result_json(plan: ReapPlan, result: ReapResult | None, dry_run: bool) -> di
             "still_active": result.still_active if result else []}
 
 
-@main.command()
+@click.command()
 @session_rm_options
 @_livy_option
 @click.option("--idle", "idle", required=True, help="End sessions idle at least this long (e.g. 30m, 2h).")
@@ -431,15 +405,15 @@ def reap(rm: str | None, timeout: str, auth: str, rm_user: str, ca_bundle: str, 
     """
     if dry_run and yes:
         raise _bad("--dry-run and --yes contradict each other: give one (the default is a dry run)")
-    idle_s = _seconds(idle, "--idle")
-    wait_s = _seconds(wait, "--wait")
+    idle_s = parse_seconds(idle, "--idle")
+    wait_s = parse_seconds(wait, "--wait")
     if not name.strip():
         raise _bad("--name must not be empty: use e.g. 'livy-session-*', or '*' for every app")
     filters = ReapFilters(idle_s, name=name, user=owner, queue=queue)
     acting = yes
     livy = _livy_client(livy_url, timeout, auth, ca_bundle)
     try:
-        with client_from_options(rm, timeout, auth, rm_user, ca_bundle) as client, _exits_on(ResourceManagerError):
+        with client_from_options(rm, timeout, auth, rm_user, ca_bundle) as client, exits_on(ResourceManagerError):
             inv = collect_inventory(client, livy, name_pattern=name, livy_required=True)
             plan = plan_reap(inv, filters)
             if not as_json:
@@ -475,7 +449,7 @@ def reap(rm: str | None, timeout: str, auth: str, rm_user: str, ca_bundle: str, 
 
             result = execute_reap(plan, client, livy, wait=wait_s, on_outcome=report)
     except LivyError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     finally:
         if livy is not None:
             livy.close()
@@ -490,7 +464,7 @@ def reap(rm: str | None, timeout: str, auth: str, rm_user: str, ca_bundle: str, 
 # ---- decom diagnose ------------------------------------------------------------------------------
 
 
-@main.command()
+@click.command()
 @click.argument("error_text", nargs=-1, required=True)
 @rm_options
 @_livy_option
@@ -546,7 +520,7 @@ def diagnose(error_text: tuple[str, ...], rm: str | None, timeout: str, auth: st
 # ---- decom admit ---------------------------------------------------------------------------------
 
 
-@main.command()
+@click.command()
 @rm_options
 @_livy_option
 @click.option("--executors", "-e", type=int, required=True, help="Executors the new session starts with.")
@@ -569,13 +543,13 @@ def admit(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, li
     room); 2: bad input or the RM unreachable. Queue limits are not modelled. Use it before creating a
     session, e.g. in the script that starts notebooks.
     """
-    with _exits_on(ConfigError, EXIT_USAGE):
+    with exits_on(ConfigError, EXIT_USAGE):
         exec_mb = parse_memory_mb(executor_memory, "--executor-memory")
         driver_mb = parse_memory_mb(driver_memory, "--driver-memory")
     livy = _livy_client(livy_url, timeout, auth, ca_bundle)
     try:
-        with (client_from_options(rm, timeout, auth, user, ca_bundle) as client, _exits_on(ResourceManagerError),
-              _exits_on(ConfigError, EXIT_USAGE)):
+        with (client_from_options(rm, timeout, auth, user, ca_bundle) as client, exits_on(ResourceManagerError),
+              exits_on(ConfigError, EXIT_USAGE)):
             check = check_admission(client, executors=executors, executor_memory_mb=exec_mb,
                                     executor_cores=executor_cores, driver_memory_mb=driver_mb,
                                     driver_cores=driver_cores, check_vcores=check_vcores)
@@ -606,7 +580,7 @@ def admit(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, li
             if check.reap_suggestions:
                 click.echo("ending these idle sessions would free enough memory in all (placement not guaranteed):")
                 for s in check.reap_suggestions:
-                    click.echo(f"  {s.app_id} {s.name} ({s.owner or '?'}): idle {_duration(s.idle_s)}, "
+                    click.echo(f"  {s.app_id} {s.name} ({s.owner or '?'}): idle {format_duration(s.idle_s)}, "
                                f"{s.memory_mb} MB")
             else:
                 click.echo("no idle session to end: wait for one, cap sessions (decom sparkmagic-config), or add "
@@ -617,3 +591,6 @@ def admit(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, li
 
 __all__ = ["capacity", "sparkmagic_config", "sessions", "reap", "diagnose", "admit", "session_rm_options",
            "EXIT_RM"]
+
+
+COMMANDS = (capacity, sparkmagic_config, sessions, reap, diagnose, admit)

@@ -18,29 +18,10 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from ._errors import ConfigError
+from .._errors import ConfigError
+from .._units import parse_duration
 
 __all__ = ["DecomConfig", "parse_duration", "KEYS"]
-
-_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|sec|m|min|h|d)?\s*$", re.IGNORECASE)
-
-
-def parse_duration(value: object, key: str = "value") -> float:
-    """Seconds from a Spark-style duration: ``"500ms"``, ``"20s"``, ``"1h"``, or a number of seconds."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{key}={value!r} is not a duration: use e.g. 20s, 500ms, 5min or 1h")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        m = _DURATION.match(str(value))
-        if not m:
-            raise ConfigError(f"{key}={value!r} is not a duration: use e.g. 20s, 500ms, 5min or 1h")
-        seconds = float(m.group(1)) * _UNITS[(m.group(2) or "s").lower()]
-    if seconds < 0 or seconds != seconds:
-        raise ConfigError(f"{key}={value!r} must not be negative")
-    return seconds
-
 
 def _parse_positive_duration(value: object, key: str) -> float:
     seconds = parse_duration(value, key)

@@ -6,14 +6,13 @@ import logging
 import os
 import re
 import threading
-from pathlib import Path
 from typing import Any, TypeVar
 
-from ._config import DecomConfig
-from ._controller import Controller
-from ._errors import ShimNotFoundError
-from ._jvm import Shim, _spark_context
-from ._version import __version__
+from .._errors import ShimNotFoundError
+from .._version import PACKAGE_DIR, __version__
+from .config import DecomConfig
+from .controller import Controller
+from .jvm import Shim, _spark_context
 
 __all__ = ["configure", "enable", "jar_path", "PLUGIN_CLASS"]
 
@@ -32,7 +31,7 @@ _lock = threading.Lock()
 
 def jar_path() -> str:
     """The shim jar of this decom version: the one inside the wheel, or a source tree's build."""
-    here = Path(__file__).resolve().parent
+    here = PACKAGE_DIR
     name = f"decom-shim-{__version__}.jar"
     for candidate in (here / "jars" / name, here.parent / "jvm-shim" / "target" / name):
         if candidate.is_file():
@@ -144,7 +143,7 @@ def enable(spark: Any, *, strict: bool = False, start_poller: bool = True,
         controller = Controller(shim, config)
         if start_poller and config.enabled:
             if on_yarn or config.rm_addresses:
-                from ._poller import start_poller as _start
+                from .poller import start_poller as _start
 
                 _start(controller, config, conf)
             else:

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from ._errors import DecomError
+from .._errors import DecomError
 
 __all__ = ["StatusError", "counters_from_metrics", "counters_from_ui", "counters_from_event_log"]
 

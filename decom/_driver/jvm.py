@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ._errors import (
+from .._errors import (
     DecomError,
     ShimNotFoundError,
     ShimVersionMismatchError,
     SparkConnectNotSupportedError,
     UnsupportedSparkVersionError,
 )
-from ._version import __version__
+from .._version import __version__
 
 __all__ = ["Shim", "SUPPORTED_SPARK", "check_versions"]
 

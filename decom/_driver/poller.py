@@ -36,25 +36,29 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ._config import DecomConfig
-from ._errors import ResourceManagerError
-from ._model import GONE_STATES, NodeStatus
-from ._yarn import (
-    ResourceManagerClient,
-    ResourceManagerUnreachableError,
-    RMNode,
-    discover_rm_addresses,
+from .._errors import ResourceManagerError
+from .._yarn import ResourceManagerClient, ResourceManagerUnreachableError, RMNode, discover_rm_addresses
+from .._yarn.nodes import (
+    DECOMMISSIONED,
+    DECOMMISSIONING,
+    DOOMED_STATES,
+    GONE_STATES,
+    LOST,
+    RUNNING,
+    SHUTDOWN,
+    NodeStatus,
 )
+from .config import DecomConfig
 
 __all__ = ["start_poller", "NodePoller", "DOOMED_QUERY", "FULL_QUERY"]
 
 log = logging.getLogger("decom.poller")
 
 #: What every (light) poll asks for.
-DOOMED_QUERY = ("DECOMMISSIONING", "DECOMMISSIONED", "LOST", "SHUTDOWN")
+DOOMED_QUERY = (DECOMMISSIONING, DECOMMISSIONED, LOST, SHUTDOWN)
+assert frozenset(DOOMED_QUERY) == DOOMED_STATES
 #: What a full poll asks for.
-FULL_QUERY = DOOMED_QUERY + ("RUNNING",)
-_DOOMED = frozenset(DOOMED_QUERY)
+FULL_QUERY = DOOMED_QUERY + (RUNNING,)
 _MIN_INTERVAL = 0.05
 
 
@@ -219,9 +223,9 @@ class NodePoller:
                 moved = 0
                 for n in nodes:
                     old = self._snapshot.get(n.node_id)
-                    if old is not None and old.state == "RUNNING" and n.state != "RUNNING":
+                    if old is not None and old.state == RUNNING and n.state != RUNNING:
                         moved -= 1
-                    elif old is not None and old.state != "RUNNING" and n.state == "RUNNING":
+                    elif old is not None and old.state != RUNNING and n.state == RUNNING:
                         moved += 1
                 full = active != self._active_nodes + moved
             if not full:
@@ -267,7 +271,7 @@ class NodePoller:
             touched.add(old.host)
         self._snapshot[node.node_id] = node
         self._by_host.setdefault(node.host, set()).add(node.node_id)
-        if node.state in _DOOMED:
+        if node.state in DOOMED_STATES:
             self._doomed_ids.add(node.node_id)
         else:
             self._doomed_ids.discard(node.node_id)
@@ -325,10 +329,10 @@ class NodePoller:
                 if previous == node.state:
                     continue
                 self._emitted[target] = node.state
-                if previous is None and node.state == "RUNNING":
+                if previous is None and node.state == RUNNING:
                     continue  # a healthy node we had not seen: nothing to say
                 deadline = None
-                if node.state == "DECOMMISSIONING" and node.decommissioning_timeout is not None:
+                if node.state == DECOMMISSIONING and node.decommissioning_timeout is not None:
                     deadline = now + node.decommissioning_timeout
                 changes.append(NodeStatus(target, node.state, deadline))
         return changes

@@ -31,12 +31,12 @@ _installed = False
 
 #: The sitecustomize.py that ``decom dist`` puts at the top of decom.zip.
 SITECUSTOMIZE = '''\
-"""decom's no-code-change hook, from decom.zip: see decom._autoenable."""
+"""decom's no-code-change hook, from decom.zip: see decom._driver.autoenable."""
 
 
 def _decom_hook():
     try:
-        from decom._autoenable import install
+        from decom._driver.autoenable import install
         install()
     except Exception as e:  # never break the interpreter start-up
         import sys
@@ -122,9 +122,9 @@ def maybe_enable(sc: Any) -> Any:
         plugins = [p.strip() for p in str(conf.get("spark.plugins", "") or "").split(",")]
         if _PLUGIN not in plugins:
             return None
-        from ._api import _ensure_log_handler, enable
-        from ._config import _parse_bool
-        from ._errors import ConfigError
+        from .._errors import ConfigError
+        from .api import _ensure_log_handler, enable
+        from .config import _parse_bool
 
         _ensure_log_handler()
         try:

@@ -10,10 +10,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from ._config import DecomConfig
-from ._errors import DecomError
-from ._jvm import Shim
-from ._model import GONE_STATES, NodeStatus
+from .._errors import DecomError
+from .._yarn.nodes import GONE_STATES, NodeStatus
+from .config import DecomConfig
+from .jvm import Shim
 
 __all__ = ["Controller"]
 

@@ -10,13 +10,13 @@ memory overhead to each), and the driver is counted as one more such container.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
-from ._errors import ConfigError
+from .._errors import ConfigError
+from .._units import container_mb, format_mb, parse_memory_mb
 
 __all__ = ["WorkerSpec", "CapacityPlan", "FitPlan", "WORKER_TYPES", "worker_spec", "plan_capacity",
-           "users_that_fit", "max_executors_per_user", "parse_memory_mb", "format_mb"]
+           "users_that_fit", "max_executors_per_user"]
 
 
 @dataclass(frozen=True)
@@ -49,37 +49,6 @@ WORKER_TYPES: dict[str, WorkerSpec] = {w.name: w for w in (
     WorkerSpec("R.8X", 32, 256 * 1024),
 )}
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
-_UNIT_MB = {"": 1.0, "k": 1 / 1024, "m": 1.0, "g": 1024.0, "t": 1024.0 ** 2, "p": 1024.0 ** 3}
-
-
-def parse_memory_mb(value: str | int, name: str = "memory") -> int:
-    """MB of a Spark-style size: ``512m``, ``4g``, ``16GB``, ``1.5g``; a bare number is MB."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        mb = float(value)
-    else:
-        m = _SIZE.match(str(value))
-        if not m:
-            raise ConfigError(f"{name}={value!r} is not a memory size: use e.g. 512m, 4g or 16GB")
-        mb = float(m.group(1)) * _UNIT_MB[m.group(2).lower()]
-    if mb <= 0:
-        raise ConfigError(f"{name}={value!r} must be more than 0")
-    return max(1, int(mb))
-
-
-def format_mb(mb: float) -> str:
-    """``16384`` -> ``16 GB``, ``1536`` -> ``1.5 GB``, ``896`` -> ``896 MB``."""
-    if mb >= 1024:
-        gb = mb / 1024
-        return f"{gb:.0f} GB" if gb == int(gb) else f"{gb:.1f} GB"
-    return f"{mb:.0f} MB"
-
-
-def _container_mb(executor_mb: int) -> int:
-    # spark.executor.memoryOverhead's default: 10% of the executor memory, at least 384 MB.
-    return executor_mb + max(384, math.ceil(executor_mb * 0.10))
-
-
 def worker_spec(worker_type: str | None = "G.1X", *, worker_memory: str | int | None = None,
                 worker_cores: int | None = None, executor_memory: str | int | None = None,
                 executor_cores: int = 1) -> WorkerSpec:
@@ -102,7 +71,7 @@ def worker_spec(worker_type: str | None = "G.1X", *, worker_memory: str | int | 
         memory_mb = parse_memory_mb(worker_memory, "worker memory")
         slots = 1
         if executor_mb is not None:
-            container = _container_mb(executor_mb)
+            container = container_mb(executor_mb)
             slots = min(memory_mb // container, worker_cores // executor_cores)
             if slots < 1:
                 raise ConfigError(

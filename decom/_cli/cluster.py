@@ -1,9 +1,4 @@
-"""The ``decom`` command line: ``decom jar``, ``decom nodes``, ``decom watch``.
-
-To add a command, decorate it with ``@main.command()``; a command that talks to the
-ResourceManager takes ``@rm_options`` and builds its client with :func:`client_from_options`,
-which also maps "no RM configured" and RM failures to exit status 2 with one stderr line.
-"""
+"""The node and driver commands: ``decom jar``, ``nodes``, ``watch``, ``status``, ``dist``, ``bench``."""
 
 from __future__ import annotations
 
@@ -14,123 +9,39 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, TypeVar
 
 import click
 
-from ._errors import ConfigError, DecomError, ResourceManagerError
-from ._model import NodeStatus
-from ._poller import NodePoller
-from ._version import __version__
-from ._yarn import NODE_STATES, ResourceManagerClient, discover_rm_addresses
+from .._driver.poller import NodePoller
+from .._errors import DecomError, ResourceManagerError
+from .._units import format_duration
+from .._version import PACKAGE_DIR
+from .._yarn import NODE_STATES, NodeStatus
+from .options import client_from_options, exits_on, fail, parse_seconds, rm_options, table
 
-__all__ = ["main", "rm_options", "client_from_options", "EXIT_RM"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-#: Exit status when no ResourceManager is configured or none answers.
-EXIT_RM = 2
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="decom")
-def main() -> None:
-    """decom: decommission-aware scheduling for Apache Spark on YARN."""
-
-
-def rm_options(f: F) -> F:
-    """The options of every command that talks to the ResourceManager."""
-    options = [
-        click.option("--rm", "rm", metavar="URL[,URL...]", default=None,
-                     help="ResourceManager web address(es), e.g. http://rm:8088 (comma-separated "
-                          "for HA). Default: from yarn-site.xml under HADOOP_CONF_DIR."),
-        click.option("--timeout", "timeout", default="5s", show_default=True,
-                     help="HTTP timeout of one request (e.g. 5s, 500ms)."),
-        click.option("--auth", type=click.Choice(["simple", "kerberos", "none"]),
-                     default="simple", show_default=True,
-                     help="simple: user.name; kerberos: SPNEGO (pip install decom[kerberos])."),
-        click.option("--user", default="", help="user.name for simple auth (default: you)."),
-        click.option("--ca-bundle", "ca_bundle", default="",
-                     help="CA bundle (PEM) for an https ResourceManager."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def _fail(message: str, code: int = EXIT_RM) -> click.exceptions.Exit:
-    click.echo(f"decom: {message}", err=True)
-    return click.exceptions.Exit(code)
-
-
-def _seconds(value: str, name: str, positive: bool = False) -> float:
-    from ._config import parse_duration
-
-    try:
-        seconds = parse_duration(value, name)
-    except ConfigError as e:
-        raise click.BadParameter(str(e), param_hint=name) from None
-    if positive and seconds <= 0:
-        raise click.BadParameter(f"{name}={value!r} must be more than 0, e.g. 5s", param_hint=name)
-    return seconds
-
-
-def client_from_options(rm: str | None, timeout: str = "5s", auth: str = "simple",
-                        user: str = "", ca_bundle: str = "") -> ResourceManagerClient:
-    """A client for ``--rm`` (or the addresses found through HADOOP_CONF_DIR / YARN_CONF_DIR);
-    exits with status 2 and a clear message when there is none."""
-    addresses = [a for a in (rm or "").split(",") if a.strip()] or \
-        discover_rm_addresses({}, os.environ)
-    if not addresses:
-        raise _fail("no ResourceManager given: pass --rm http://<rm-host>:8088, or set "
-                    "HADOOP_CONF_DIR to the directory holding yarn-site.xml")
-    try:
-        return ResourceManagerClient(addresses, timeout=_seconds(timeout, "--timeout", positive=True),
-                                     auth=auth, user=user, ca_bundle=ca_bundle)
-    except ResourceManagerError as e:
-        raise _fail(str(e)) from None
-
-
-@contextmanager
-def _exits_on(error: type[Exception], code: int = EXIT_RM) -> Iterator[None]:
-    """An expected error becomes its message on stderr and exit `code`, not a traceback."""
-    try:
-        yield
-    except error as e:
-        raise _fail(str(e), code) from None
+__all__ = ["COMMANDS"]
 
 
 # ---- decom jar -----------------------------------------------------------------------------------
 
 
-@main.command()
+@click.command()
 def jar() -> None:
     """Print the path of the decom shim jar (for spark-submit --jars)."""
-    from ._api import jar_path
+    from .._driver.api import jar_path
 
     try:
         click.echo(jar_path())
     except DecomError as e:
-        raise _fail(str(e), 1) from None
+        raise fail(str(e), 1) from None
 
 
 # ---- decom nodes ---------------------------------------------------------------------------------
 
 
 def _ago(ms: int, now: float) -> str:
-    if ms <= 0:
-        return "-"
-    seconds = max(0.0, now - ms / 1000.0)
-    if seconds < 120:
-        return f"{seconds:.0f}s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m ago"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f}h ago"
-    return f"{seconds / 86400:.0f}d ago"
+    return "-" if ms <= 0 else format_duration(now - ms / 1000.0) + " ago"
 
 
 def _states(values: tuple[str, ...]) -> list[str]:
@@ -143,18 +54,12 @@ def _states(values: tuple[str, ...]) -> list[str]:
     return out
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in rows)
-
-
 _STATE_ORDER = {s: i for i, s in enumerate(
     ("DECOMMISSIONING", "LOST", "SHUTDOWN", "DECOMMISSIONED", "UNHEALTHY", "REBOOTED", "NEW",
      "RUNNING"))}
 
 
-@main.command()
+@click.command()
 @rm_options
 @click.option("--json", "as_json", is_flag=True, help="Print the nodes as JSON.")
 @click.option("--state", "state", multiple=True, metavar="STATE",
@@ -171,7 +76,7 @@ def nodes(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, as
     if unknown:
         raise click.BadParameter(f"unknown node state {', '.join(unknown)}: use one or more of "
                                  f"{', '.join(NODE_STATES)}", param_hint="--state")
-    with client_from_options(rm, timeout, auth, user, ca_bundle) as client, _exits_on(ResourceManagerError):
+    with client_from_options(rm, timeout, auth, user, ca_bundle) as client, exits_on(ResourceManagerError):
         found = client.nodes(states)
     found.sort(key=lambda n: (_STATE_ORDER.get(n.state, 99), n.node_id))
     if as_json:
@@ -184,7 +89,7 @@ def nodes(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, as
     rows = [["ID", "HOST", "STATE", "CONTAINERS", "RACK", "LAST HEALTH"]]
     rows += [[n.node_id, n.host, n.state, str(n.num_containers), n.rack or "-",
               _ago(n.last_health_update, now)] for n in found]
-    click.echo(_table(rows))
+    click.echo(table(rows))
     counts: dict[str, int] = {}
     for n in found:
         counts[n.state] = counts.get(n.state, 0) + 1
@@ -205,7 +110,7 @@ def _watch_line(status: NodeStatus, old: str) -> str:
     return line
 
 
-@main.command()
+@click.command()
 @rm_options
 @click.option("--interval", default="1s", show_default=True, help="Time between polls.")
 @click.option("--count", type=click.IntRange(min=1), default=None,
@@ -220,7 +125,7 @@ def watch(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, in
     as the driver's poller: a node is its host, or host:port when a host runs several
     NodeManagers.
     """
-    every = max(0.05, _seconds(interval, "--interval"))
+    every = max(0.05, parse_seconds(interval, "--interval"))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("decom.poller")
@@ -241,7 +146,7 @@ def watch(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, in
                     changes = poller.poll_once()
                 except ResourceManagerError as e:
                     if first:
-                        raise _fail(str(e)) from None
+                        raise fail(str(e)) from None
                     changes = []  # logged once by the poller; keep watching
                 for status in changes:
                     old = "-" if first else before.get(status.target, "-")
@@ -257,7 +162,7 @@ def watch(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, in
         logger.setLevel(old_level)
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
                                 "help_option_names": []})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def bench(args: tuple[str, ...]) -> None:
@@ -270,11 +175,11 @@ def bench(args: tuple[str, ...]) -> None:
     import subprocess
     from pathlib import Path
 
-    candidates = [Path.cwd(), Path(__file__).resolve().parent.parent]
+    candidates = [Path.cwd(), PACKAGE_DIR.parent]
     root = next((c for c in candidates
                  if (c / "bench" / "yarn_bench.py").is_file() and (c / "yarnlab" / "__init__.py").is_file()), None)
     if root is None:
-        raise _fail("decom bench needs a decom source checkout: the repository's bench/ and yarnlab/ "
+        raise fail("decom bench needs a decom source checkout: the repository's bench/ and yarnlab/ "
                     "directories were not found (looked in the current directory and next to the decom "
                     "package). Clone the decom repository and run `decom bench` from its top directory.",
                     code=2)
@@ -288,7 +193,7 @@ def bench(args: tuple[str, ...]) -> None:
 # ---- decom dist ----------------------------------------------------------------------------------
 
 
-@main.command()
+@click.command()
 @click.option("--out", "out", default="dist", show_default=True, metavar="DIR",
               help="Where to write decom.zip and the shim jar.")
 def dist(out: str) -> None:
@@ -299,12 +204,12 @@ def dist(out: str) -> None:
 
     (or the same keys in spark-defaults.conf: spark.submit.pyFiles, spark.jars, spark.plugins).
     """
-    from ._dist import build_dist
+    from .._driver.dist import build_dist
 
     try:
         zpath, jar_file = build_dist(out)
     except DecomError as e:
-        raise _fail(str(e), 2) from None
+        raise fail(str(e), 2) from None
     click.echo(zpath)
     click.echo(jar_file)
 
@@ -312,7 +217,7 @@ def dist(out: str) -> None:
 # ---- decom status --------------------------------------------------------------------------------
 
 
-@main.command()
+@click.command()
 @rm_options
 @click.option("--ui", "ui", default=None, metavar="URL",
               help="The driver's Spark UI, e.g. http://driver-host:4040 (reads its /metrics/json).")
@@ -324,26 +229,27 @@ def dist(out: str) -> None:
 def status(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, ui: str | None,
            app_id: str | None, event_log: str | None, as_json: bool) -> None:
     """decom's counters in a running driver (its Spark UI metrics), or from its event log."""
-    from ._status import StatusError, counters_from_event_log, counters_from_metrics, counters_from_ui
+    from .._driver.status import StatusError, counters_from_event_log, counters_from_metrics, counters_from_ui
 
     if sum(x is not None for x in (ui, app_id, event_log)) != 1:
-        raise _fail("give exactly one of --ui URL, --app APP_ID (with --rm) or --event-log FILE", 2)
+        raise fail("give exactly one of --ui URL, --app APP_ID (with --rm) or --event-log FILE", 2)
     try:
         if event_log is not None:
             figures = counters_from_event_log(event_log)
         elif ui is not None:
-            figures = counters_from_ui(ui, timeout=_seconds(timeout, "--timeout"))
+            figures = counters_from_ui(ui, timeout=parse_seconds(timeout, "--timeout"))
         else:
-            with client_from_options(rm, timeout, auth, user, ca_bundle) as client, _exits_on(ResourceManagerError):
+            with client_from_options(rm, timeout, auth, user, ca_bundle) as client, exits_on(ResourceManagerError):
                 data = client.app_proxy_json(str(app_id), "metrics/json/")
             figures = counters_from_metrics(data, f"{app_id} (through the RM's web proxy)")
     except StatusError as e:
-        raise _fail(str(e), 2) from None
+        raise fail(str(e), 2) from None
     if as_json:
         click.echo(json.dumps(figures, indent=2, sort_keys=True))
         return
     click.echo(f"source: {figures.pop('source')}")
     rows = [["FIGURE", "VALUE"]] + [[k, str(v)] for k, v in figures.items()]
-    click.echo(_table(rows))
+    click.echo(table(rows))
 
-from . import _cli_sessions  # noqa: E402,F401  (registers the shared-cluster commands)
+
+COMMANDS = (jar, nodes, watch, bench, dist, status)
