@@ -4,10 +4,14 @@
     with YarnLab(nodes=4, shuffle_service=True) as lab:
         lab.decommission(["198.18.0.11"], timeout=30)
 
-See yarnlab/lab.py for the API and `python -m yarnlab --help` for the CLI.
+See yarnlab/lab.py for the API (and the modules it is built from) and `python -m yarnlab --help`
+for the CLI.
 """
 
 from .errors import LabError, LabUnavailable
-from .lab import ALL_NODE_STATES, Node, YarnLab, cleanup_stale, read_state
+from .lab import YarnLab
+from .layout import Node
+from .ops import ALL_NODE_STATES
+from .supervisor import cleanup_stale, read_state
 
 __all__ = ["ALL_NODE_STATES", "LabError", "LabUnavailable", "Node", "YarnLab", "cleanup_stale", "read_state"]

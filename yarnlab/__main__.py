@@ -9,7 +9,9 @@ import sys
 import threading
 
 from .errors import LabError, LabUnavailable
-from .lab import STATE_PATH, YarnLab, _pid_alive, cleanup_stale, read_state
+from .lab import YarnLab
+from .ops import ALL_NODE_STATES
+from .supervisor import STATE_PATH, cleanup_stale, pid_alive, read_state
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -59,21 +61,23 @@ def _status(args: argparse.Namespace) -> int:
     if not state:
         print("yarnlab: no lab recorded")
         return 1
-    owner = int(state.get("owner_pid") or 0)
-    state["owner_alive"] = bool(owner) and _pid_alive(owner)
-    for p in state.get("procs", []):
-        p["alive"] = _pid_alive(int(p["pid"]))
+    owner = state["owner_pid"]
+    report: dict[str, object] = {
+        **state,
+        "procs": [{**p, "alive": pid_alive(p["pid"])} for p in state["procs"]],
+        "owner_alive": bool(owner) and pid_alive(owner),
+    }
     try:
         import urllib.request
 
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        states = "NEW,RUNNING,UNHEALTHY,DECOMMISSIONING,DECOMMISSIONED,LOST,REBOOTED,SHUTDOWN"
+        states = ",".join(ALL_NODE_STATES)
         with opener.open(f"{state['rm_url']}/ws/v1/cluster/nodes?states={states}", timeout=5) as r:
             doc = json.loads(r.read().decode())
-        state["node_states"] = {n["nodeHostName"]: n["state"] for n in (doc.get("nodes") or {}).get("node") or []}
+        report["node_states"] = {n["nodeHostName"]: n["state"] for n in (doc.get("nodes") or {}).get("node") or []}
     except Exception as e:  # noqa: BLE001
-        state["node_states"] = f"REST unavailable: {e}"
-    print(json.dumps(state, indent=2))
+        report["node_states"] = f"REST unavailable: {e}"
+    print(json.dumps(report, indent=2))
     return 0
 
 

@@ -521,7 +521,7 @@ class SparkApp:
         return str(app.get("amHostHttpAddress", "")).rsplit(":", 1)[0]
 
     def log_tail(self, lines: int = 40) -> str:
-        from .lab import tail
+        from .supervisor import tail
 
         return tail(self.log_path, lines)
 
