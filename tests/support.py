@@ -3,6 +3,7 @@
 `FakeRM`: the RM's node REST endpoints served on 127.0.0.1 by a real HTTP server, with a behaviour
 hook for what a real RM can't be made to do (hang, garbage, echo credentials). `capture_logs`: every
 line decom and its HTTP stack log, at every level, for asserting what an operator would see.
+`RecordingShim`: the controller's shim port, recording each action.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from decom._driver.shim import Action, ActionResult, ShimReport
 
 Behaviour = Callable[["RMHandler"], bool]  # True when it answered the request itself
 
@@ -153,3 +156,52 @@ def capture_logs(names: tuple[str, ...] = ("decom", "httpx", "httpcore")) -> Ite
             lg.removeHandler(handler)
             lg.setLevel(level)
             lg.propagate = propagate
+
+
+# ---- a recording shim ----------------------------------------------------------------------------
+
+
+class RecordingShim:
+    """A :class:`decom._driver.shim.ShimPort` that records each action, for tests of the controller and the
+    control plane. ``calls`` holds ``(action, hosts, executors, arg)`` with ``arg`` the exclusion timeout
+    (exclude), the cleanup flag (decommissioned) or None (unexclude). ``fail=True`` fails every call the
+    way a busy py4j gateway does; ``failures=N`` fails the first N, then works (``attempts`` counts all).
+    What the real shim does with these calls is shown on Spark in tests/spark."""
+
+    def __init__(self, fail: bool = False, failures: int = 0) -> None:
+        self.calls: list[tuple[str, list[str], list[str], float | bool | None]] = []
+        self.fail = fail
+        self.failures = failures
+        self.attempts = 0
+        self.exempt: bool | None = None
+
+    def set_exemption_enabled(self, enabled: bool) -> None:
+        self.exempt = enabled
+
+    def exclude(self, hosts: Sequence[str], executors: Sequence[str], timeout_s: float,
+                reason: str) -> ActionResult:
+        self._call(Action.EXCLUDE, hosts, executors, timeout_s)
+        return ActionResult(Action.EXCLUDE, tuple(hosts) + tuple(f"executor:{e}" for e in executors))
+
+    def unexclude(self, hosts: Sequence[str], executors: Sequence[str], reason: str) -> ActionResult:
+        self._call(Action.UNEXCLUDE, hosts, executors, None)
+        return ActionResult(Action.UNEXCLUDE, tuple(hosts) + tuple(f"executor:{e}" for e in executors))
+
+    def decommissioned(self, hosts: Sequence[str], executors: Sequence[str], cleanup: bool,
+                       reason: str) -> ActionResult:
+        self._call(Action.DECOMMISSIONED, hosts, executors, cleanup)
+        return ActionResult(Action.DECOMMISSIONED, tuple(hosts) + tuple(f"executor:{e}" for e in executors))
+
+    def report(self) -> ShimReport:
+        return ShimReport.empty()
+
+    def actions_for(self, host: str) -> list[str]:
+        """The actions, in order, whose hosts included ``host``."""
+        return [action for action, hosts, _, _ in self.calls if host in hosts]
+
+    def _call(self, action: Action, hosts: Sequence[str], executors: Sequence[str],
+              arg: float | bool | None) -> None:
+        self.attempts += 1
+        if self.fail or self.attempts <= self.failures:
+            raise RuntimeError("py4j gateway is busy")
+        self.calls.append((action.method, list(hosts), list(executors), arg))

@@ -12,7 +12,7 @@ from .._errors import ShimNotFoundError
 from .._version import PACKAGE_DIR, __version__
 from .config import DecomConfig
 from .controller import Controller
-from .jvm import Shim, _spark_context
+from .jvm import JvmShim, _spark_context
 
 __all__ = ["configure", "enable", "jar_path", "PLUGIN_CLASS"]
 
@@ -139,7 +139,7 @@ def enable(spark: Any, *, strict: bool = False, start_poller: bool = True,
             for k, v in _yarn_rm_settings(sc).items():
                 conf.setdefault(f"spark.hadoop.{k}", v)
         config = DecomConfig.resolve(conf, options, strict=strict)
-        shim = Shim.for_session(spark)
+        shim = JvmShim.for_session(spark)
         controller = Controller(shim, config)
         if start_poller and config.enabled:
             if on_yarn or config.rm_addresses:

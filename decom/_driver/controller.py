@@ -8,23 +8,20 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import DecomError
-from .._yarn.nodes import GONE_STATES, NodeStatus
+from .._yarn.nodes import DECOMMISSIONED, DECOMMISSIONING, GONE_STATES, RUNNING, NodeStatus
 from .config import DecomConfig
-from .jvm import Shim
+from .shim import Action, ActionResult, ShimPort
+
+if TYPE_CHECKING:
+    from .poller import NodePoller
 
 __all__ = ["Controller"]
 
 log = logging.getLogger("decom")
 
-RUNNING = "RUNNING"
-DECOMMISSIONING = "DECOMMISSIONING"
-DECOMMISSIONED = "DECOMMISSIONED"
-
-#: The node state each shim action stands for: a failed action is retried while its nodes stay there.
-_ACTION_STATE = {"exclude": DECOMMISSIONING, "decommissioned": DECOMMISSIONED, "unexclude": RUNNING}
 #: Seconds before retrying a failed shim action, doubling up to the cap (a JVM busy for a while).
 RETRY_FIRST, RETRY_MAX = 1.0, 30.0
 
@@ -55,17 +52,17 @@ class Controller:
     (a YARN node id ``host:port`` on that NodeManager's only); ``executors`` on those IDs only.
     """
 
-    def __init__(self, shim: Shim, config: DecomConfig) -> None:
+    def __init__(self, shim: ShimPort, config: DecomConfig) -> None:
         self._shim = shim
         self.config = config
         self._lock = threading.RLock()
         self._nodes: dict[str, _Node] = {}
         self._timers: dict[str, threading.Timer] = {}
         # Failed shim actions by action -> node keys, retried until done or superseded by a new state.
-        self._pending: dict[str, set[str]] = {}
+        self._pending: dict[Action, set[str]] = {}
         self._retry_timer: threading.Timer | None = None
         self._retry_delay = RETRY_FIRST
-        self._poller: Any = None
+        self._poller: NodePoller | None = None
         self._stopped = False
         self._event_log = config.event_log or None
         shim.set_exemption_enabled(config.exempt_enabled)
@@ -95,33 +92,35 @@ class Controller:
     def report(self) -> dict[str, Any]:
         """What decom saw and did: per node its state, transitions and the shim's actions."""
         shim = self._shim.report()
-        by_key = {n["key"]: n for n in shim.get("nodes", [])}
         with self._lock:
-            pending = {action: sorted(keys) for action, keys in self._pending.items() if keys}
+            pending = {action.method: sorted(keys) for action, keys in self._pending.items() if keys}
             nodes = {}
             for key, node in self._nodes.items():
-                s = by_key.get(key, {})
+                s = shim.node(key)
                 nodes[key] = {
                     "state": node.state,
                     "yarn_state": node.yarn_state,
                     "transitions": list(node.transitions),
-                    "excluded": bool(s.get("excluded", False)),
-                    "executors_excluded": s.get("executorsExcluded", []),
-                    "executors_released": s.get("executorsReleased", []),
-                    "outputs_unregistered": s.get("outputsUnregistered", 0),
-                    "shuffles": s.get("shuffles", []),
-                    "exempted_stage_attempts": s.get("exemptedStageAttempts", []),
+                    "excluded": s is not None and s.excluded,
+                    "executors_excluded": list(s.executors_excluded) if s else [],
+                    "executors_released": list(s.executors_released) if s else [],
+                    "outputs_unregistered": s.outputs_unregistered if s else 0,
+                    "shuffles": list(s.shuffles) if s else [],
+                    "exempted_stage_attempts": list(s.exempted_stage_attempts) if s else [],
                 }
             poller = self._poller.status() if self._poller is not None else None
+        policy = shim.retry_policy
         return {
             "enabled": self.config.enabled and not self._stopped,
             "config_errors": list(self.config.errors),
             "nodes": nodes,
-            "stages": shim.get("stages", []),
-            "fetch_failures": shim.get("fetchFailures", {}),
-            "retry_policy": shim.get("retryPolicy", {}),
+            "stages": [{"stage": s.stage, "countedAttempts": list(s.counted_attempts),
+                        "exemptAttempts": list(s.exempt_attempts), "aborted": s.aborted} for s in shim.stages],
+            "fetch_failures": {"total": shim.fetch_failures, "exempt": shim.fetch_failures_exempt},
+            "retry_policy": {"mode": policy.mode, "userLimit": policy.user_limit,
+                             "exemptionEnabled": policy.exemption_enabled, "sparkLimit": policy.spark_limit},
             "poller": poller,
-            "shim": shim,
+            "shim": dict(shim.raw),
             "pending_actions": pending,
         }
 
@@ -149,7 +148,7 @@ class Controller:
         except Exception:  # noqa: BLE001 - the poller must survive anything the shim throws
             log.exception("decom: acting on node states failed")
 
-    def attach_poller(self, poller: Any) -> None:
+    def attach_poller(self, poller: NodePoller) -> None:
         with self._lock:
             self._poller = poller
 
@@ -209,19 +208,17 @@ class Controller:
                 self._arm_deadline(node, now)
             # One shim call per action for the whole batch: nodes lost together are cleaned
             # together, so the next map-stage attempt recomputes all their outputs at once.
-            errors = [e for e in (self._act("decommissioned", gone), self._act("exclude", exclude),
-                                  self._act("unexclude", back)) if e is not None]
+            errors = [e for e in (self._act(Action.DECOMMISSIONED, gone), self._act(Action.EXCLUDE, exclude),
+                                  self._act(Action.UNEXCLUDE, back)) if e is not None]
         if errors:
             raise errors[0]
 
-    def _call_shim(self, action: str, hosts: list[str], executors: list[str]) -> Any:
-        if action == "decommissioned":
-            return self._shim.decommissioned(hosts, executors, self.config.cleanup_enabled,
-                                             "decom: node is decommissioned")
-        if action == "exclude":
-            return self._shim.exclude(hosts, executors, self.config.exclude_timeout,
-                                      "decom: node is decommissioning")
-        return self._shim.unexclude(hosts, executors, "decom: node is back in service")
+    def _call_shim(self, action: Action, hosts: list[str], executors: list[str]) -> ActionResult:
+        if action is Action.DECOMMISSIONED:
+            return self._shim.decommissioned(hosts, executors, self.config.cleanup_enabled, action.reason)
+        if action is Action.EXCLUDE:
+            return self._shim.exclude(hosts, executors, self.config.exclude_timeout, action.reason)
+        return self._shim.unexclude(hosts, executors, action.reason)
 
     def _arm_deadline(self, node: _Node, now: float) -> None:
         """A DECOMMISSIONING node with a known deadline is handled as gone once the deadline is
@@ -247,26 +244,26 @@ class Controller:
                  key, max(0.0, deadline - time.time()))
         self.on_node_states([NodeStatus(key, DECOMMISSIONING, deadline)])
 
-    def _act(self, action: str, keys: list[str]) -> DecomError | None:
+    def _act(self, action: Action, keys: list[str]) -> DecomError | None:
         """One shim call for these nodes (lock held). A failure is logged, queued for a retry and
         returned: the nodes' states are already recorded, so the next poll would not redo it."""
-        if not keys or (action == "exclude" and not self.config.exclude_enabled):
+        if not keys or (action is Action.EXCLUDE and not self.config.exclude_enabled):
             return None
         hosts = [k for k in keys if not k.startswith("executor:")]
         executors = [k[len("executor:"):] for k in keys if k.startswith("executor:")]
         try:
             result = self._call_shim(action, hosts, executors)
         except Exception as e:  # noqa: BLE001 - py4j errors become one typed, logged error
-            self._log_event("action-failed", ",".join(keys), {"action": action, "error": str(e)})
+            self._log_event("action-failed", ",".join(keys), {"action": action.method, "error": str(e)})
             self._pending.setdefault(action, set()).update(keys)
             self._schedule_retry()
             error = DecomError(f"decom: {action} of {keys} failed in the JVM shim (decom retries it in "
-                               f"{self._retry_delay:.0f}s while the node stays {_ACTION_STATE[action]}): {e}")
+                               f"{self._retry_delay:.0f}s while the node stays {action.node_state}): {e}")
             error.__cause__ = e  # the py4j/JVM trace shows in the log
             return error
         if action in self._pending:
             self._pending[action].difference_update(keys)
-        self._log_event(action, ",".join(keys), result)
+        self._log_event(action.method, ",".join(keys), result.to_json())
         return None
 
     def _schedule_retry(self) -> None:
@@ -286,7 +283,7 @@ class Controller:
             failed = False
             for action in list(self._pending):
                 keys = sorted(k for k in self._pending.pop(action)
-                              if k in self._nodes and self._nodes[k].state == _ACTION_STATE[action])
+                              if k in self._nodes and self._nodes[k].state == action.node_state)
                 if keys:
                     log.info("decom: retrying %s of %s", action, keys)
                     failed |= self._act(action, keys) is not None  # re-queues them on failure

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from typing import Any
 
 from .._errors import (
@@ -13,8 +13,9 @@ from .._errors import (
     UnsupportedSparkVersionError,
 )
 from .._version import __version__
+from .shim import Action, ActionResult, ShimReport
 
-__all__ = ["Shim", "SUPPORTED_SPARK", "check_versions"]
+__all__ = ["JvmShim", "SUPPORTED_SPARK", "check_versions"]
 
 SUPPORTED_SPARK = ("4.3.",)
 _FIX = (
@@ -45,15 +46,16 @@ def check_versions(jar_version: str, package_version: str) -> None:
             f"{package_version}: use the jar shipped with this package ({_FIX}).")
 
 
-class Shim:
-    """Python mirror of the Scala ``io.decom.DecomShim``: one per SparkContext."""
+class JvmShim:
+    """The real :class:`~decom._driver.shim.ShimPort`: a Python mirror of the Scala ``io.decom.DecomShim``,
+    one per SparkContext. Every answer is parsed here, once."""
 
     def __init__(self, sc: Any, jshim: Any) -> None:
         self._sc = sc
         self._j = jshim
 
     @classmethod
-    def for_session(cls, spark: Any) -> Shim:
+    def for_session(cls, spark: Any) -> JvmShim:
         sc = _spark_context(spark)
         if not str(sc.version).startswith(SUPPORTED_SPARK):
             raise UnsupportedSparkVersionError(
@@ -67,29 +69,30 @@ class Shim:
         check_versions(str(jclass.version()), __version__)
         return cls(sc, jclass.get(sc._jsc.sc()))
 
-    def _list(self, items: list[str]) -> Any:
+    def _list(self, items: Sequence[str]) -> Any:
         from py4j.java_collections import ListConverter
 
         return ListConverter().convert(list(items), self._sc._gateway._gateway_client)
 
-    def exclude(self, hosts: list[str], executors: list[str], timeout_s: float,
-                reason: str) -> dict[str, Any]:
+    def exclude(self, hosts: Sequence[str], executors: Sequence[str], timeout_s: float,
+                reason: str) -> ActionResult:
         out = self._j.exclude(self._list(hosts), self._list(executors), int(timeout_s * 1000), reason)
-        return dict(json.loads(out))
+        return ActionResult.parse(Action.EXCLUDE, str(out))
 
-    def unexclude(self, hosts: list[str], executors: list[str], reason: str) -> dict[str, Any]:
-        return dict(json.loads(self._j.unexclude(self._list(hosts), self._list(executors), reason)))
+    def unexclude(self, hosts: Sequence[str], executors: Sequence[str], reason: str) -> ActionResult:
+        out = self._j.unexclude(self._list(hosts), self._list(executors), reason)
+        return ActionResult.parse(Action.UNEXCLUDE, str(out))
 
-    def decommissioned(self, hosts: list[str], executors: list[str], cleanup: bool,
-                       reason: str) -> dict[str, Any]:
+    def decommissioned(self, hosts: Sequence[str], executors: Sequence[str], cleanup: bool,
+                       reason: str) -> ActionResult:
         out = self._j.decommissioned(self._list(hosts), self._list(executors), cleanup, reason)
-        return dict(json.loads(out))
+        return ActionResult.parse(Action.DECOMMISSIONED, str(out))
 
     def set_exemption_enabled(self, enabled: bool) -> None:
         self._j.setExemptionEnabled(enabled)
 
-    def report(self) -> dict[str, Any]:
-        return dict(json.loads(self._j.report()))
+    def report(self) -> ShimReport:
+        return ShimReport.parse(str(self._j.report()))
 
     def stop(self) -> None:
         self._j.stop()

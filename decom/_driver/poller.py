@@ -33,8 +33,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from .._errors import ResourceManagerError
 from .._yarn import ResourceManagerClient, ResourceManagerUnreachableError, RMNode, discover_rm_addresses
@@ -50,7 +50,7 @@ from .._yarn.nodes import (
 )
 from .config import DecomConfig
 
-__all__ = ["start_poller", "NodePoller", "DOOMED_QUERY", "FULL_QUERY"]
+__all__ = ["start_poller", "NodePoller", "NodeStateSink", "DOOMED_QUERY", "FULL_QUERY"]
 
 log = logging.getLogger("decom.poller")
 
@@ -60,6 +60,14 @@ assert frozenset(DOOMED_QUERY) == DOOMED_STATES
 #: What a full poll asks for.
 FULL_QUERY = DOOMED_QUERY + (RUNNING,)
 _MIN_INTERVAL = 0.05
+
+
+class NodeStateSink(Protocol):
+    """Where the poller sends node-state changes: the controller."""
+
+    def on_node_states(self, statuses: Sequence[NodeStatus]) -> None: ...
+
+    def attach_poller(self, poller: NodePoller) -> None: ...
 
 
 class NodePoller:
@@ -368,7 +376,7 @@ class NodePoller:
                      self._now() - (since or self._now()))
 
 
-def start_poller(controller: Any, config: DecomConfig,
+def start_poller(controller: NodeStateSink, config: DecomConfig,
                  spark_conf: Mapping[str, str]) -> NodePoller | None:
     """Start polling the ResourceManager for ``controller``, or return None (with one INFO line)
     when no RM is configured or found: nodes are then reported by hand."""

@@ -21,6 +21,7 @@ from decom import ConfigError, Controller, DecomConfig, ResourceManagerError
 from decom._driver.config import KEYS
 from decom._driver.poller import NodePoller
 from decom._yarn import ResourceManagerClient
+from tests.support import RecordingShim
 
 DEFAULTS = DecomConfig()
 ATTR = {k.key: k.attr for k in KEYS}
@@ -129,9 +130,9 @@ def test_an_unreadable_yaml_file(tmp_path: Path) -> None:
 
 def test_config_problems_are_logged_once_by_the_controller_and_nothing_is_done(
         caplog: pytest.LogCaptureFixture) -> None:
-    shim = _Recorder()
+    shim = RecordingShim()
     with caplog.at_level(logging.ERROR, logger="decom"):
-        Controller(shim, DecomConfig.resolve({"spark.decom.poll.interval": "often",  # type: ignore[arg-type]
+        Controller(shim, DecomConfig.resolve({"spark.decom.poll.interval": "often",
                                               "spark.decom.pol.interval": "2s"}))
     problems = [r.getMessage() for r in caplog.records if "configuration problem" in r.getMessage()]
     assert len(problems) == 2 and "often" in problems[0] and "did you mean" in problems[1]
@@ -139,29 +140,6 @@ def test_config_problems_are_logged_once_by_the_controller_and_nothing_is_done(
 
 
 # ---- an RM URL that is not an RM -----------------------------------------------------------------
-
-
-class _Recorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, list[str], list[str]]] = []
-
-    def set_exemption_enabled(self, enabled: bool) -> None:
-        pass
-
-    def exclude(self, hosts: list[str], executors: list[str], *a: Any) -> dict[str, Any]:
-        self.calls.append(("exclude", hosts, executors))
-        return {}
-
-    def unexclude(self, hosts: list[str], executors: list[str], *a: Any) -> dict[str, Any]:
-        self.calls.append(("unexclude", hosts, executors))
-        return {}
-
-    def decommissioned(self, hosts: list[str], executors: list[str], *a: Any) -> dict[str, Any]:
-        self.calls.append(("decommissioned", hosts, executors))
-        return {}
-
-    def report(self) -> dict[str, Any]:
-        return {}
 
 
 class _NotAnRM(BaseHTTPRequestHandler):
@@ -207,8 +185,8 @@ def test_a_web_server_that_is_not_an_rm_is_named_as_such(not_an_rm: str, path: s
 
 def test_the_poller_on_a_non_rm_warns_once_and_the_controller_does_nothing(
         not_an_rm: str, caplog: pytest.LogCaptureFixture) -> None:
-    shim = _Recorder()
-    controller = Controller(shim, DecomConfig())  # type: ignore[arg-type]
+    shim = RecordingShim()
+    controller = Controller(shim, DecomConfig())
     poller = NodePoller(ResourceManagerClient([not_an_rm], timeout=2), 0.05, controller.on_node_states,
                         max_backoff=0.1, owns_client=True)
     with caplog.at_level(logging.WARNING, logger="decom"):

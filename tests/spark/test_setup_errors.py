@@ -74,7 +74,7 @@ def test_other_spark_versions_are_refused(monkeypatch):
         _jsc = object()
 
     with pytest.raises(decom.UnsupportedSparkVersionError, match="pyspark==4.3.0"):
-        _jvm.Shim.for_session(OldContext())
+        _jvm.JvmShim.for_session(OldContext())
 
 
 def test_configure_adds_jar_and_plugin_without_clobbering():

@@ -1,6 +1,6 @@
 """The node lifecycle in the controller: which shim actions each transition causes, and how often.
 
-The shim here is a recording stand-in: what the real shim does with these calls is shown by the
+The shim here is tests.support.RecordingShim: what the real shim does with these calls is shown by the
 local-cluster tests in tests/spark."""
 
 from __future__ import annotations
@@ -10,41 +10,12 @@ import time
 import pytest
 
 from decom import Controller, DecomConfig, DecomError, NodeStatus
-
-
-class RecordingShim:
-    def __init__(self, fail: bool = False) -> None:
-        self.calls: list[tuple] = []
-        self.fail = fail
-        self.exempt: bool | None = None
-
-    def set_exemption_enabled(self, enabled: bool) -> None:
-        self.exempt = enabled
-
-    def exclude(self, hosts, executors, timeout_s, reason):
-        self._call("exclude", hosts, executors, timeout_s)
-        return {"executors": []}
-
-    def unexclude(self, hosts, executors, reason):
-        self._call("unexclude", hosts, executors)
-        return {"executors": []}
-
-    def decommissioned(self, hosts, executors, cleanup, reason):
-        self._call("decommissioned", hosts, executors, cleanup)
-        return {"outputsUnregistered": 0}
-
-    def report(self):
-        return {"nodes": [], "stages": []}
-
-    def _call(self, *args):
-        if self.fail:
-            raise RuntimeError("py4j gateway is busy")
-        self.calls.append(args)
+from tests.support import RecordingShim
 
 
 def make(**options) -> tuple[Controller, RecordingShim]:
     shim = RecordingShim()
-    return Controller(shim, DecomConfig.resolve({}, options)), shim  # type: ignore[arg-type]
+    return Controller(shim, DecomConfig.resolve({}, options)), shim
 
 
 def test_full_lifecycle_issues_each_action_once():
@@ -115,7 +86,7 @@ def test_by_hand_targets_executors_and_hosts():
 
 def test_poller_path_survives_shim_failures(caplog):
     shim = RecordingShim(fail=True)
-    c = Controller(shim, DecomConfig())  # type: ignore[arg-type]
+    c = Controller(shim, DecomConfig())
     c.on_node_states([NodeStatus("n1", "DECOMMISSIONED")])  # must not raise
     assert "acting on node states failed" in caplog.text
     with pytest.raises(DecomError, match="failed in the JVM shim"):
@@ -162,21 +133,6 @@ def test_recommission_cancels_the_deadline_timer():
     assert [x[0] for x in shim.calls] == ["exclude", "unexclude"]
 
 
-class FlakyShim(RecordingShim):
-    """Fails the first `failures` calls, then works: a JVM busy for a while."""
-
-    def __init__(self, failures: int) -> None:
-        super().__init__()
-        self.failures = failures
-        self.attempts = 0
-
-    def _call(self, *args):
-        self.attempts += 1
-        if self.attempts <= self.failures:
-            raise RuntimeError("py4j gateway is busy")
-        self.calls.append(args)
-
-
 def wait_for(cond, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not cond():
@@ -186,8 +142,8 @@ def wait_for(cond, timeout: float = 10.0) -> bool:
 
 def test_a_failed_action_is_retried_without_a_new_rm_change(monkeypatch):
     monkeypatch.setattr("decom._driver.controller.RETRY_FIRST", 0.05)
-    shim = FlakyShim(failures=2)
-    c = Controller(shim, DecomConfig())  # type: ignore[arg-type]
+    shim = RecordingShim(failures=2)
+    c = Controller(shim, DecomConfig())
     c._retry_delay = 0.05
     c.on_node_states([NodeStatus("n1", "DECOMMISSIONING")])  # fails; the RM says nothing more
     assert shim.calls == [] and c.report()["pending_actions"] == {"exclude": ["n1"]}
@@ -199,8 +155,8 @@ def test_a_failed_action_is_retried_without_a_new_rm_change(monkeypatch):
 
 
 def test_a_newer_state_supersedes_a_failed_action():
-    shim = FlakyShim(failures=1)
-    c = Controller(shim, DecomConfig())  # type: ignore[arg-type]
+    shim = RecordingShim(failures=1)
+    c = Controller(shim, DecomConfig())
     c.on_node_states([NodeStatus("n1", "DECOMMISSIONING")])  # fails, queued for a retry in 1 s
     c.on_node_states([NodeStatus("n1", "DECOMMISSIONED")])  # works before the retry is due
     assert c.report()["pending_actions"] == {}
@@ -211,7 +167,7 @@ def test_a_newer_state_supersedes_a_failed_action():
 
 def test_stop_cancels_retries():
     shim = RecordingShim(fail=True)
-    c = Controller(shim, DecomConfig())  # type: ignore[arg-type]
+    c = Controller(shim, DecomConfig())
     c.on_node_states([NodeStatus("n1", "DECOMMISSIONED")])
     timer = c._retry_timer
     assert timer is not None and timer.is_alive()

@@ -14,34 +14,9 @@ import pytest
 from decom import Controller, DecomConfig
 from decom._driver.poller import NodePoller
 from decom._yarn import ResourceManagerClient
+from tests.support import RecordingShim
 
 pytestmark = pytest.mark.yarn
-
-
-class RecordingShim:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[str, ...]]] = []
-
-    def set_exemption_enabled(self, enabled: bool) -> None:
-        pass
-
-    def exclude(self, hosts: list[str], executors: list[str], timeout_s: float, reason: str) -> dict[str, Any]:
-        self.calls.append(("exclude", tuple(hosts)))
-        return {}
-
-    def unexclude(self, hosts: list[str], executors: list[str], reason: str) -> dict[str, Any]:
-        self.calls.append(("unexclude", tuple(hosts)))
-        return {}
-
-    def decommissioned(self, hosts: list[str], executors: list[str], cleanup: bool, reason: str) -> dict[str, Any]:
-        self.calls.append(("decommissioned", tuple(hosts)))
-        return {}
-
-    def report(self) -> dict[str, Any]:
-        return {"nodes": [], "stages": []}
-
-    def actions_for(self, host: str) -> list[str]:
-        return [action for action, hosts in self.calls if host in hosts]
 
 
 def wait_until(what: str, cond: Callable[[], bool], timeout: float = 180.0, *, lab: Any = None,
@@ -60,7 +35,7 @@ def wait_until(what: str, cond: Callable[[], bool], timeout: float = 180.0, *, l
 @pytest.fixture()
 def control_plane(lab: Any) -> Iterator[tuple[Controller, RecordingShim, NodePoller]]:
     shim = RecordingShim()
-    controller = Controller(shim, DecomConfig.resolve({}, {"poll_interval": "0.2s"}))  # type: ignore[arg-type]
+    controller = Controller(shim, DecomConfig.resolve({}, {"poll_interval": "0.2s"}))
     poller = NodePoller(ResourceManagerClient([lab.rm_url], timeout=2.0), 0.2, controller.on_node_states,
                         owns_client=True)
     controller.attach_poller(poller)
@@ -97,7 +72,7 @@ def test_graceful_decommission_and_recommission_give_each_action_once(lab: Any, 
                lab=lab, controller=controller)
     time.sleep(1.0)  # a few more polls: nothing may be repeated
     assert shim.actions_for(target) == ["exclude", "decommissioned", "unexclude"]
-    others = {h for _, hs in shim.calls for h in hs} - {target}
+    others = {h for _, hs, _, _ in shim.calls for h in hs} - {target}
     assert not others, f"actions on nodes YARN did not decommission: {shim.calls}"
     transitions = [t["state"] for t in controller.report()["nodes"][target]["transitions"]]
     assert transitions == ["DECOMMISSIONING", "DECOMMISSIONED", "RUNNING"]

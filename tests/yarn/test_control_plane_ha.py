@@ -10,15 +10,16 @@ import pytest
 from decom import Controller, DecomConfig
 from decom._driver.poller import NodePoller
 from decom._yarn import ResourceManagerClient
+from tests.support import RecordingShim
 
 pytestmark = pytest.mark.yarn
 
 
 def test_poller_follows_a_manual_failover(ha_lab: Any) -> None:
-    from test_control_plane import RecordingShim, state_of, wait_until
+    from test_control_plane import state_of, wait_until
 
     shim = RecordingShim()
-    controller = Controller(shim, DecomConfig.resolve({}, {"poll_interval": "0.2s"}))  # type: ignore[arg-type]
+    controller = Controller(shim, DecomConfig.resolve({}, {"poll_interval": "0.2s"}))
     urls = [ha_lab.rm_url_of(r) for r in ha_lab.rm_ids]
     poller = NodePoller(ResourceManagerClient(urls, timeout=2.0), 0.2, controller.on_node_states, owns_client=True)
     controller.attach_poller(poller)

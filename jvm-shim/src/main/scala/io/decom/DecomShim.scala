@@ -119,14 +119,14 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
         marked
       }
       releaseIdleExcluded()
-      compact(render(("executors" -> newly.distinct) ~ ("targets" -> keys(hosts, execs))))
+      compact(render(Wire.actionReply(newly, keys(hosts, execs))))
     }
 
   /** The node is back (recommissioned, or the exclusion expired): tasks may run there again. */
   def unexclude(hosts: JList[String], execs: JList[String], reason: String): String =
     guarded {
       val freed = targets(hosts, execs).flatMap { target => unexcludeRecord(record(target), reason) }
-      compact(render(("executors" -> freed.distinct) ~ ("targets" -> keys(hosts, execs))))
+      compact(render(Wire.actionReply(freed, keys(hosts, execs))))
     }
 
   /**
@@ -180,9 +180,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     perTarget.foreach { case (target, _, execIds, fresh) =>
       if (fresh) event("decommissioned", target.key, ("executors" -> execIds) ~ ("cleanup" -> cleanup))
     }
-    compact(render(
-      ("targets" -> ts.map(_.key)) ~ ("outputsUnregistered" -> unregistered) ~
-        ("executorsReleased" -> released.toSeq)))
+    compact(render(Wire.decommissionedReply(ts.map(_.key), unregistered, released.toSeq)))
   }
 
   def setExemptionEnabled(enabled: Boolean): Unit = exemptEnabled = enabled
@@ -204,40 +202,9 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
 
   /** JSON: what decom saw and did, per node and per stage. */
   def report(): String = synchronized {
-    val nodeJson = nodes.values.map { n =>
-      JObject(
-        "key" -> JString(n.target.key),
-        "kind" -> JString(n.target match { case _: ExecutorTarget => "executor"; case _ => "node" }),
-        "excludedAt" -> opt(n.excludedAt), "excludedUntil" -> opt(n.excludedUntil),
-        "unexcludedAt" -> opt(n.unexcludedAt),
-        "unexcludeReason" -> n.unexcludeReason.map(JString(_)).getOrElse(JNull),
-        "decommissionedAt" -> opt(n.decommissionedAt),
-        "excluded" -> JBool(n.excludedNow),
-        "executorsExcluded" -> JArray(n.executorsExcluded.toList.map(JString(_))),
-        "executorsReleased" -> JArray(n.executorsReleased.toList.map(JString(_))),
-        "outputsUnregistered" -> JInt(n.outputsUnregistered),
-        "shuffles" -> JArray(n.cleanups.keys.toList.sorted.map(JInt(_))),
-        "exemptedStageAttempts" -> JArray(n.exemptedAttempts.toList.map(JString(_))))
-    }.toList
-    val stages = policy.stagesWithFailures.toList.sorted.map { s =>
-      JObject("stage" -> JInt(s),
-        "countedAttempts" -> JArray(policy.countedAttempts(s).toList.map(JInt(_))),
-        "exemptAttempts" -> JArray(policy.exemptAttempts(s).toList.map(JInt(_))),
-        "aborted" -> JBool(policy.abortedStages.contains(s)))
-    }
-    val execJson = executors.values.map { e =>
-      JObject("id" -> JString(e.id), "host" -> JString(e.host),
-        "nmHost" -> e.nmHost.map(JString(_)).getOrElse(JNull),
-        "nmPort" -> e.nmPort.map(JInt(_)).getOrElse(JNull), "alive" -> JBool(alive.contains(e.id)))
-    }.toList
-    compact(render(JObject(
-      "version" -> JString(DecomShim.version()),
-      "retryPolicy" -> JObject("mode" -> JString(retryMode), "userLimit" -> JInt(userLimit),
-        "exemptionEnabled" -> JBool(exemptEnabled),
-        "sparkLimit" -> SparkInternals.dagSchedulerMaxConsecutiveAttempts(sc).map(JInt(_)).getOrElse(JNull)),
-      "fetchFailures" -> JObject("total" -> JInt(fetchFailures), "exempt" -> JInt(exemptFetchFailures)),
-      "nodes" -> JArray(nodeJson), "stages" -> JArray(stages), "executors" -> JArray(execJson),
-      "events" -> JArray(events.toList))))
+    compact(render(Wire.report(DecomShim.version(), retryMode, policy, exemptEnabled,
+      SparkInternals.dagSchedulerMaxConsecutiveAttempts(sc), fetchFailures, exemptFetchFailures,
+      nodes.values.toSeq, executors.values.toSeq.map(e => (e, alive.contains(e.id))), events.toSeq)))
   }
 
   def stop(): Unit = {
@@ -431,7 +398,6 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     log.info(s"decom: $action $target ${compact(render(detail))}")
   }
 
-  private def opt(v: Option[Long]): JValue = v.map(JLong(_)).getOrElse(JNull)
 }
 
 object DecomShim {
