@@ -18,6 +18,16 @@ from .._errors import DecomError, ResourceManagerError
 from .._units import format_duration
 from .._version import PACKAGE_DIR
 from .._yarn import NODE_STATES, NodeStatus
+from .._yarn.nodes import (
+    DECOMMISSIONED,
+    DECOMMISSIONING,
+    LOST,
+    NEW,
+    REBOOTED,
+    RUNNING,
+    SHUTDOWN,
+    UNHEALTHY,
+)
 from .options import client_from_options, exits_on, fail, parse_seconds, rm_options, table
 
 __all__ = ["COMMANDS"]
@@ -54,9 +64,9 @@ def _states(values: tuple[str, ...]) -> list[str]:
     return out
 
 
+#: decom nodes lists the nodes going away first.
 _STATE_ORDER = {s: i for i, s in enumerate(
-    ("DECOMMISSIONING", "LOST", "SHUTDOWN", "DECOMMISSIONED", "UNHEALTHY", "REBOOTED", "NEW",
-     "RUNNING"))}
+    (DECOMMISSIONING, LOST, SHUTDOWN, DECOMMISSIONED, UNHEALTHY, REBOOTED, NEW, RUNNING))}
 
 
 @click.command()

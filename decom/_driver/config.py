@@ -21,7 +21,7 @@ import yaml
 from .._errors import ConfigError
 from .._units import parse_duration
 
-__all__ = ["DecomConfig", "parse_duration", "KEYS"]
+__all__ = ["DecomConfig", "Setting", "KEYS", "JVM_KEYS"]
 
 def _parse_positive_duration(value: object, key: str) -> float:
     seconds = parse_duration(value, key)
@@ -122,43 +122,20 @@ def _parse_auth(value: object, key: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Key:
+class Setting:
+    """One setting: its Spark conf key, the DecomConfig attribute, how its value is parsed, and what it does."""
+
     key: str
     attr: str
     parse: Callable[[object, str], Any]
     doc: str
 
 
-#: Every key decom reads, in the order the docs list them.
-KEYS: tuple[_Key, ...] = (
-    _Key("spark.blacklist.decommissioning.enabled", "exclude_enabled", _parse_bool,
-         "EMR: a DECOMMISSIONING node gets no new tasks; running ones finish."),
-    _Key("spark.blacklist.decommissioning.timeout", "exclude_timeout", _parse_positive_duration,
-         "EMR: how long that exclusion lasts; set it >= YARN's graceful decommission timeout."),
-    _Key("spark.resourceManager.cleanupExpiredHost", "cleanup_enabled", _parse_bool,
-         "EMR: at DECOMMISSIONED, unregister the node's shuffle outputs and cached blocks at once."),
-    _Key("spark.stage.attempt.ignoreOnDecommissionFetchFailure", "exempt_enabled", _parse_bool,
-         "EMR: stage attempts failed by decommissioned nodes don't count toward the retry limit."),
-    _Key("spark.decommissioning.timeout.threshold", "deadline_threshold", parse_duration,
-         "EMR: a node whose decommission deadline is nearer than this is handled as gone now."),
-    _Key("spark.decom.enabled", "enabled", _parse_bool, "Turn decom off without removing it."),
-    _Key("spark.decom.yarn.rm.addresses", "rm_addresses", _parse_addresses,
-         "ResourceManager web addresses (comma-separated for HA); default: from yarn-site.xml."),
-    _Key("spark.decom.poll.interval", "poll_interval", _parse_positive_duration,
-         "How often the ResourceManager is asked for node states."),
-    _Key("spark.decom.poll.timeout", "poll_timeout", _parse_positive_duration,
-         "HTTP timeout of one ResourceManager request."),
-    _Key("spark.decom.yarn.auth", "auth", _parse_auth,
-         "simple (user.name), kerberos (SPNEGO, needs decom[kerberos]) or none."),
-    _Key("spark.decom.yarn.user", "user", _parse_user, "user.name for simple auth."),
-    _Key("spark.decom.yarn.tls.caBundle", "ca_bundle", _parse_file,
-         "CA bundle (PEM) for an https ResourceManager."),
-    _Key("spark.decom.eventLog", "event_log", _parse_log_path,
-         "Append decom's transitions and actions as JSON lines to this file."),
-    _Key("spark.decom.config", "config_file", _parse_str, "A YAML file with any of these keys."),
-)
-_BY_KEY = {k.key: k for k in KEYS}
-_BY_ATTR = {k.attr: k for k in KEYS}
+def _setting(key: str, parse: Callable[[object, str], Any], default: Any, doc: str) -> Any:
+    """A DecomConfig field declared with its key, parser and doc: the one place each setting is named."""
+    return field(default=default, metadata={"key": key, "parse": parse, "doc": doc})
+
+
 #: Besides spark.decom.*, keys under these prefixes (EMR's) are checked for typos of decom's keys.
 _EMR_PREFIXES = ("spark.blacklist.decommissioning.", "spark.resourceManager.", "spark.decommissioning.",
                  "spark.stage.attempt.ignoreOnDecommission")
@@ -170,22 +147,42 @@ JVM_KEYS = ("spark.decom.stage.maxConsecutiveAttempts", "spark.decom.stage.maxDe
 
 @dataclass(frozen=True)
 class DecomConfig:
-    """The resolved settings; durations are in seconds."""
+    """The resolved settings; durations are in seconds. Each field names its Spark conf key."""
 
-    exclude_enabled: bool = True
-    exclude_timeout: float = 3600.0
-    cleanup_enabled: bool = True
-    exempt_enabled: bool = True
-    deadline_threshold: float = 20.0
-    enabled: bool = True
-    rm_addresses: tuple[str, ...] = ()
-    poll_interval: float = 1.0
-    poll_timeout: float = 5.0
-    auth: str = "simple"
-    user: str = ""
-    ca_bundle: str = ""
-    event_log: str = ""
-    config_file: str = ""
+    exclude_enabled: bool = _setting(
+        "spark.blacklist.decommissioning.enabled", _parse_bool, True,
+        "EMR: a DECOMMISSIONING node gets no new tasks; running ones finish.")
+    exclude_timeout: float = _setting(
+        "spark.blacklist.decommissioning.timeout", _parse_positive_duration, 3600.0,
+        "EMR: how long that exclusion lasts; set it >= YARN's graceful decommission timeout.")
+    cleanup_enabled: bool = _setting(
+        "spark.resourceManager.cleanupExpiredHost", _parse_bool, True,
+        "EMR: at DECOMMISSIONED, unregister the node's shuffle outputs and cached blocks at once.")
+    exempt_enabled: bool = _setting(
+        "spark.stage.attempt.ignoreOnDecommissionFetchFailure", _parse_bool, True,
+        "EMR: stage attempts failed by decommissioned nodes don't count toward the retry limit.")
+    deadline_threshold: float = _setting(
+        "spark.decommissioning.timeout.threshold", parse_duration, 20.0,
+        "EMR: a node whose decommission deadline is nearer than this is handled as gone now.")
+    enabled: bool = _setting("spark.decom.enabled", _parse_bool, True, "Turn decom off without removing it.")
+    rm_addresses: tuple[str, ...] = _setting(
+        "spark.decom.yarn.rm.addresses", _parse_addresses, (),
+        "ResourceManager web addresses (comma-separated for HA); default: from yarn-site.xml.")
+    poll_interval: float = _setting(
+        "spark.decom.poll.interval", _parse_positive_duration, 1.0,
+        "How often the ResourceManager is asked for node states.")
+    poll_timeout: float = _setting(
+        "spark.decom.poll.timeout", _parse_positive_duration, 5.0, "HTTP timeout of one ResourceManager request.")
+    auth: str = _setting(
+        "spark.decom.yarn.auth", _parse_auth, "simple",
+        "simple (user.name), kerberos (SPNEGO, needs decom[kerberos]) or none.")
+    user: str = _setting("spark.decom.yarn.user", _parse_user, "", "user.name for simple auth.")
+    ca_bundle: str = _setting(
+        "spark.decom.yarn.tls.caBundle", _parse_file, "", "CA bundle (PEM) for an https ResourceManager.")
+    event_log: str = _setting(
+        "spark.decom.eventLog", _parse_log_path, "",
+        "Append decom's transitions and actions as JSON lines to this file.")
+    config_file: str = _setting("spark.decom.config", _parse_str, "", "A YAML file with any of these keys.")
     #: Problems found while resolving; each names the key and the fix. Empty when all is well.
     errors: tuple[str, ...] = field(default=(), compare=False)
 
@@ -275,3 +272,10 @@ def _flatten(data: Mapping[Any, Any], prefix: str = "") -> dict[str, object]:
         else:
             out[key] = v
     return out
+
+
+#: Every key decom reads, in the order the docs list them: DecomConfig's fields.
+KEYS: tuple[Setting, ...] = tuple(Setting(f.metadata["key"], f.name, f.metadata["parse"], f.metadata["doc"])
+                                  for f in dataclasses.fields(DecomConfig) if "key" in f.metadata)
+_BY_KEY = {k.key: k for k in KEYS}
+_BY_ATTR = {k.attr: k for k in KEYS}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .._errors import ConfigError
 from .._units import container_mb
 from .._yarn import ResourceManagerClient
+from .._yarn.nodes import RUNNING
 from .inventory import Session, SessionInventory
 
 __all__ = ["AdmissionCheck", "check_admission"]
@@ -51,7 +52,7 @@ def check_admission(rm: ResourceManagerClient, *, executors: int, executor_memor
             raise ConfigError(f"{name}={value!r} must be at least 1")
     containers = [(container_mb(driver_memory_mb), driver_cores)] + \
         [(container_mb(executor_memory_mb), executor_cores)] * executors
-    nodes = rm.nodes(["RUNNING"])
+    nodes = rm.nodes([RUNNING])
     free = {n.node_id: [n.avail_memory_mb, n.avail_vcores] for n in nodes}
     placed = 0
     for mb, cores in sorted(containers, reverse=True):

@@ -16,6 +16,7 @@ from .._errors import DecomError, LivySessionNotFoundError
 from .._redact import redact
 from .._units import format_mb
 from .._yarn import ResourceManagerClient
+from .._yarn.nodes import DECOMMISSIONED, DECOMMISSIONING, LOST, RUNNING, SHUTDOWN, UNHEALTHY
 from .inventory import collect_inventory
 from .livy import LivyClient
 
@@ -129,7 +130,7 @@ def _node_facts(ctx: _Context) -> list[str]:
     if ctx.rm is None:
         return []
     try:
-        nodes = ctx.rm.nodes(["DECOMMISSIONING", "DECOMMISSIONED", "LOST", "UNHEALTHY", "SHUTDOWN"])
+        nodes = ctx.rm.nodes([DECOMMISSIONING, DECOMMISSIONED, LOST, UNHEALTHY, SHUTDOWN])
     except DecomError as e:
         return [f"could not read the nodes: {redact(str(e))}"]
     if not nodes:
@@ -152,7 +153,7 @@ def _biggest_node(ctx: _Context) -> list[str]:
     if ctx.rm is None:
         return []
     try:
-        nodes = ctx.rm.nodes(["RUNNING"])
+        nodes = ctx.rm.nodes([RUNNING])
     except DecomError as e:
         return [f"could not read the nodes: {redact(str(e))}"]
     if not nodes:

@@ -24,6 +24,7 @@ from typing import Any
 from .._errors import LivyError, ResourceManagerError
 from .._units import json_int
 from .._yarn import ResourceManagerClient
+from .._yarn.nodes import RUNNING
 from .livy import BUSY_STATES, LivyClient, LivySession
 
 __all__ = ["Session", "ClusterTotals", "SessionInventory", "collect_inventory", "DEFAULT_SESSION_NAME"]
@@ -245,7 +246,7 @@ def collect_inventory(rm: ResourceManagerClient, livy: LivyClient | None = None,
     apps = rm.apps(states=ACTIVE_APP_STATES)
     metrics = rm.cluster_metrics()
     try:
-        running_nodes = rm.nodes(["RUNNING"])
+        running_nodes = rm.nodes([RUNNING])
     except ResourceManagerError:
         running_nodes = None
     warnings: list[str] = []
