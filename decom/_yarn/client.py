@@ -11,22 +11,19 @@ the REST ``NodeInfo`` has not): :attr:`RMNode.decommissioning_timeout` is read f
 
 from __future__ import annotations
 
-import base64
-import getpass
 import json
 import logging
 import re
-import ssl
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import httpx
 
 from .._errors import ResourceManagerError
-from .._redact import display_url
+from .._http import HttpClient, HttpSettings, origin
+from .._redact import display_url, redact
 from .discovery import dedupe_addresses, normalize_address
 from .nodes import RMNode, parse_node
 
@@ -37,38 +34,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("decom.yarn")
-_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
-_USER_PARAM = re.compile(r"(?i)(user\.name=)[^&#\s\"']*")
-_AUTH_VALUE = re.compile(r"(?i)\b(basic|negotiate|bearer|digest)(\s+)[A-Za-z0-9+/=._~\-]{6,}")
-_AUTH_COOKIE = re.compile(r"(?i)(hadoop\.auth=)\"?[^;\"'\s,)]*")
-
-
-def _redact(text: str) -> str:
-    """URL user info, user.name values, Authorization-style credentials and the RM's hadoop.auth cookie
-    masked."""
-    text = _USER_PARAM.sub(r"\1***", _USERINFO.sub("***@", text))
-    return _AUTH_COOKIE.sub(r"\1***", _AUTH_VALUE.sub(r"\1\2***", text))
-
-
-class _HttpLogRedactor(logging.Filter):
-    """httpx logs every request's URL at INFO ("HTTP Request: GET http://rm:8088/...?user.name=alice"),
-    httpcore every response's headers at DEBUG (Set-Cookie: hadoop.auth=..., Location): the user name
-    (simple auth), user info and auth tokens must not reach the application's logs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = _redact(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(_redact(str(a)) if isinstance(a, (str, bytes, httpx.URL)) else a
-                                for a in record.args)
-        return True
-
-
-_LOG_REDACTOR = _HttpLogRedactor()
-for _name in ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy",
-              "httpcore.socks"):
-    logging.getLogger(_name).addFilter(_LOG_REDACTOR)
-
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_HOPS = 3
 _APP_ID = re.compile(r"^application_\d+_\d+$")
@@ -81,17 +46,6 @@ class ResourceManagerUnreachableError(ResourceManagerError):
 
 class _BadReplyError(ResourceManagerError):
     """An RM answered, but not with what a YARN ResourceManager sends for this request."""
-
-
-def _split_userinfo(address: str) -> tuple[str, tuple[str, str] | None]:
-    """``http://user:pw@rm:8088/x`` -> (``http://rm:8088/x``, (user, pw)); user info is never part of
-    a URL decom requests or shows (it would reach httpx's request log): it becomes Basic auth."""
-    parts = urlsplit(address)
-    if "@" not in parts.netloc:
-        return address, None
-    creds, _, hostport = parts.netloc.rpartition("@")
-    user, _, password = creds.partition(":")
-    return f"{parts.scheme}://{hostport}{parts.path}", (unquote(user), unquote(password))
 
 
 # ---- replies -------------------------------------------------------------------------------------
@@ -125,16 +79,6 @@ def _display(base: str) -> str:
     return display_url(base, with_path=False)
 
 
-def _host_port(base: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(base)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), port or (443 if scheme == "https" else 80)
-
-
 class ResourceManagerClient:
     """Talks to one YARN cluster's ResourceManager(s) over REST; thread-safe.
 
@@ -150,59 +94,22 @@ class ResourceManagerClient:
         if isinstance(addresses, str):
             addresses = addresses.split(",")
         given = [a.strip() for a in addresses if a and a.strip()]
-        self._basic: dict[str, httpx.BasicAuth] = {}
-        self._secrets: list[str] = []
-        self._addresses: list[str] = []
-        for address in dedupe_addresses(normalize_address(a) for a in given):
-            base, creds = _split_userinfo(address)
-            if base in self._addresses:
-                continue
-            self._addresses.append(base)
-            if creds is not None:
-                self._basic[base] = httpx.BasicAuth(*creds)
-                token = base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
-                self._secrets += [c for c in (creds[1], token) if len(c) >= 3]
-        if not self._addresses:
-            shown = ", ".join(repr(_redact(a)) for a in given)
+        usable = dedupe_addresses(normalize_address(a) for a in given)
+        if not usable:
+            shown = ", ".join(repr(redact(a)) for a in given)
             raise ResourceManagerError(
                 "no usable ResourceManager address" + (f" in {shown}" if shown else "") + ": give its web "
                 "address, e.g. http://rm-host:8088 (comma-separated for HA), in spark.decom.yarn.rm.addresses "
                 "(the CLI: --rm), or set HADOOP_CONF_DIR to the directory holding yarn-site.xml")
-        self._timeout = float(timeout)
-        if not self._timeout > 0:
-            raise ResourceManagerError(f"the ResourceManager request timeout must be more than 0 s, not {timeout!r}")
-        self._auth = (auth or "simple").strip().lower()
-        self._params: dict[str, str] = {}
-        http_auth: httpx.Auth | None = None
-        if self._auth == "simple":
-            name = user or _current_user()
-            if name:
-                self._params["user.name"] = name
-                self._secrets.append(name)
-        elif self._auth == "kerberos":
-            try:
-                from httpx_gssapi import HTTPSPNEGOAuth
-            except ImportError:
-                raise ResourceManagerError(
-                    "spark.decom.yarn.auth=kerberos needs the httpx-gssapi package: "
-                    "pip install decom[kerberos]") from None
-            http_auth = HTTPSPNEGOAuth()
-        elif self._auth != "none":
-            raise ResourceManagerError(
-                f"unknown ResourceManager auth {auth!r}: set spark.decom.yarn.auth to simple, "
-                "kerberos or none")
-        verify: ssl.SSLContext | bool = True
-        if ca_bundle:
-            try:
-                verify = ssl.create_default_context(cafile=ca_bundle)
-            except (OSError, ssl.SSLError) as e:
-                raise ResourceManagerError(
-                    f"spark.decom.yarn.tls.caBundle={ca_bundle!r} is not a readable PEM CA bundle "
-                    f"({getattr(e, 'strerror', None) or e})") from None
-        self._http = httpx.Client(
-            timeout=self._timeout, verify=verify, auth=http_auth, transport=transport,
-            follow_redirects=False, trust_env=False,
-            headers={"Accept": "application/json", "User-Agent": "decom"})
+        # User info in an address becomes Basic auth for that RM: it is never part of a URL decom requests
+        # or shows (it would reach httpx's request log). The RM follows no redirect itself (_send does,
+        # to a configured RM or the same host) and ignores proxy variables.
+        self._http = HttpClient(HttpSettings(
+            service="the ResourceManager", error=ResourceManagerError, urls=tuple(usable), timeout=timeout,
+            auth=auth or "simple", user=user, ca_bundle=ca_bundle, trust_env=False, follow_redirects=False,
+            auth_key="spark.decom.yarn.auth", ca_bundle_key="spark.decom.yarn.tls.caBundle"),
+            transport=transport)
+        self._addresses = list(self._http.bases)
         self._lock = threading.Lock()
         self._active: str | None = None
 
@@ -221,7 +128,7 @@ class ResourceManagerClient:
 
     @property
     def timeout(self) -> float:
-        return self._timeout
+        return self._http.timeout
 
     def nodes(self, states: Iterable[str] | None = None) -> list[RMNode]:
         """``GET /ws/v1/cluster/nodes[?states=A,B]``: the RM's nodes in these states (its default
@@ -368,40 +275,24 @@ class ResourceManagerClient:
         if not base:
             return None
         # Keep a configured address's path prefix (a proxy in front of the RM).
-        scheme, host, port = _host_port(base)
+        where = origin(target)
         for configured in self._addresses:
-            if _host_port(configured) == (scheme, host, port):
+            if origin(configured) == where:
                 return configured
-        cur_scheme, cur_host, _ = _host_port(current)
-        if (scheme, host) == (cur_scheme, cur_host):
-            return _split_userinfo(base)[0]
-        return None
+        return base if where[:2] == origin(current)[:2] else None
 
     def _send(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
               body: object = None, only: str | None = None) -> tuple[httpx.Response, str]:
         """The first non-5xx answer, trying the active RM then the others, following allowed
         redirects. Raises ResourceManagerUnreachableError when none answers."""
-        query = {**(params or {}), **self._params}
         problems: list[str] = []
         for first in [only] if only else self._candidates():
             base = first
             for _hop in range(_MAX_HOPS + 1):
                 try:
-                    try:
-                        resp = self._http.request(method, base + path, params=query, json=body,
-                                                  **self._auth_for(base))
-                    except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
-                        if method != "GET":
-                            raise
-                        # Likely a kept-alive connection the RM (or a proxy) closed meanwhile:
-                        # a GET is safe to repeat once, on a fresh connection.
-                        resp = self._http.request(method, base + path, params=query, json=body,
-                                                  **self._auth_for(base))
-                except httpx.TimeoutException:
-                    problems.append(f"{_display(base)}: no answer within {self._timeout:g} s")
-                    break
-                except httpx.TransportError as e:
-                    problems.append(f"{_display(base)}: {self._reason(e)}")
+                    resp = self._http.request(method, base + path, params=params, json=body)
+                except httpx.RequestError as e:
+                    problems.append(f"{_display(base)}: {self._http.problem(e)}")
                     break
                 if resp.status_code in _REDIRECTS:
                     target = self._redirect_target(base, resp)
@@ -428,10 +319,6 @@ class ResourceManagerClient:
             "no YARN ResourceManager answered (" + "; ".join(problems) + "): check that the RM "
             "is up and that spark.decom.yarn.rm.addresses (or yarn-site.xml under "
             "HADOOP_CONF_DIR) names its web address")
-
-    def _auth_for(self, base: str) -> dict[str, Any]:
-        basic = self._basic.get(base)
-        return {"auth": basic} if basic is not None else {}
 
     def _get_json(self, path: str, params: Mapping[str, str] | None = None, *,
                   only: str | None = None) -> tuple[object, str]:
@@ -463,24 +350,6 @@ class ResourceManagerClient:
 
     # ---- messages -------------------------------------------------------------------------------
 
-    def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "<user>")
-        return _redact(text)
-
-    def _reason(self, e: Exception) -> str:
-        if isinstance(e, httpx.ConnectError):
-            detail = str(e) or "connection failed"
-            if "refused" in detail.lower():
-                return "connection refused (is the RM running on that port?)"
-            return f"cannot connect ({self._scrub(detail)[:200]})"
-        detail = self._scrub(str(e))[:200]
-        if isinstance(e, httpx.RemoteProtocolError):
-            return f"broken HTTP reply ({detail})"
-        if isinstance(e, httpx.ReadError):
-            return f"connection dropped ({detail})"
-        return f"{type(e).__name__} ({detail})"
-
     def _rm_message(self, resp: httpx.Response) -> str:
         """The RM's RemoteException message, scrubbed and short, as ': message'."""
         try:
@@ -491,7 +360,7 @@ class ResourceManagerClient:
             message = None
         if not isinstance(message, str) or not message.strip():
             return ""
-        return ": " + self._scrub(message.strip())[:300]
+        return ": " + self._http.scrub(message.strip())[:300]
 
     def _not_rm(self, base: str, path: str, reason: str) -> ResourceManagerError:
         return _BadReplyError(
@@ -521,9 +390,3 @@ class ResourceManagerClient:
         return _BadReplyError(f"the ResourceManager at {at} answered HTTP {code} to {what}"
                               f"{self._rm_message(resp)}")
 
-
-def _current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError, ImportError):
-        return ""
