@@ -12,14 +12,13 @@ on DELETE/POST: it is always sent.
 from __future__ import annotations
 
 import json
-import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
 from .._errors import LivyError, LivySessionNotFoundError
+from .._http import JSON_HEADERS, HttpClient, HttpSettings
 from .._redact import display_url, redact
 
 __all__ = ["LivyClient", "LivySession", "LivyStatement", "LIVE_STATES", "BUSY_STATES", "ENDED_STATES"]
@@ -86,39 +85,20 @@ class LivyClient:
         text = (url or "").strip()
         if text and "://" not in text:
             text = "http://" + text
-        parts = urlsplit(text)
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise LivyError(f"{redact(url)!r} is not a Livy URL: use e.g. http://livy-host:8998")
-        netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
         try:
-            if parts.port:
-                netloc += f":{parts.port}"
-        except ValueError:
-            raise LivyError(f"{redact(url)!r} has a bad port: use e.g. http://livy-host:8998") from None
-        self._base = urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), "", ""))
-        self._secrets = [s for s in (parts.username, parts.password) if s]
-        http_auth: httpx.Auth | None = None
-        if parts.username:
-            http_auth = httpx.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
-        elif (auth or "none").lower() == "kerberos":
-            try:
-                from httpx_gssapi import HTTPSPNEGOAuth
-            except ImportError:
-                raise LivyError("Kerberos auth for Livy needs the httpx-gssapi package: "
-                                "pip install decom[kerberos]") from None
-            http_auth = HTTPSPNEGOAuth()
-        verify: ssl.SSLContext | bool = True
-        if ca_bundle:
-            try:
-                verify = ssl.create_default_context(cafile=ca_bundle)
-            except (OSError, ssl.SSLError) as e:
-                raise LivyError(f"{ca_bundle!r} is not a readable PEM CA bundle "
-                                f"({getattr(e, 'strerror', None) or e})") from None
-        self._timeout = float(timeout)
-        self._http = httpx.Client(
-            timeout=self._timeout, verify=verify, auth=http_auth, transport=transport, trust_env=False,
-            follow_redirects=False,
-            headers={"Accept": "application/json", "User-Agent": "decom", "X-Requested-By": "decom"})
+            parsed = httpx.URL(text)
+        except httpx.InvalidURL as e:
+            raise LivyError(f"{redact(url)!r} is not a Livy URL ({e}): use e.g. http://livy-host:8998") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise LivyError(f"{redact(url)!r} is not a Livy URL: use e.g. http://livy-host:8998")
+        # User info in the URL becomes Basic auth (and wins over Kerberos). Like the RM's, this client
+        # ignores proxy variables and follows no redirect.
+        self._client = HttpClient(HttpSettings(
+            service="Livy", error=LivyError, timeout=timeout, ca_bundle=ca_bundle, trust_env=False,
+            urls=(str(parsed.copy_with(query=None, fragment=None, path=parsed.path.rstrip("/") or "/")),),
+            auth="kerberos" if (auth or "none").lower() == "kerberos" else "none", follow_redirects=False,
+            headers=(*JSON_HEADERS, ("X-Requested-By", "decom"))), transport=transport)
+        self._base = self._client.bases[0].rstrip("/")
 
     @property
     def url(self) -> str:
@@ -166,7 +146,7 @@ class LivyClient:
         self._request("DELETE", f"/sessions/{int(session_id)}")
 
     def close(self) -> None:
-        self._http.close()
+        self._client.close()
 
     def __enter__(self) -> LivyClient:
         return self
@@ -188,15 +168,8 @@ class LivyClient:
         return self._request("GET", path, params)
 
     def _request(self, method: str, path: str, params: dict[str, str] | None = None) -> Any:
-        try:
-            resp = self._http.request(method, self._base + path, params=params)
-        except httpx.TimeoutException:
-            raise LivyError(f"Livy at {self.url} did not answer within {self._timeout:g} s") from None
-        except httpx.TransportError as e:
-            detail = self._scrub(str(e)) or type(e).__name__
-            if "refused" in detail.lower():
-                detail = "connection refused (is Livy running on that port?)"
-            raise LivyError(f"Livy at {self.url} did not answer: {detail[:200]}") from None
+        with self._client.errors(f"Livy at {self.url}"):
+            resp = self._client.request(method, self._base + path, params=params)
         message = self._message(resp)
         if resp.status_code == 404 and path.startswith("/sessions/"):
             raise LivySessionNotFoundError(message or f"Session '{path.split('/')[2]}' not found.")
@@ -222,12 +195,7 @@ class LivyClient:
         except (UnicodeDecodeError, ValueError):
             return ""
         msg = data.get("msg") if isinstance(data, dict) else None
-        return self._scrub(msg.strip())[:300] if isinstance(msg, str) else ""
-
-    def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return redact(text)
+        return self._client.scrub(msg.strip())[:300] if isinstance(msg, str) else ""
 
     def _not_livy(self, path: str, reason: str) -> LivyError:
         return LivyError(f"the answer of {self.url}{path} is not an Apache Livy reply ({reason}): check that "
