@@ -230,7 +230,9 @@ def dist(out: str) -> None:
 @click.command()
 @rm_options
 @click.option("--ui", "ui", default=None, metavar="URL",
-              help="The driver's Spark UI, e.g. http://driver-host:4040 (reads its /metrics/json).")
+              help="The driver's Spark UI, e.g. http://driver-host:4040, or the RM's proxy of it (reads its "
+                   "/metrics/json, following redirects). http://user:password@... for Basic auth; --auth, "
+                   "--user and --ca-bundle apply too.")
 @click.option("--app", "app_id", default=None, metavar="APP_ID",
               help="A YARN application id: its Spark UI is reached through the RM's web proxy.")
 @click.option("--event-log", "event_log", default=None, metavar="FILE",
@@ -247,7 +249,8 @@ def status(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, u
         if event_log is not None:
             figures = counters_from_event_log(event_log)
         elif ui is not None:
-            figures = counters_from_ui(ui, timeout=parse_seconds(timeout, "--timeout"))
+            figures = counters_from_ui(ui, timeout=parse_seconds(timeout, "--timeout"), auth=auth, user=user,
+                                       ca_bundle=ca_bundle)
         else:
             with client_from_options(rm, timeout, auth, user, ca_bundle) as client, exits_on(ResourceManagerError):
                 data = client.app_proxy_json(str(app_id), "metrics/json/")

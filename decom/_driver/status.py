@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 
 from .._errors import DecomError
+from .._http import HttpClient, HttpSettings
+from .._redact import display_url
 
 __all__ = ["StatusError", "counters_from_metrics", "counters_from_ui", "counters_from_event_log"]
 
@@ -40,20 +42,37 @@ def counters_from_metrics(data: object, source: str) -> dict[str, Any]:
     return figures
 
 
-def counters_from_ui(url: str, timeout: float = 5.0) -> dict[str, Any]:
-    """The decom gauges of the Spark UI at ``url`` (the driver's, or the RM proxy's for the app)."""
-    target = url.rstrip("/") + "/metrics/json/"
-    try:
-        resp = httpx.get(target, timeout=timeout, follow_redirects=True)
-    except httpx.HTTPError as e:
-        raise StatusError(f"cannot reach the Spark UI at {url}: {e}") from None
+def counters_from_ui(url: str, timeout: float = 5.0, *, auth: str = "none", user: str = "",
+                     ca_bundle: str = "", transport: httpx.BaseTransport | None = None) -> dict[str, Any]:
+    """The decom gauges of the Spark UI at ``url`` (the driver's, or the RM proxy's for the app).
+
+    User info in ``url`` becomes Basic auth; ``auth`` is simple (``user.name``, as the RM's web proxy
+    wants), kerberos (SPNEGO) or none. Redirects are followed: the RM's proxy and a driver's AmIpFilter
+    send the reader on."""
+    text = url.strip()
+    if text and "://" not in text:
+        text = "http://" + text
+    shown = display_url(text)
+    # No proxy variables (nor .netrc): the UI is the RM's proxy or a driver in the cluster, reached the
+    # way the RM client reaches the RM (--app), and the credentials decom sends are the ones given.
+    settings = HttpSettings(service="the Spark UI", error=StatusError, urls=(text,), timeout=timeout, auth=auth,
+                            user=user, ca_bundle=ca_bundle, trust_env=False, follow_redirects=True)
+    with HttpClient(settings, transport=transport) as client:
+        target = client.bases[0].rstrip("/") + "/metrics/json/"
+        with client.errors(f"cannot reach the Spark UI at {shown}"):
+            resp = client.request("GET", target)
+    metrics = shown + "/metrics/json/"
+    if resp.status_code in (401, 403):
+        raise StatusError(f"{metrics} answered HTTP {resp.status_code}: the Spark UI at {shown} wants "
+                          "credentials decom may use: put user:password in the URL (Basic auth), or use "
+                          "--auth kerberos (SPNEGO) or --auth simple --user NAME (the RM's web proxy)")
     if resp.status_code != 200:
-        raise StatusError(f"{target} answered HTTP {resp.status_code}: is {url} a running Spark driver's UI?")
+        raise StatusError(f"{metrics} answered HTTP {resp.status_code}: is {shown} a running Spark driver's UI?")
     try:
         data = resp.json()
     except ValueError:
-        raise StatusError(f"{target} did not answer with JSON: is {url} a Spark UI?") from None
-    return counters_from_metrics(data, url)
+        raise StatusError(f"{metrics} did not answer with JSON: is {shown} a Spark UI?") from None
+    return counters_from_metrics(data, shown)
 
 
 def counters_from_event_log(path: str) -> dict[str, Any]:

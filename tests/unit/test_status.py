@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -10,6 +15,7 @@ from click.testing import CliRunner
 
 from decom._cli.main import main
 from decom._driver.status import StatusError, counters_from_event_log, counters_from_metrics
+from tests.support import capture_logs, closed_port
 
 GAUGE = "app-1.driver.plugin.io.decom.DecomPlugin."
 
@@ -90,3 +96,164 @@ def unused_http_server() -> object:
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+# ---- decom status --ui: auth, CA bundle, redirects (a real server on 127.0.0.1) ------------------
+
+PASSWORD = "pw-Ui-7f31c"
+BASIC_USER = "uiadmin-2d9e"
+SIMPLE_USER = "carol-5a0b1"
+TOKEN = base64.b64encode(f"{BASIC_USER}:{PASSWORD}".encode()).decode()
+METRICS = {"gauges": {GAUGE + "executorsExcluded": {"value": 2}}}
+
+
+class FakeUI:
+    """A Spark UI on 127.0.0.1 that records each request (path, Authorization). ``/proxy/app/...`` redirects,
+    as the RM's web proxy does, to ``redirect_to`` (this server's own /metrics/json/ unless set)."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.seen: list[tuple[str, str | None]] = []
+        self.redirect_to: str | None = None
+        self.status = 200
+        ui = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                ui.seen.append((self.path, self.headers.get("Authorization")))
+                if self.path.startswith("/proxy/app/"):
+                    self.send_response(302)
+                    self.send_header("Location", ui.redirect_to or "/metrics/json/")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = json.dumps(METRICS if ui.status == 200 else {"echo": str(self.headers)}).encode()
+                self.send_response(ui.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def ui() -> Iterator[FakeUI]:
+    server = FakeUI()
+    yield server
+    server.stop()
+
+
+def status(*args: str) -> tuple[int, str, str]:
+    with capture_logs() as logs:
+        result = CliRunner().invoke(main, ["status", *args, "--timeout", "2s"])
+    return result.exit_code, result.output, logs.getvalue()
+
+
+def assert_clean(*texts: str) -> None:
+    for text in texts:
+        for secret in (PASSWORD, TOKEN, BASIC_USER, SIMPLE_USER):
+            assert secret not in text, f"{secret!r} leaked: {text[:600]}"
+
+
+def test_ui_user_info_becomes_basic_auth_and_is_never_shown(ui: FakeUI) -> None:
+    code, out, logs = status("--ui", f"http://{BASIC_USER}:{PASSWORD}@127.0.0.1:{ui.port}/", "--auth", "none")
+    assert code == 0, out
+    assert "executorsExcluded" in out and f"source: http://127.0.0.1:{ui.port}\n" in out
+    assert ui.seen == [("/metrics/json/", f"Basic {TOKEN}")]
+    assert "HTTP Request: GET" in logs
+    assert_clean(out, logs)
+
+
+def test_ui_simple_auth_sends_user_name_and_keeps_it_out_of_output(ui: FakeUI) -> None:
+    code, out, logs = status("--ui", f"http://127.0.0.1:{ui.port}", "--user", SIMPLE_USER)
+    assert code == 0, out
+    assert ui.seen == [(f"/metrics/json/?user.name={SIMPLE_USER}", None)]
+    assert_clean(out, logs)
+    code, _, _ = status("--ui", f"http://127.0.0.1:{ui.port}", "--auth", "none")
+    assert code == 0 and ui.seen[-1] == ("/metrics/json/", None)
+
+
+def test_ui_follows_the_proxys_redirect(ui: FakeUI) -> None:
+    code, out, logs = status("--ui", f"http://{BASIC_USER}:{PASSWORD}@127.0.0.1:{ui.port}/proxy/app/",
+                             "--auth", "none", "--json")
+    assert code == 0, out
+    assert json.loads(out)["executorsExcluded"] == 2
+    # Same origin: the credentials go along.
+    assert ui.seen == [("/proxy/app/metrics/json/", f"Basic {TOKEN}"), ("/metrics/json/", f"Basic {TOKEN}")]
+    assert_clean(out, logs)
+
+
+def test_ui_redirect_to_another_origin_does_not_carry_the_credentials(ui: FakeUI) -> None:
+    driver = FakeUI()
+    try:
+        ui.redirect_to = f"http://127.0.0.1:{driver.port}/metrics/json/"
+        code, out, logs = status("--ui", f"http://{BASIC_USER}:{PASSWORD}@127.0.0.1:{ui.port}/proxy/app",
+                                 "--auth", "none")
+    finally:
+        driver.stop()
+    assert code == 0, out
+    assert ui.seen == [("/proxy/app/metrics/json/", f"Basic {TOKEN}")]
+    assert driver.seen == [("/metrics/json/", None)]
+    assert_clean(out, logs)
+
+
+@pytest.mark.parametrize("code_", [401, 403, 500])
+def test_ui_errors_show_neither_user_info_nor_user_name(ui: FakeUI, code_: int) -> None:
+    ui.status = code_
+    code, out, logs = status("--ui", f"http://{BASIC_USER}:{PASSWORD}@127.0.0.1:{ui.port}", "--user", SIMPLE_USER)
+    assert code == 2 and f"HTTP {code_}" in out, out
+    assert ("wants credentials" in out) == (code_ != 500)
+    assert_clean(out, logs)
+
+
+def test_ui_unreachable_with_credentials_says_so_without_them() -> None:
+    port = closed_port()
+    code, out, logs = status("--ui", f"http://{BASIC_USER}:{PASSWORD}@127.0.0.1:{port}", "--user", SIMPLE_USER)
+    assert code == 2 and f"cannot reach the Spark UI at http://127.0.0.1:{port}: connection refused" in out, out
+    assert_clean(out, logs)
+
+
+def test_ui_ca_bundle_is_used_and_a_bad_one_is_a_clear_error(ui: FakeUI, tmp_path: Path) -> None:
+    code, out, _ = status("--ui", f"https://127.0.0.1:{ui.port}", "--ca-bundle", str(tmp_path / "nope.pem"))
+    assert code == 2 and "--ca-bundle=" in out and "is not a readable PEM CA bundle" in out, out
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("not a certificate\n")
+    code, out, _ = status("--ui", f"https://127.0.0.1:{ui.port}", "--ca-bundle", str(not_pem))
+    assert code == 2 and "is not a readable PEM CA bundle" in out, out
+    assert ui.seen == []
+
+
+def test_ui_over_https_trusts_the_ca_bundle(tmp_path: Path) -> None:
+    """A Spark UI with a self-signed certificate: refused without --ca-bundle (the message names the fix),
+    read with it."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server = FakeUI(tls=context)
+    try:
+        code, out, _ = status("--ui", f"https://127.0.0.1:{server.port}")
+        assert code == 2 and "TLS certificate is not trusted" in out and "--ca-bundle" in out, out
+        code, out, _ = status("--ui", f"https://127.0.0.1:{server.port}", "--ca-bundle", str(cert))
+        assert code == 0 and "executorsExcluded" in out, out
+    finally:
+        server.stop()
