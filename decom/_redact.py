@@ -3,8 +3,8 @@
 The one redaction module: :func:`redact` masks what looks like a credential in any text,
 :func:`scrub` also masks the secrets a client knows it holds (a password, its Basic token, the
 simple-auth user name), :func:`redact_json` walks JSON, :func:`display_url` shows an address.
-What Spark itself must redact (its UI, event log) is a Java regex in ``spark.redaction.regex``, which
-``decom._driver.api`` (``USERINFO_REDACTION``) extends with URL user info, the rule of ``_USERINFO`` here.
+What Spark itself must redact (its UI, event log) is a Java regex in ``spark.redaction.regex``:
+``decom.configure`` extends it with :data:`USERINFO_REDACTION`, the rule of ``_USERINFO`` here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-__all__ = ["redact", "scrub", "redact_json", "display_url", "SECRET_KEY", "MASK", "USER_MASK"]
+__all__ = ["redact", "scrub", "redact_json", "display_url", "SECRET_KEY", "MASK", "USER_MASK",
+           "SPARK_REDACTION_DEFAULT", "USERINFO_REDACTION"]
+
+#: Spark's default spark.redaction.regex, and what decom adds to it: URL user info (``http://user:password@rm``
+#: in spark.decom.yarn.rm.addresses), which Spark would otherwise show in its UI and event log.
+SPARK_REDACTION_DEFAULT = r"(?i)secret|password|token|access[.]?key"
+USERINFO_REDACTION = r"://[^/@\s]+@"
 
 #: What a secret becomes.
 MASK = "***"

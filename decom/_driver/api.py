@@ -9,6 +9,7 @@ import threading
 from typing import Any, TypeVar
 
 from .._errors import ShimNotFoundError
+from .._redact import SPARK_REDACTION_DEFAULT, USERINFO_REDACTION
 from .._version import PACKAGE_DIR, __version__
 from .config import DecomConfig
 from .controller import Controller
@@ -19,11 +20,6 @@ __all__ = ["configure", "enable", "jar_path", "PLUGIN_CLASS"]
 log = logging.getLogger("decom")
 PLUGIN_CLASS = "io.decom.DecomPlugin"
 B = TypeVar("B")
-
-#: Spark's default spark.redaction.regex, and what decom adds: URL user info (``http://user:password@rm``
-#: in spark.decom.yarn.rm.addresses), which Spark would otherwise show in its UI and event log.
-SPARK_REDACTION_DEFAULT = r"(?i)secret|password|token|access[.]?key"
-USERINFO_REDACTION = r"://[^/@\s]+@"
 
 _controllers: dict[int, Controller] = {}
 _lock = threading.Lock()

@@ -21,8 +21,9 @@ from click.testing import CliRunner
 
 import decom._cli.main as cli
 from decom import ResourceManagerError
-from decom._driver.api import SPARK_REDACTION_DEFAULT, USERINFO_REDACTION, _redact_userinfo
+from decom._driver.api import _redact_userinfo
 from decom._driver.poller import NodePoller
+from decom._redact import SPARK_REDACTION_DEFAULT, USERINFO_REDACTION
 from decom._yarn import ResourceManagerClient
 from tests.support import FakeRM, RMHandler, capture_logs, closed_port
 
