@@ -146,6 +146,10 @@ def enable(spark: Any, *, strict: bool = False, start_poller: bool = True,
                 # Executors of a non-YARN master don't run on YARN nodes: nothing to poll.
                 log.info("decom: master %s is not YARN and spark.decom.yarn.rm.addresses is unset: "
                          "nodes are reported by hand", sc.master)
+        if start_poller and config.enabled and on_yarn and config.rpc_deadline:
+            from .deadlines import DeadlineReader
+
+            controller.attach_deadline_reader(DeadlineReader(shim, controller).start())
         _controllers[key] = controller
         return controller
 

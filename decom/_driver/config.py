@@ -142,7 +142,7 @@ _EMR_PREFIXES = ("spark.blacklist.decommissioning.", "spark.resourceManager.", "
 
 #: ``spark.decom.*`` keys the JVM shim reads itself from the Spark conf.
 JVM_KEYS = ("spark.decom.stage.maxConsecutiveAttempts", "spark.decom.stage.maxDecommissionRetries",
-            "spark.decom.releaseIdleExecutors")
+            "spark.decom.releaseIdleExecutors", "spark.decom.keepCapacity", "spark.decom.retryFetchingTasks")
 
 
 @dataclass(frozen=True)
@@ -179,6 +179,10 @@ class DecomConfig:
     user: str = _setting("spark.decom.yarn.user", _parse_user, "", "user.name for simple auth.")
     ca_bundle: str = _setting(
         "spark.decom.yarn.tls.caBundle", _parse_file, "", "CA bundle (PEM) for an https ResourceManager.")
+    rpc_deadline: bool = _setting(
+        "spark.decom.yarn.rpcDeadline", _parse_bool, True,
+        "On YARN, read each DECOMMISSIONING node's timeout over the RM's client RPC (REST has none), so the "
+        "deadline threshold acts on stock Hadoop.")
     event_log: str = _setting(
         "spark.decom.eventLog", _parse_log_path, "",
         "Append decom's transitions and actions as JSON lines to this file.")

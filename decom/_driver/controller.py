@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from .._errors import DecomError
 from .._yarn.nodes import DECOMMISSIONED, DECOMMISSIONING, GONE_STATES, RUNNING, NodeStatus
 from .config import DecomConfig
-from .shim import Action, ActionResult, ShimPort
+from .shim import Action, ActionResult, NodeTimeout, ShimPort
 
 if TYPE_CHECKING:
+    from .deadlines import DeadlineReader
     from .poller import NodePoller
 
 __all__ = ["Controller"]
@@ -32,6 +33,10 @@ class _Node:
         self.state = RUNNING
         self.yarn_state: str | None = None
         self.deadline: float | None = None
+        #: Where the deadline came from: "rm" (a NodeStatus carried it), "rpc" (read over the RM's RPC).
+        self.deadline_source: str | None = None
+        #: When decom first saw the node DECOMMISSIONING (its RPC deadline counts from here).
+        self.decommissioning_since: float | None = None
         self.transitions: list[dict[str, Any]] = []
 
 
@@ -63,6 +68,7 @@ class Controller:
         self._retry_timer: threading.Timer | None = None
         self._retry_delay = RETRY_FIRST
         self._poller: NodePoller | None = None
+        self._deadline_reader: DeadlineReader | None = None
         self._stopped = False
         self._event_log = config.event_log or None
         shim.set_exemption_enabled(config.exempt_enabled)
@@ -101,6 +107,8 @@ class Controller:
                     "state": node.state,
                     "yarn_state": node.yarn_state,
                     "transitions": list(node.transitions),
+                    "deadline": node.deadline,
+                    "deadline_source": node.deadline_source,
                     "excluded": s is not None and s.excluded,
                     "executors_excluded": list(s.executors_excluded) if s else [],
                     "executors_released": list(s.executors_released) if s else [],
@@ -129,6 +137,7 @@ class Controller:
         with self._lock:
             self._stopped = True
             poller, self._poller = self._poller, None
+            reader, self._deadline_reader = self._deadline_reader, None
             for timer in self._timers.values():
                 timer.cancel()
             self._timers.clear()
@@ -137,6 +146,8 @@ class Controller:
             self._pending.clear()
         if poller is not None:
             poller.stop()
+        if reader is not None:
+            reader.stop()
 
     # ---- what the poller calls ---------------------------------------------------------------
 
@@ -147,6 +158,49 @@ class Controller:
             self._apply(statuses, from_rm=True)
         except Exception:  # noqa: BLE001 - the poller must survive anything the shim throws
             log.exception("decom: acting on node states failed")
+
+    def on_decommissioning_timeouts(self, timeouts: Sequence[NodeTimeout]) -> None:
+        """YARN's graceful-decommission timeouts, read over the RM's client RPC. A DECOMMISSIONING node's
+        deadline is when decom first saw it DECOMMISSIONING + its timeout (recomputed from that same time
+        when the timeout changes); the threshold then acts on it. Never raises."""
+        try:
+            by_key: dict[str, int] = {}
+            for t in timeouts:
+                if t.timeout_s is not None:
+                    by_key[t.node_id] = t.timeout_s
+                    by_key.setdefault(t.host, t.timeout_s)
+            due: list[NodeStatus] = []
+            with self._lock:
+                if self._stopped:
+                    return
+                now = time.time()
+                for node in self._nodes.values():
+                    timeout = by_key.get(node.key)
+                    if node.state != DECOMMISSIONING or node.decommissioning_since is None or timeout is None:
+                        continue
+                    deadline = node.decommissioning_since + timeout
+                    if node.deadline == deadline:
+                        continue
+                    node.deadline, node.deadline_source = deadline, "rpc"
+                    self._log_event("deadline", node.key, {"timeout_s": timeout, "deadline": deadline,
+                                                           "source": "rpc"})
+                    if deadline - now < self.config.deadline_threshold:
+                        due.append(NodeStatus(node.key, DECOMMISSIONING, deadline))
+                    else:
+                        self._arm_deadline(node, now)
+            if due:
+                self._apply(due, from_rm=True)
+        except Exception:  # noqa: BLE001 - the reader's thread must survive anything the shim throws
+            log.exception("decom: acting on decommissioning timeouts failed")
+
+    def has_decommissioning_nodes(self) -> bool:
+        """Whether a node is DECOMMISSIONING now (the deadline reader asks the RM only then)."""
+        with self._lock:
+            return not self._stopped and any(n.state == DECOMMISSIONING for n in self._nodes.values())
+
+    def attach_deadline_reader(self, reader: DeadlineReader) -> None:
+        with self._lock:
+            self._deadline_reader = reader
 
     def attach_poller(self, poller: NodePoller) -> None:
         with self._lock:
@@ -190,8 +244,16 @@ class Controller:
                     if target in ("", RUNNING):
                         continue  # a healthy node we never acted on: nothing to do
                     node = self._nodes[status.target] = _Node(status.target)
+                if status.state == DECOMMISSIONING and node.yarn_state != DECOMMISSIONING:
+                    node.decommissioning_since = now
+                elif status.state != DECOMMISSIONING:
+                    node.decommissioning_since = None
                 node.yarn_state = status.state
-                node.deadline = status.deadline
+                if status.deadline is not None or status.state != DECOMMISSIONING:
+                    if status.deadline != node.deadline:  # else: the deadline decom already holds
+                        node.deadline_source = "rm" if status.deadline is not None else None
+                    node.deadline = status.deadline
+                # else: a DECOMMISSIONING node keeps the deadline read over RPC (REST never has one).
                 if not target or target == node.state:
                     continue
                 if node.state == DECOMMISSIONED and target == DECOMMISSIONING:

@@ -13,7 +13,7 @@ from .._errors import (
     UnsupportedSparkVersionError,
 )
 from .._version import __version__
-from .shim import Action, ActionResult, ShimReport
+from .shim import Action, ActionResult, NodeTimeout, ShimReport
 
 __all__ = ["JvmShim", "SUPPORTED_SPARK", "check_versions"]
 
@@ -87,6 +87,9 @@ class JvmShim:
                        reason: str) -> ActionResult:
         out = self._j.decommissioned(self._list(hosts), self._list(executors), cleanup, reason)
         return ActionResult.parse(Action.DECOMMISSIONED, str(out))
+
+    def decommissioning_timeouts(self) -> tuple[NodeTimeout, ...]:
+        return NodeTimeout.parse_all(str(self._j.decommissioningTimeouts()))
 
     def set_exemption_enabled(self, enabled: bool) -> None:
         self._j.setExemptionEnabled(enabled)

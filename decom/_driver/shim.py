@@ -17,8 +17,8 @@ from typing import Any, Protocol
 from .._errors import DecomError
 from .._yarn.nodes import DECOMMISSIONED, DECOMMISSIONING, RUNNING
 
-__all__ = ["Action", "ActionResult", "ShimPort", "ShimReport", "NodeReport", "StageReport", "RetryPolicyReport",
-           "ExecutorReport", "ShimProtocolError"]
+__all__ = ["Action", "ActionResult", "ShimPort", "NodeTimeout", "TimeoutSource", "ShimReport", "NodeReport",
+           "StageReport", "RetryPolicyReport", "ExecutorReport", "ShimProtocolError"]
 
 
 class ShimProtocolError(DecomError):
@@ -230,6 +230,30 @@ class ShimReport:
 
     def node(self, key: str) -> NodeReport | None:
         return next((n for n in self.nodes if n.key == key), None)
+
+
+@dataclass(frozen=True)
+class NodeTimeout:
+    """A DECOMMISSIONING node's graceful-decommission timeout, read over the RM's client RPC: the
+    configured total in seconds (not the time left), None when the RM sets none."""
+
+    node_id: str
+    host: str
+    timeout_s: int | None
+
+    @classmethod
+    def parse_all(cls, text: str | Mapping[str, Any]) -> tuple[NodeTimeout, ...]:
+        w = "decommissioning timeouts"
+        nodes = _field(_object(text, w), "nodes", list, w)
+        return tuple(cls(str(_field(n, "nodeId", str, w)), str(_field(n, "host", str, w)),
+                         _opt_int(n, "timeoutSeconds", w)) for n in (_object(x, w) for x in nodes))
+
+
+class TimeoutSource(Protocol):
+    """Where each DECOMMISSIONING node's timeout comes from: the shim, over the RM's client RPC. Blocks for
+    the RPC; raises when the RM can't be asked."""
+
+    def decommissioning_timeouts(self) -> tuple[NodeTimeout, ...]: ...
 
 
 class ShimPort(Protocol):

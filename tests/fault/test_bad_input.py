@@ -40,6 +40,7 @@ BAD: dict[str, list[object]] = {
     "spark.decom.yarn.auth": ["ldap", "", "kerb"],
     "spark.decom.yarn.user": ["a b", "bad\nname", ["alice", "bob"]],
     "spark.decom.yarn.tls.caBundle": ["/nonexistent/ca.pem", "/"],
+    "spark.decom.yarn.rpcDeadline": ["sometimes", 2],
     "spark.decom.eventLog": ["/nonexistent/dir/decom.jsonl", "/", ["a", "b"]],
     "spark.decom.config": ["/nonexistent/decom.yaml", "/"],
 }

@@ -91,3 +91,11 @@ def test_the_controller_report_shows_the_typed_shim_report() -> None:
     assert c.report()["fetch_failures"] == {"total": 3, "exempt": 2}
     assert c.report()["retry_policy"]["userLimit"] == 4
     assert c.report()["shim"]["events"][0]["action"] == "excluded", "the shim's own JSON stays in the report"
+
+
+def test_the_timeouts_sample_parses() -> None:
+    from decom._driver.shim import NodeTimeout
+
+    got = NodeTimeout.parse_all(json.dumps(sample("timeouts.json")))
+    assert got == (NodeTimeout("198.18.0.12:45454", "198.18.0.12", 15),
+                   NodeTimeout("198.18.0.13:45454", "198.18.0.13", None))

@@ -173,3 +173,71 @@ def test_stop_cancels_retries():
     assert timer is not None and timer.is_alive()
     c.stop()
     assert wait_for(lambda: not timer.is_alive(), 2.0) and c.report()["pending_actions"] == {}
+
+
+# ---- YARN's deadline, read over the RM's RPC ----------------------------------------------------
+
+
+def test_an_rpc_timeout_inside_the_threshold_handles_the_node_as_gone_at_once():
+    from decom._driver.shim import NodeTimeout
+
+    c, shim = make(deadline_threshold="20s")
+    c.on_node_states([NodeStatus("198.18.0.12", "DECOMMISSIONING")])  # REST: no deadline
+    assert [x[0] for x in shim.calls] == ["exclude"]
+    c.on_decommissioning_timeouts([NodeTimeout("198.18.0.12:45454", "198.18.0.12", 15)])
+    assert [x[0] for x in shim.calls] == ["exclude", "decommissioned"]
+    node = c.report()["nodes"]["198.18.0.12"]
+    assert node["state"] == "DECOMMISSIONED" and node["deadline_source"] == "rpc"
+
+
+def test_an_rpc_deadline_counts_from_first_seen_and_survives_rest_updates():
+    from decom._driver.shim import NodeTimeout
+
+    c, shim = make(deadline_threshold="20s")
+    c.on_node_states([NodeStatus("n1:8041", "DECOMMISSIONING")])
+    since = c.report()["nodes"]["n1:8041"]["transitions"][0]["at"]
+    c.on_decommissioning_timeouts([NodeTimeout("n1:8041", "n1", 600)])
+    assert c.report()["nodes"]["n1:8041"]["deadline"] == pytest.approx(since + 600)
+    c.on_node_states([NodeStatus("n1:8041", "DECOMMISSIONING")])  # the REST poll says nothing of it
+    assert c.report()["nodes"]["n1:8041"]["deadline"] == pytest.approx(since + 600)
+    time.sleep(0.05)
+    c.on_decommissioning_timeouts([NodeTimeout("n1:8041", "n1", 300)])  # an operator shortened it
+    assert c.report()["nodes"]["n1:8041"]["deadline"] == pytest.approx(since + 300), "recomputed from first seen"
+    assert [x[0] for x in shim.calls] == ["exclude"]
+    c.on_decommissioning_timeouts([NodeTimeout("other:1", "other", 1)])  # a node decom holds nothing on
+    assert [x[0] for x in shim.calls] == ["exclude"]
+    c.stop()
+
+
+def test_the_deadline_reader_reads_only_while_a_node_is_decommissioning_and_says_once_when_it_cannot(caplog):
+    import logging
+
+    from decom._driver.deadlines import DeadlineReader
+    from decom._driver.shim import NodeTimeout
+
+    class Source:
+        def __init__(self) -> None:
+            self.calls = 0
+            self.fail = 2
+
+        def decommissioning_timeouts(self):
+            self.calls += 1
+            if self.calls <= self.fail:
+                raise RuntimeError("java.io.IOException: Failed on local exception: no Kerberos credentials\nat ...")
+            return (NodeTimeout("n1:8041", "n1", 15),)
+
+    c, shim = make(deadline_threshold="20s")
+    source = Source()
+    reader = DeadlineReader(source, c, interval=0.05, idle_check=0.02, retry=0.05)
+    c.attach_deadline_reader(reader)
+    with caplog.at_level(logging.INFO, logger="decom"):
+        reader.start()
+        time.sleep(0.2)
+        assert source.calls == 0, "asked the RM while no node was decommissioning"
+        c.on_node_states([NodeStatus("n1:8041", "DECOMMISSIONING")])
+        assert wait_for(lambda: "decommissioned" in [x[0] for x in shim.calls], 5.0)
+    warnings = [r.getMessage() for r in caplog.records if "cannot read decommissioning timeouts" in r.getMessage()]
+    assert len(warnings) == 1 and "no Kerberos credentials" in warnings[0] and "\n" not in warnings[0]
+    assert any("read over the RM's RPC again" in r.getMessage() for r in caplog.records)
+    c.stop()
+    assert not reader._thread.is_alive()

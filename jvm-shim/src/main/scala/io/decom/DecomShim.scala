@@ -22,6 +22,12 @@ object Keys {
   val UserMaxAttempts = "spark.decom.stage.maxConsecutiveAttempts"
   val ExtraAttempts = "spark.decom.stage.maxDecommissionRetries"
   val ReleaseIdle = "spark.decom.releaseIdleExecutors"
+  /** With the shuffle service on, let go of a decommissioning node's executors as soon as their tasks
+   * end, even while a job needs their outputs (the node's shuffle service keeps serving them). */
+  val KeepCapacity = "spark.decom.keepCapacity"
+  /** When a node is gone, retry at once the running tasks that read shuffles it held outputs of. */
+  val RetryFetching = "spark.decom.retryFetchingTasks"
+  val ShuffleService = "spark.shuffle.service.enabled"
   val DefaultMaxAttempts = 4
   val DefaultExtraAttempts = 16
 }
@@ -69,10 +75,19 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   // Release excluded executors once idle, so YARN can drain the node without waiting for dynamic
   // allocation's idle timeout (or forever, with static executors or a long-lived notebook session).
   private val releaseIdle = conf.getBoolean(Keys.ReleaseIdle, defaultValue = true)
+  // With the shuffle service on, an executor's outputs outlive it for as long as its node lives.
+  private val keepCapacity =
+    conf.getBoolean(Keys.KeepCapacity, defaultValue = true) && conf.getBoolean(Keys.ShuffleService, false)
+  private val retryFetching = conf.getBoolean(Keys.RetryFetching, defaultValue = true)
+  /** Running task attempts: task id -> (stage, executor). */
+  private val runningAttempts = mutable.Map.empty[Long, (Int, String)]
+  /** Stage -> the shuffles it reads (its parents' outputs), from the jobs' stage infos. */
+  private val stageReads = mutable.Map.empty[Int, Set[Int]]
   /** Tasks started minus ended per executor, as the listener saw them (results already handled). */
   private val runningTasks = mutable.Map.empty[String, Int]
   private val activeJobs = mutable.Set.empty[Int]
   private var exemptFetchFailures = 0
+  private var tasksRetried = 0
   private val listener = new DecomListener(this)
   private val timer: ScheduledExecutorService = Executors.newSingleThreadScheduledExecutor { r =>
     val t = new Thread(r, "decom-exclusion-expiry")
@@ -151,6 +166,8 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     }
     var unregistered = 0
     val released = mutable.ArrayBuffer.empty[String]
+    val dropped = mutable.Set.empty[Int]
+    val lostExecs = mutable.Set.empty[String]
     if (cleanup) {
       // Outputs first, for all targets, so the next map attempt recomputes all of them at once.
       perTarget.foreach { case (target, rec, execIds, _) =>
@@ -161,6 +178,8 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
         }
         rec.executorsLost.foreach(SparkInternals.removeOutputsOnExecutor)
         rec.executorsLost.foreach(id => SparkInternals.removeBlockLocations(sc, id))
+        dropped ++= matched.keys
+        lostExecs ++= rec.executorsLost
         matched.foreach { case (shuffle, n) =>
           rec.cleanups.getOrElseUpdate(shuffle, mutable.ArrayBuffer.empty) += t
           rec.outputsUnregistered += n
@@ -180,10 +199,28 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     perTarget.foreach { case (target, _, execIds, fresh) =>
       if (fresh) event("decommissioned", target.key, ("executors" -> execIds) ~ ("cleanup" -> cleanup))
     }
+    if (cleanup && retryFetching && dropped.nonEmpty) retryTasksReading(dropped.toSet, lostExecs.toSet, t)
     compact(render(Wire.decommissionedReply(ts.map(_.key), unregistered, released.toSeq)))
   }
 
   def setExemptionEnabled(enabled: Boolean): Unit = exemptEnabled = enabled
+
+  @volatile private var nodeTimeouts: YarnNodeTimeouts = _
+
+  /**
+   * JSON: each DECOMMISSIONING node's graceful-decommission timeout over the RM's client RPC,
+   * {"nodes": [{"nodeId", "host", "timeoutSeconds"}]}. Blocks for the RPC (the caller's thread); throws
+   * when the RM can't be asked (no Hadoop client, no credentials, RM down).
+   */
+  def decommissioningTimeouts(): String = {
+    if (stopped) throw new IllegalStateException("decom shim is stopped")
+    val reader = synchronized {
+      if (nodeTimeouts == null) nodeTimeouts = new YarnNodeTimeouts(sc.hadoopConfiguration)
+      nodeTimeouts
+    }
+    compact(render(YarnNodeTimeouts.json(reader.read())))
+  }
+
 
   /** The figures `decom status` shows, by [[DecomShim.CounterNames]]. */
   def counters(): Map[String, Long] = synchronized {
@@ -197,7 +234,8 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
       "fetchFailures" -> fetchFailures.toLong,
       "fetchFailuresExempt" -> exemptFetchFailures.toLong,
       "stageAttemptsExempt" -> policy.stagesWithFailures.toSeq.map(s => policy.exemptAttempts(s).size.toLong).sum,
-      "stagesAborted" -> policy.abortedStages.size.toLong)
+      "stagesAborted" -> policy.abortedStages.size.toLong,
+      "tasksRetried" -> tasksRetried.toLong)
   }
 
   /** JSON: what decom saw and did, per node and per stage. */
@@ -210,6 +248,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   def stop(): Unit = {
     stopped = true
     timer.shutdownNow()
+    Option(nodeTimeouts).foreach(_.close())
     try SparkInternals.removeListener(sc, listener) catch { case NonFatal(_) => () }
   }
 
@@ -230,17 +269,23 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     runningTasks -= id
   }
 
-  private[decom] def taskStarted(execId: String): Unit = synchronized {
+  private[decom] def taskStarted(stage: Int, taskId: Long, execId: String): Unit = synchronized {
     runningTasks(execId) = runningTasks.getOrElse(execId, 0) + 1
+    runningAttempts(taskId) = (stage, execId)
   }
 
-  private[decom] def taskEnded(execId: String): Unit = synchronized {
+  private[decom] def taskEnded(taskId: Long, execId: String): Unit = synchronized {
+    runningAttempts -= taskId
     val left = math.max(0, runningTasks.getOrElse(execId, 0) - 1)
     runningTasks(execId) = left
     if (left == 0) releaseIdleExcluded()
   }
 
-  private[decom] def jobStarted(job: Int): Unit = synchronized { activeJobs += job }
+  private[decom] def jobStarted(job: Int, stages: Seq[StageInfo]): Unit = synchronized {
+    activeJobs += job
+    val writes = stages.flatMap(s => SparkInternals.shuffleWrittenBy(s).map(s.stageId -> _)).toMap
+    stages.foreach(s => stageReads(s.stageId) = s.parentIds.flatMap(writes.get).toSet)
+  }
 
   private[decom] def jobEnded(job: Int): Unit = synchronized {
     activeJobs -= job
@@ -296,6 +341,26 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
       event("stage-aborted", s"stage $stage", "reason" -> msg)
       SparkInternals.cancelStage(sc, stage, msg)
     }
+  }
+
+  /**
+   * A reducer already fetching from a node that is gone waits for the network timeout
+   * (spark.shuffle.io.connectionTimeout, 120 s), even after the node's outputs are unregistered. So the
+   * running attempts of stages that read the dropped shuffles are retried now, against the map outputs
+   * as they are after the clean-up: a retry that needs a dropped output fails at once with a fetch
+   * failure decom is blamed for (exempt), and the map stage recomputes all dropped outputs in one step.
+   */
+  private def retryTasksReading(shuffles: Set[Int], lost: Set[String], at: Long): Unit = {
+    val victims = runningAttempts.collect {
+      case (taskId, (stage, exec)) if !lost.contains(exec) &&
+        stageReads.getOrElse(stage, Set.empty).exists(shuffles.contains) => taskId
+    }.toSeq.sorted
+    if (victims.isEmpty) return
+    val killed = SparkInternals.retryAgainstCurrentOutputs(sc, victims,
+      "decom: a node this task may be fetching from is gone; retried against the current map outputs")
+    tasksRetried += killed.size
+    event("fetching-tasks-retried", "driver", ("tasks" -> killed.map(_.toString)) ~
+      ("shuffles" -> shuffles.toSeq.sorted) ~ ("at" -> at))
   }
 
   // ---- internals ---------------------------------------------------------------------------------
@@ -360,15 +425,18 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
         alive.contains(id) && !n.executorsReleased.contains(id) && runningTasks.getOrElse(id, 0) == 0 &&
           !SparkInternals.isExecutorBusy(sc, id)
       }
-      if (idle.nonEmpty && (activeJobs.isEmpty || !holdsOutputs(n))) {
+      if (idle.nonEmpty && (keepCapacity || activeJobs.isEmpty || !holdsOutputs(n))) {
         // With the host as loss reason Spark drops the node's outputs too: it leaves once drained.
-        val gone = SparkInternals.releaseExecutors(sc, idle, n.target.workerHost,
+        // keepCapacity keeps them registered instead: the node's shuffle service serves them until
+        // the node is gone, and its executors are replaced on healthy nodes now.
+        val lossHost = if (keepCapacity) None else n.target.workerHost
+        val gone = SparkInternals.releaseExecutors(sc, idle, lossHost,
           "decom: idle on a decommissioning node")
         n.executorsReleased ++= gone
         alive --= gone
         if (gone.nonEmpty) {
           event("executors-released", n.target.key, ("executors" -> gone) ~ ("idle" -> true) ~
-            ("activeJobs" -> activeJobs.size))
+            ("activeJobs" -> activeJobs.size) ~ ("outputsKept" -> keepCapacity))
         }
       }
     }
@@ -413,7 +481,7 @@ object DecomShim {
 
   val CounterNames: Seq[String] = Seq("nodesDecommissioning", "nodesDecommissioned", "executorsExcluded",
     "executorsReleased", "outputsUnregistered", "fetchFailures", "fetchFailuresExempt", "stageAttemptsExempt",
-    "stagesAborted")
+    "stagesAborted", "tasksRetried")
 
   /** The counters of this context's shim (empty before it is installed). */
   def counters(sc: SparkContext): Map[String, Long] = {
@@ -476,17 +544,18 @@ private[decom] final class DecomListener(shim: DecomShim) extends SparkListener 
   }
 
   override def onTaskStart(e: SparkListenerTaskStart): Unit =
-    safely("task start")(shim.taskStarted(e.taskInfo.executorId))
+    safely("task start")(shim.taskStarted(e.stageId, e.taskInfo.taskId, e.taskInfo.executorId))
 
   override def onTaskEnd(e: SparkListenerTaskEnd): Unit = {
     e.reason match {
       case f: FetchFailed => safely("fetch failure")(shim.fetchFailed(e.stageId, e.stageAttemptId, f))
       case _ => ()
     }
-    safely("task end")(shim.taskEnded(e.taskInfo.executorId))
+    safely("task end")(shim.taskEnded(e.taskInfo.taskId, e.taskInfo.executorId))
   }
 
-  override def onJobStart(e: SparkListenerJobStart): Unit = safely("job start")(shim.jobStarted(e.jobId))
+  override def onJobStart(e: SparkListenerJobStart): Unit =
+    safely("job start")(shim.jobStarted(e.jobId, e.stageInfos))
 
   override def onJobEnd(e: SparkListenerJobEnd): Unit = safely("job end")(shim.jobEnded(e.jobId))
 

@@ -62,6 +62,12 @@ class WireContractSuite extends AnyFunSuite {
     assert(normal(Wire.decommissionedReply(Seq("198.18.0.11"), 7, Seq("2"))) == actions \ "decommissioned")
   }
 
+  test("the decommissioning timeouts read over RPC are the checked-in sample") {
+    val nodes = Seq(NodeTimeout("198.18.0.12:45454", "198.18.0.12", Some(15)),
+      NodeTimeout("198.18.0.13:45454", "198.18.0.13", None))
+    assert(normal(YarnNodeTimeouts.json(nodes)) == sample("timeouts.json"))
+  }
+
   test("the conf keys the shim reads are the checked-in list") {
     val JArray(keys) = sample("config_keys.json") \ "jvm": @unchecked
     assert(keys.map { case JString(k) => k; case other => fail(s"not a key: $other") } == Wire.ConfigKeys)

@@ -121,6 +121,28 @@ object SparkInternals {
     case _ => Seq.empty
   }
 
+  /** The shuffle a map stage writes (from the listener's StageInfo; `shuffleDepId` is private[spark]). */
+  def shuffleWrittenBy(info: org.apache.spark.scheduler.StageInfo): Option[Int] = info.shuffleDepId
+
+  /**
+   * Kill these running task attempts so they are retried at once against the map outputs as they are
+   * now. A retried attempt would carry its task set's epoch from when the stage attempt started, and an
+   * executor keeps map statuses cached until it sees a newer epoch; so the task set's tasks get the
+   * tracker's current epoch first, and the retry reads fresh statuses (a dropped output then fails it at
+   * once with a fetch failure, instead of a fetch to a host that is gone). Returns the attempts killed.
+   */
+  def retryAgainstCurrentOutputs(sc: SparkContext, taskIds: Seq[Long], reason: String): Seq[Long] =
+    (taskScheduler(sc), mapOutputTracker) match {
+      case (Some(ts), Some(tracker)) if taskIds.nonEmpty =>
+        val byTask = accessor[java.util.concurrent.ConcurrentHashMap[Long, org.apache.spark.scheduler.TaskSetManager]](
+          ts, "taskIdToTaskSetManager")
+        val epoch = tracker.getEpoch
+        val managers = taskIds.flatMap(id => Option(byTask.get(id))).distinct
+        ts.synchronized { managers.foreach(_.tasks.foreach(t => if (t.epoch < epoch) t.epoch = epoch)) }
+        taskIds.filter(id => sc.killTaskAttempt(id, interruptThread = true, reason))
+      case _ => Seq.empty
+    }
+
   /** The retry limit the running DAGScheduler enforces. */
   def dagSchedulerMaxConsecutiveAttempts(sc: SparkContext): Option[Int] =
     Option(sc.dagScheduler).map(d => field(d, "maxConsecutiveStageAttempts").getInt(d))
