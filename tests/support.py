@@ -1,129 +1,23 @@
-"""Test support shared by the fault, chaos and Spark areas.
+"""Test support shared by the unit, fault, chaos and Spark areas.
 
-`FakeRM`: the RM's node REST endpoints served on 127.0.0.1 by a real HTTP server, with a behaviour
-hook for what a real RM can't be made to do (hang, garbage, echo credentials). `capture_logs`: every
-line decom and its HTTP stack log, at every level, for asserting what an operator would see.
-`RecordingShim`: the controller's shim port, recording each action.
+`FakeRM` (from tests.fake_rm): the one fake ResourceManager, on httpx.MockTransport or served on
+127.0.0.1, with a behaviour hook (`RMHandler`) for what a real RM can't be made to do (hang, garbage,
+echo credentials). `capture_logs`: every line decom and its HTTP stack log, at every level, for
+asserting what an operator would see. `RecordingShim`: the controller's shim port, recording each action.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import logging
 import socket
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from decom._driver.shim import Action, ActionResult, ShimReport
+from tests.fake_rm import FakeRM, RMHandler
 
-Behaviour = Callable[["RMHandler"], bool]  # True when it answered the request itself
-
-
-class RMHandler(BaseHTTPRequestHandler):
-    server: FakeRMServer
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        rm = self.server.rm
-        rm.requests += 1
-        behaviour = rm.behaviour
-        if behaviour is not None and behaviour(self):
-            return
-        url = urlsplit(self.path)
-        if url.path == "/ws/v1/cluster/metrics":
-            self.send_json(404, {})
-            return
-        if url.path.startswith("/ws/v1/cluster/nodes/"):  # one node, as the poller looks up a recommissioned one
-            with rm.lock:
-                node = rm.nodes.get(url.path.rsplit("/", 1)[1])
-            if node is None:
-                self.send_json(404, {"RemoteException": {"message": "nodeId not found"}})
-            else:
-                self.send_json(200, {"node": node})
-            return
-        wanted = set(parse_qs(url.query).get("states", [""])[0].split(","))
-        with rm.lock:
-            body = rm.cached_body(wanted)
-        self.send_raw(200, body)
-
-    def send_json(self, code: int, data: object) -> None:
-        self.send_raw(code, json.dumps(data).encode())
-
-    def send_raw(self, code: int, body: bytes, length: int | None = None) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body) if length is None else length))
-        self.end_headers()
-        try:
-            self.wfile.write(body)
-        except OSError:
-            pass
-
-
-class FakeRMServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, rm: FakeRM, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), RMHandler)
-        self.rm = rm
-
-
-class FakeRM:
-    """Nodes + a behaviour hook, served by a FakeRMServer in a thread; restartable on its port."""
-
-    def __init__(self) -> None:
-        self.nodes: dict[str, dict[str, Any]] = {}
-        self.behaviour: Behaviour | None = None
-        self.lock = threading.Lock()
-        self.requests = 0
-        self.release = threading.Event()  # ends every hang at teardown
-        self._cache: dict[frozenset[str], bytes] = {}
-        self.server: FakeRMServer | None = None
-        self.port = 0
-
-    def set(self, node_id: str, state: str) -> None:
-        with self.lock:
-            host = node_id.rsplit(":", 1)[0]
-            self.nodes[node_id] = {
-                "rack": "/default-rack", "state": state, "id": node_id, "nodeHostName": host,
-                "nodeHTTPAddress": f"{host}:8042" if state == "RUNNING" else "",
-                "lastHealthUpdate": 1_700_000_000_000, "version": "3.5.0", "healthReport": "",
-                "numContainers": 1, "usedMemoryMB": 1024, "availMemoryMB": 7168,
-                "usedVirtualCores": 1, "availableVirtualCores": 7}
-            self._cache.clear()
-
-    def cached_body(self, wanted: set[str]) -> bytes:
-        key = frozenset(wanted)
-        if key not in self._cache:
-            items = [n for n in self.nodes.values() if n["state"] in wanted]
-            self._cache[key] = json.dumps({"nodes": {"node": items} if items else None}).encode()
-        return self._cache[key]
-
-    def start(self) -> FakeRM:
-        self.server = FakeRMServer(self, self.port)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+__all__ = ["FakeRM", "RMHandler", "RecordingShim", "capture_logs", "closed_port"]
 
 
 def closed_port() -> int:

@@ -36,7 +36,7 @@ SECRETS = (PASSWORD, USER, KRB, TOKEN)
 
 @pytest.fixture
 def rm() -> Iterator[FakeRM]:
-    server = FakeRM().start()
+    server = FakeRM(metrics=False).start()
     server.set("h1:8041", "RUNNING")
     yield server
     server.release.set()

@@ -54,7 +54,7 @@ def logs() -> Iterator[io.StringIO]:
 
 @pytest.fixture(scope="module")
 def rm() -> Iterator[FakeRM]:
-    server = FakeRM().start()
+    server = FakeRM(metrics=False).start()
     for i in range(1, 10):
         server.set(f"127.0.0.{i}:8041", "RUNNING")
     yield server
