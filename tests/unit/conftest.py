@@ -13,7 +13,8 @@ import decom._cli.options as cli_options
 import decom._cli.sessions as cli_sessions
 from decom._sessions.livy import LivyClient
 from decom._yarn import ResourceManagerClient
-from tests.unit.shared_cluster_fakes import NOW_MS, FakeLivy, FakeRM, cluster
+from tests.fake_rm import NOW_MS, FakeRM
+from tests.unit.shared_cluster_fakes import FakeLivy, cluster
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +33,6 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeRM, FakeLivy]:
     """The CLI talks to the shared fake cluster: its RM and Livy clients get MockTransports."""
     rm, livy = cluster()
     monkeypatch.setattr(cli_options, "ResourceManagerClient",
-                        partial(ResourceManagerClient, transport=httpx.MockTransport(rm.handle)))
+                        partial(ResourceManagerClient, transport=rm.transport()))
     monkeypatch.setattr(cli_sessions, "LivyClient", partial(LivyClient, transport=httpx.MockTransport(livy.handle)))
     return rm, livy

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 import decom._cli.main as cli
 from decom._sessions.diagnose import RULES, diagnose
-from tests.unit.shared_cluster_fakes import FakeApp, FakeLivy, FakeRM, clients, cluster
+from tests.fake_rm import FakeApp, FakeRM
+from tests.unit.shared_cluster_fakes import FakeLivy, clients, cluster
 
 # Error texts as sparkmagic, Livy, YARN and Spark print them.
 SPARKMAGIC_404 = ("An error was encountered:\nInvalid status code '404' from "

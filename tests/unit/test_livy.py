@@ -11,7 +11,8 @@ import pytest
 import decom._sessions.livy as livy_mod
 from decom._errors import LivyError, LivySessionNotFoundError
 from decom._sessions.livy import LivyClient
-from tests.unit.shared_cluster_fakes import NOW_MS, FakeApp, FakeLivy, FakeSession, statement
+from tests.fake_rm import NOW_MS, FakeApp
+from tests.unit.shared_cluster_fakes import FakeLivy, FakeSession, statement
 
 
 def client(fake: FakeLivy, url: str = "http://livy:8998") -> LivyClient:

@@ -14,17 +14,8 @@ import decom._cli.sessions as cli_sessions
 from decom._sessions.inventory import collect_inventory
 from decom._sessions.livy import LivyClient
 from decom._sessions.reap import ReapFilters, execute_reap, plan_reap
-from tests.unit.shared_cluster_fakes import (
-    MIN,
-    NOW_MS,
-    FakeApp,
-    FakeLivy,
-    FakeRM,
-    clients,
-    cluster,
-    job,
-    statement,
-)
+from tests.fake_rm import NOW_MS, FakeApp, FakeRM, job
+from tests.unit.shared_cluster_fakes import MIN, FakeLivy, clients, cluster, statement
 
 
 def acting_requests(rm: FakeRM, livy: FakeLivy) -> list[str]:
