@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -16,59 +15,7 @@ import decom._driver.poller as poller_mod
 from decom import DecomConfig, NodeStatus
 from decom._driver.poller import DOOMED_QUERY, FULL_QUERY, NodePoller, start_poller
 from decom._yarn import ResourceManagerClient
-
-
-class FakeRM:
-    """An in-memory RM: nodes by id, filtered by ?states=, plus /cluster/metrics."""
-
-    def __init__(self, metrics: bool = True) -> None:
-        self.nodes: dict[str, dict[str, Any]] = {}
-        self.metrics = metrics
-        self.queries: list[str] = []
-        self.fail: Exception | int | bytes | None = None
-        self.ignore_filter = False  # answer every node whatever ?states= asks (a newer RM)
-        self.lock = threading.Lock()
-
-    def set(self, node_id: str, state: str, **extra: Any) -> None:
-        with self.lock:
-            host = node_id.rsplit(":", 1)[0]
-            self.nodes[node_id] = {"id": node_id, "nodeHostName": host, "state": state,
-                                   "rack": "/r1", "numContainers": 1, **extra}
-
-    def drop(self, node_id: str) -> None:
-        with self.lock:
-            del self.nodes[node_id]
-
-    def handle(self, req: httpx.Request) -> httpx.Response:
-        with self.lock:
-            if isinstance(self.fail, Exception):
-                raise self.fail
-            if isinstance(self.fail, int):
-                return httpx.Response(self.fail)
-            if isinstance(self.fail, bytes):
-                return httpx.Response(200, content=self.fail)
-            if req.url.path == "/ws/v1/cluster/metrics":
-                self.queries.append("metrics")
-                if not self.metrics:
-                    return httpx.Response(404)
-                active = sum(1 for n in self.nodes.values() if n["state"] == "RUNNING")
-                return httpx.Response(200, json={"clusterMetrics": {"activeNodes": active}})
-            prefix = "/ws/v1/cluster/nodes/"
-            if req.url.path.startswith(prefix):
-                node_id = req.url.path[len(prefix):]
-                self.queries.append(f"node {node_id}")
-                if node_id not in self.nodes:
-                    return httpx.Response(404)
-                return httpx.Response(200, json={"node": self.nodes[node_id]})
-            states = req.url.params.get("states", "")
-            self.queries.append(states)
-            wanted = set(states.split(",")) if states and not self.ignore_filter else None
-            items = [n for n in self.nodes.values() if wanted is None or n["state"] in wanted]
-            return httpx.Response(200, json={"nodes": {"node": items} if items else None})
-
-    def client(self, **kw: Any) -> ResourceManagerClient:
-        return ResourceManagerClient(["http://rm:8088"], transport=httpx.MockTransport(self.handle),
-                                     **kw)
+from tests.fake_rm import FakeRM
 
 
 class Recorder:
@@ -127,24 +74,24 @@ def test_back_to_running_is_seen_without_polling_running_every_time() -> None:
         rm.set(f"h{i}:1", "RUNNING")
     p, rec = make(rm)
     p.poll_once()
-    assert rm.queries == ["metrics", FULL]
-    rm.queries.clear()
+    assert rm.queries() == ["metrics", FULL]
+    rm.requests.clear()
     p.poll_once()
     p.poll_once()
-    assert rm.queries == ["metrics", DOOMED] * 2  # steady state: RUNNING is not listed
+    assert rm.queries() == ["metrics", DOOMED] * 2  # steady state: RUNNING is not listed
     rm.set("h1:1", "DECOMMISSIONING")
-    rm.queries.clear()
+    rm.requests.clear()
     p.poll_once()  # activeNodes fell by one, explained by h1 in the doomed answer: no full poll
     p.poll_once()
-    assert rm.queries == ["metrics", DOOMED] * 2
+    assert rm.queries() == ["metrics", DOOMED] * 2
     rm.set("h1:1", "RUNNING")  # recommissioned
-    rm.queries.clear()
+    rm.requests.clear()
     assert [(s.target, s.state) for s in p.poll_once()] == [("h1", "RUNNING")]
-    assert rm.queries == ["metrics", DOOMED, "node h1:1"]  # looked up alone, no full poll
+    assert rm.queries() == ["metrics", DOOMED, "node h1:1"]  # looked up alone, no full poll
     assert rec.flat() == [("h1", "DECOMMISSIONING"), ("h1", "RUNNING")]
-    rm.queries.clear()
+    rm.requests.clear()
     p.poll_once()
-    assert rm.queries == ["metrics", DOOMED]
+    assert rm.queries() == ["metrics", DOOMED]
 
 
 def test_vanished_doomed_node_is_looked_up_even_without_metrics() -> None:
@@ -154,13 +101,13 @@ def test_vanished_doomed_node_is_looked_up_even_without_metrics() -> None:
     rm.set("h3:1", "RUNNING")
     p, rec = make(rm)
     p.poll_once()
-    rm.queries.clear()
+    rm.requests.clear()
     p.poll_once()
-    assert rm.queries == [DOOMED]
+    assert rm.queries() == [DOOMED]
     rm.set("h1:1", "RUNNING")
     rm.drop("h2:1")  # the RM forgot it: nothing to say about it
     p.poll_once()
-    assert sorted(rm.queries[1:]) == sorted([DOOMED, "node h1:1", "node h2:1"])
+    assert sorted(rm.queries()[1:]) == sorted([DOOMED, "node h1:1", "node h2:1"])
     assert rec.flat() == [("h1", "DECOMMISSIONING"), ("h2", "LOST"), ("h1", "RUNNING")]
     assert p.status()["nodes_tracked"] == 2
 
@@ -173,9 +120,9 @@ def test_many_vanished_nodes_make_one_full_poll() -> None:
     p.poll_once()
     for i in range(5):
         rm.set(f"h{i}:1", "RUNNING")
-    rm.queries.clear()
+    rm.requests.clear()
     p.poll_once()
-    assert rm.queries == ["metrics", DOOMED, FULL]
+    assert rm.queries() == ["metrics", DOOMED, FULL]
     assert sorted((s.target, s.state) for s in rec.calls[-1]) == [
         (f"h{i}", "RUNNING") for i in range(5)]
 
@@ -190,7 +137,7 @@ def test_periodic_full_poll_uses_the_clock() -> None:
     p.poll_once()
     now[0] = 61.0
     p.poll_once()
-    assert rm.queries == ["metrics", FULL, DOOMED, FULL]  # metrics 404 once: not asked again
+    assert rm.queries() == ["metrics", FULL, DOOMED, FULL]  # metrics 404 once: not asked again
 
 
 def test_full_mode_lists_running_every_poll() -> None:
@@ -199,7 +146,7 @@ def test_full_mode_lists_running_every_poll() -> None:
     p, _ = make(rm, light=False)
     p.poll_once()
     p.poll_once()
-    assert rm.queries == [FULL, FULL]
+    assert rm.queries() == [FULL, FULL]
 
 
 def test_nodemanager_restarted_on_a_new_port_brings_the_host_back() -> None:
@@ -211,9 +158,9 @@ def test_nodemanager_restarted_on_a_new_port_brings_the_host_back() -> None:
     rm.set("h1:4001", "LOST")
     p.poll_once()
     rm.set("h1:4555", "RUNNING")  # the old id stays LOST in the RM's list
-    rm.queries.clear()
+    rm.requests.clear()
     p.poll_once()
-    assert rm.queries == ["metrics", DOOMED, FULL]  # activeNodes rose: someone registered
+    assert rm.queries() == ["metrics", DOOMED, FULL]  # activeNodes rose: someone registered
     assert rec.flat() == [("h1", "LOST"), ("h1", "RUNNING")]
     assert p.poll_once() == []
 
@@ -364,7 +311,7 @@ def test_start_poller_attaches_and_feeds_the_controller(monkeypatch: pytest.Monk
     rm = FakeRM()
     rm.set("h1:1", "DECOMMISSIONING")
     monkeypatch.setattr(poller_mod, "ResourceManagerClient",
-                        partial(ResourceManagerClient, transport=httpx.MockTransport(rm.handle)))
+                        partial(ResourceManagerClient, transport=rm.transport()))
     ctl = FakeController()
     config = DecomConfig(poll_interval=0.05)
     p = start_poller(ctl, config, {"spark.hadoop.yarn.resourcemanager.webapp.address": "rm:8088"})
