@@ -19,37 +19,18 @@ import decom._cli.options as cli_options
 import decom._driver.api
 from decom import ShimNotFoundError
 from decom._yarn import ResourceManagerClient
-
-
-def _node(node_id: str, state: str, containers: int = 0) -> dict[str, Any]:
-    return {"id": node_id, "nodeHostName": node_id.split(":")[0], "state": state, "rack": "/r1",
-            "numContainers": containers, "lastHealthUpdate": 1_700_000_000_000}
-
-
-class Fake:
-    def __init__(self, *nodes: dict[str, Any]) -> None:
-        self.nodes = {n["id"]: n for n in nodes}
-        self.requests: list[httpx.Request] = []
-        self.on_nodes: Any = None
-
-    def handle(self, req: httpx.Request) -> httpx.Response:
-        self.requests.append(req)
-        if req.url.path.endswith("/metrics"):
-            return httpx.Response(404)
-        if self.on_nodes is not None:
-            self.on_nodes(self)
-        wanted = set(req.url.params.get("states", "").split(","))
-        items = [n for n in self.nodes.values() if n["state"] in wanted]
-        return httpx.Response(200, json={"nodes": {"node": items}})
+from tests.fake_rm import FakeRM
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Fake:
-    f = Fake(_node("h1:8041", "RUNNING", 3), _node("h2:8041", "DECOMMISSIONING", 1),
-             _node("h3:8041", "LOST"))
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeRM:
+    rm = FakeRM(metrics=False)
+    rm.set("h1:8041", "RUNNING", numContainers=3, rack="/r1")
+    rm.set("h2:8041", "DECOMMISSIONING", numContainers=1, rack="/r1")
+    rm.set("h3:8041", "LOST", numContainers=0, rack="/r1")
     monkeypatch.setattr(cli_options, "ResourceManagerClient",
-                        partial(ResourceManagerClient, transport=httpx.MockTransport(f.handle)))
-    return f
+                        partial(ResourceManagerClient, transport=rm.transport()))
+    return rm
 
 
 def closed_port() -> int:
@@ -58,7 +39,7 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_nodes_table(fake: Fake) -> None:
+def test_nodes_table(fake: FakeRM) -> None:
     result = CliRunner().invoke(cli.main, ["nodes", "--rm", "rm:8088"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -69,7 +50,7 @@ def test_nodes_table(fake: Fake) -> None:
     assert fake.requests[0].url.host == "rm"
 
 
-def test_nodes_json_and_state_filter(fake: Fake) -> None:
+def test_nodes_json_and_state_filter(fake: FakeRM) -> None:
     result = CliRunner().invoke(cli.main, ["nodes", "--rm", "http://rm:8088", "--json",
                                            "--state", "lost", "--state", "DECOMMISSIONING,LOST"])
     assert result.exit_code == 0, result.output
@@ -96,7 +77,7 @@ def test_nodes_rm_down_exits_2() -> None:
     assert f"127.0.0.1:{port}: connection refused" in result.output
 
 
-def test_rm_from_hadoop_conf_dir(fake: Fake, tmp_path: Any,
+def test_rm_from_hadoop_conf_dir(fake: FakeRM, tmp_path: Any,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "yarn-site.xml").write_text(
         "<configuration><property><name>yarn.resourcemanager.webapp.address</name>"
@@ -107,15 +88,15 @@ def test_rm_from_hadoop_conf_dir(fake: Fake, tmp_path: Any,
     assert fake.requests[0].url.host == "siterm"
 
 
-def test_watch_prints_changes(fake: Fake) -> None:
-    def step(f: Fake) -> None:
-        polls = sum(1 for r in f.requests if "states" in r.url.params)
+def test_watch_prints_changes(fake: FakeRM) -> None:
+    def step(req: httpx.Request) -> None:
+        polls = sum(1 for r in fake.requests if "states" in r.url.params)
         if polls == 2:
-            f.nodes["h1:8041"]["state"] = "DECOMMISSIONING"
+            fake.set("h1:8041", "DECOMMISSIONING", numContainers=3)
         if polls == 3:
-            f.nodes["h2:8041"]["state"] = "DECOMMISSIONED"
+            fake.set("h2:8041", "DECOMMISSIONED", numContainers=1)
 
-    fake.on_nodes = step
+    fake.on_request = step
     result = CliRunner().invoke(cli.main, ["watch", "--rm", "rm:8088", "--interval", "10ms",
                                            "--count", "4"])
     assert result.exit_code == 0, result.output
