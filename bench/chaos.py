@@ -29,10 +29,14 @@ import platform
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .yarn_scenarios import Event
+
+if TYPE_CHECKING:
+    from yarnlab import YarnLab
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: chaos mode -> bench.yarn_scenarios mode
@@ -52,7 +56,43 @@ WINDOW = (3.0, 32.0)
 DA_OFF = {"spark.dynamicAllocation.enabled": "false"}
 
 
-def schedule(seed: int) -> dict[str, Any]:
+class Schedule(TypedDict):
+    """A seed's schedule: the job (a yarnlab.sparkapp spec), dynamic allocation, the events."""
+
+    seed: int
+    shape: str
+    dynamic_allocation: bool
+    job: dict[str, Any]
+    conf: dict[str, str]
+    events: list[Event]
+
+
+class ModeSummary(TypedDict):
+    runs: int
+    failed_runs: int
+    events: int
+    nodes_hit: int
+    recoveries: int
+    aborts: int
+    data_mismatches: int
+    correct: int
+
+
+class ChaosDoc(TypedDict):
+    """bench/results/chaos.json. A row (run_one) is one run's figures, as JSON."""
+
+    when: str
+    command: str
+    seconds: int
+    seeds: list[int]
+    modes: list[str]
+    schedules: dict[str, str]
+    summary: dict[str, ModeSummary]
+    broken_promises: list[str]
+    rows: list[dict[str, Any]]
+
+
+def schedule(seed: int) -> Schedule:
     """The schedule of `seed`: job, dynamic allocation, events. Depends on nothing but the seed."""
     rng = random.Random(seed)
     shape = SHAPES[seed % len(SHAPES)]
@@ -72,7 +112,7 @@ def schedule(seed: int) -> dict[str, Any]:
             "conf": {} if dynamic else dict(DA_OFF), "events": events}
 
 
-def describe(sched: dict[str, Any]) -> str:
+def describe(sched: Schedule) -> str:
     parts = []
     for e in sched["events"]:
         what = f"decommission(timeout {e.timeout}s)" if e.how == "graceful" else "vanish"
@@ -83,7 +123,7 @@ def describe(sched: dict[str, Any]) -> str:
             f"{'on' if sched['dynamic_allocation'] else 'off'}; " + "; ".join(parts))
 
 
-def run_one(lab: Any, sched: dict[str, Any], mode: str, log: Any) -> dict[str, Any]:
+def run_one(lab: YarnLab, sched: Schedule, mode: str, log: Callable[[str], None]) -> dict[str, Any]:
     """One schedule in one mode; the lab is repaired afterwards whatever happened."""
     from .yarn_scenarios import repair, run_scenario
 
@@ -115,8 +155,8 @@ def run_one(lab: Any, sched: dict[str, Any], mode: str, log: Any) -> dict[str, A
     return row
 
 
-def summary(rows: list[dict[str, Any]], modes: list[str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
+def summary(rows: list[dict[str, Any]], modes: list[str]) -> dict[str, ModeSummary]:
+    out: dict[str, ModeSummary] = {}
     for m in modes:
         rs = [r for r in rows if r["mode"] == m]
         ok = [r for r in rs if "failed" not in r]
@@ -157,7 +197,7 @@ def table_header() -> str:
     return "  ".join(f"{h:>{w}}" for h, w in COLUMNS)
 
 
-def markdown(doc: dict[str, Any]) -> str:
+def markdown(doc: ChaosDoc) -> str:
     summ, rows = doc["summary"], doc["rows"]
     lines = [
         "# Chaos: random scale-in schedules on a real YARN cluster (yarnlab)", "",
@@ -236,12 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     summ = summary(rows, modes)
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = " ".join(["python -m bench.chaos", *args_in])
-    doc = {"when": when, "command": command,
-           "seconds": round(time.monotonic() - t0), "seeds": seeds, "modes": modes,
-           "schedules": {str(s): describe(scheds[s]) for s in seeds}, "summary": summ,
-           "broken_promises": broken_promises(rows), "rows": rows}
     if args.seed is None:
-        doc["command"] += f" (seed {first} drawn at random)"
+        command += f" (seed {first} drawn at random)"
+    doc: ChaosDoc = {"when": when, "command": command,
+                     "seconds": round(time.monotonic() - t0), "seeds": seeds, "modes": modes,
+                     "schedules": {str(s): describe(scheds[s]) for s in seeds}, "summary": summ,
+                     "broken_promises": broken_promises(rows), "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(doc, indent=1, default=str))
     md = markdown(doc)

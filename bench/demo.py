@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from .local_scenarios import lost_outputs, repeated_loss, session
 
@@ -21,7 +23,7 @@ ROWS = [("correct answer", "correct"), ("job aborted", "aborted"), ("reduce wall
         ("result-stage attempts", "result_stage_attempts")]
 
 
-def table(title: str, stock: dict, dec: dict) -> str:
+def table(title: str, stock: Mapping[str, object], dec: Mapping[str, object]) -> str:
     lines = [title, f"  {'':<24}{'stock Spark':>14}{'decom':>10}"]
     lines += [f"  {label:<24}{str(stock[k]):>14}{str(dec[k]):>10}" for label, k in ROWS]
     return "\n".join(lines)
@@ -29,7 +31,7 @@ def table(title: str, stock: dict, dec: dict) -> str:
 
 def main() -> int:
     t0 = time.monotonic()
-    results: dict[str, dict] = {}
+    results: dict[str, dict[str, Any]] = {}
     for mode in ("stock", "decom"):
         print(f"== {mode}: starting local-cluster Spark 4.3 with 4 executors ...", flush=True)
         conf = {"spark.stage.maxConsecutiveAttempts": "2", **QUIET}

@@ -14,16 +14,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import add
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .spark_probe import (
     SparkProbe,
+    StageAttempt,
     Vanisher,
     map_outputs_by_executor,
     summarize,
     wait_for_executors,
     wait_stage_attempt,
 )
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 WORKERS = 4
 #: Timeouts short enough that stock Spark's recovery from a vanished executor fits in a test, and the
@@ -77,7 +81,7 @@ def loopback_only() -> None:
 
 @contextmanager
 def session(mode: str, workers: int = WORKERS, conf: dict[str, str] | None = None,
-            app: str = "decom-scenario") -> Iterator[tuple[Any, Any]]:
+            app: str = "decom-scenario") -> Iterator[tuple[SparkSession, Any]]:
     """A local-cluster session; mode "decom" adds the shim and enables the controller."""
     from pyspark.sql import SparkSession
 
@@ -122,11 +126,11 @@ class Outcome:
         return dict(self.__dict__)
 
 
-def _groups_attempts(probe: SparkProbe, group: str, before: set[tuple[int, int]]) -> list[Any]:
+def _groups_attempts(probe: SparkProbe, group: str, before: set[tuple[int, int]]) -> list[StageAttempt]:
     return [a for a in probe.attempts(group) if (a.stage, a.attempt) not in before]
 
 
-def lost_outputs(spark: Any, controller: Any, mode: str, lose: int = 1,
+def lost_outputs(spark: SparkSession, controller: Any, mode: str, lose: int = 1,
                  tell: str = "before") -> Outcome:
     """Materialise a shuffle, lose `lose` executors holding its outputs (reported, then vanished),
     then run the reduce: decom recomputes exactly the lost outputs in one map attempt."""
@@ -169,7 +173,7 @@ def lost_outputs(spark: Any, controller: Any, mode: str, lose: int = 1,
     return out
 
 
-def repeated_loss(spark: Any, controller: Any, mode: str, losses: int = 2,
+def repeated_loss(spark: SparkSession, controller: Any, mode: str, losses: int = 2,
                   tell: str = "before") -> Outcome:
     """Lose an executor holding map outputs during each of `losses` consecutive attempts of the same
     reduce stage: with spark.stage.maxConsecutiveAttempts=losses stock Spark aborts."""
@@ -228,7 +232,7 @@ def repeated_loss(spark: Any, controller: Any, mode: str, losses: int = 2,
     return out
 
 
-def _fill(out: Outcome, attempts: list[Any], controller: Any, skip_first_map: bool = False) -> None:
+def _fill(out: Outcome, attempts: list[StageAttempt], controller: Any, skip_first_map: bool = False) -> None:
     """Figures from Spark's records of the job(s) after the loss. Every stage but the result stage
     is map work: Spark may give recomputation of an existing shuffle a new stage id."""
     s = summarize(attempts)

@@ -11,10 +11,17 @@ import json
 import platform
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .local_scenarios import Outcome, lost_outputs, repeated_loss, session
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+#: A scenario run in one session: (spark, decom's controller or None, mode) -> its outcome.
+Scenario = Callable[["SparkSession", Any, str], Outcome]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = [("scenario", "scenario"), ("mode", "mode"), ("wall_s", "wall s"), ("correct", "correct"),
@@ -23,8 +30,8 @@ COLUMNS = [("scenario", "scenario"), ("mode", "mode"), ("wall_s", "wall s"), ("c
            ("result_stage_attempts", "result attempts")]
 
 
-def scenarios(quick: bool) -> list[tuple[str, Any]]:
-    s = [
+def scenarios(quick: bool) -> list[tuple[str, Scenario]]:
+    s: list[tuple[str, Scenario]] = [
         ("lost-outputs-1", lambda sp, c, m: lost_outputs(sp, c, m, lose=1)),
         ("mass-2-of-4", lambda sp, c, m: lost_outputs(sp, c, m, lose=2)),
         ("repeated-loss-2", lambda sp, c, m: repeated_loss(sp, c, m, losses=2, tell="before")),

@@ -10,9 +10,12 @@ import os
 import signal
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yarnlab.spark_status import SparkProbe, StageAttempt, Task
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 __all__ = ["SparkProbe", "StageAttempt", "Task", "Vanisher", "executor_pid", "map_outputs_by_executor",
            "summarize", "wait_for_executors", "wait_stage_attempt"]
@@ -95,7 +98,7 @@ class Vanisher:
         self.cleanup()
 
 
-def wait_for_executors(spark: Any, n: int, timeout: float = 120.0,
+def wait_for_executors(spark: SparkSession, n: int, timeout: float = 120.0,
                        exclude: set[str] | None = None) -> list[str]:
     """Ids of at least n live executors (not in `exclude`), waiting for replacements to start."""
     probe = SparkProbe(spark)
@@ -113,7 +116,7 @@ def wait_for_executors(spark: Any, n: int, timeout: float = 120.0,
         time.sleep(0.5)
 
 
-def wait_stage_attempt(spark: Any, group: str, attempt: int, min_done: int = 1,
+def wait_stage_attempt(spark: SparkSession, group: str, attempt: int, min_done: int = 1,
                        timeout: float = 300.0, result_stage_only: bool = True) -> int | None:
     """Block until the group's last stage is running attempt `attempt` with `min_done` tasks done.
     Returns the stage id, or None if the job ended first."""
@@ -121,8 +124,7 @@ def wait_stage_attempt(spark: Any, group: str, attempt: int, min_done: int = 1,
     st = sc.statusTracker()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        jobs = [st.getJobInfo(j) for j in st.getJobIdsForGroup(group)]
-        jobs = [j for j in jobs if j is not None]
+        jobs = [job for j in st.getJobIdsForGroup(group) if (job := st.getJobInfo(j)) is not None]
         if jobs and all(j.status in ("SUCCEEDED", "FAILED") for j in jobs):
             return None
         for j in jobs:
@@ -137,10 +139,15 @@ def wait_stage_attempt(spark: Any, group: str, attempt: int, min_done: int = 1,
     raise TimeoutError(f"stage attempt {attempt} of group {group} did not start in {timeout}s")
 
 
-def run_tasks(spark: Any, group: str, n: int = 32) -> dict[str, int]:
+def run_tasks(spark: SparkSession, group: str, n: int = 32) -> dict[str, int]:
     """Run an n-task job in a job group; return Spark's own count of its tasks per executor."""
     sc = spark.sparkContext
     sc.setJobGroup(group, group)
-    total = sc.parallelize(range(n), n).map(lambda x: (time.sleep(0.05), x)[1]).sum()
+
+    def slow(x: int) -> int:
+        time.sleep(0.05)
+        return x
+
+    total = sc.parallelize(range(n), n).map(slow).sum()
     assert total == sum(range(n)), f"wrong answer {total}"
     return dict(summarize(SparkProbe(spark).attempts(group))["tasks_by_executor"])

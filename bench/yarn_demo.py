@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .yarn_scenarios import YarnOutcome
 
 SCENARIO = "repeated-loss"
 ROWS = [("correct answer", "correct"), ("job aborted", "aborted"), ("job wall time (s)", "wall_s"),
@@ -22,7 +25,7 @@ ROWS = [("correct answer", "correct"), ("job aborted", "aborted"), ("job wall ti
         ("tasks on a node after it left", "tasks_on_victims_after")]
 
 
-def timeline(out: Any) -> str:
+def timeline(out: YarnOutcome) -> str:
     lines: list[tuple[float, str]] = []
     for e in out.events:
         lines.append((e["told_t"], f"bench   {e['stage']} attempt {e['attempt']} running: {e['how']} "
@@ -72,7 +75,7 @@ def main() -> int:
         from . import demo
 
         return demo.main()
-    results = {}
+    results: dict[str, YarnOutcome] = {}
     try:
         print(f"   up in {lab.startup_seconds:.0f}s: {', '.join(n.host for n in lab.nodes)}", flush=True)
         for mode in ("stock", "decom-ess-on"):

@@ -12,8 +12,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
+from yarnlab import YarnLab
 from yarnlab.sparkapp import SparkApp, job_checksum
 
 EXECUTORS = 4
@@ -94,12 +95,16 @@ class YarnOutcome:
         return dict(self.__dict__)
 
 
+#: A node state change the RM showed: at (time.time()), host, state and the state before (None: first seen).
+NodeChange = TypedDict("NodeChange", {"at": float, "host": str, "state": str, "from": str | None})
+
+
 class NodeWatch:
     """Samples the RM's node states (every 0.25 s) on a thread; keeps every change with its time."""
 
-    def __init__(self, lab: Any) -> None:
+    def __init__(self, lab: YarnLab) -> None:
         self.lab = lab
-        self.changes: list[dict[str, Any]] = []
+        self.changes: list[NodeChange] = []
         self._last: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="node-watch")
@@ -213,7 +218,7 @@ SCENARIOS: dict[str, list[Event]] = {
 SCENARIO_JOB = {"mid-map": {"map_sleep": 4.0}}
 
 
-def run_scenario(lab: Any, scenario: str, mode: str, log: Callable[[str], None] = lambda s: None,
+def run_scenario(lab: YarnLab, scenario: str, mode: str, log: Callable[[str], None] = lambda s: None,
                  job: dict[str, Any] | None = None, extra_conf: dict[str, str] | None = None,
                  events: list[Event] | None = None, wait_drain: bool = True) -> YarnOutcome:
     """One Spark app on `lab`, one job, the scenario's scale-in events; figures from Spark and the RM.
@@ -324,7 +329,7 @@ def _figures(out: YarnOutcome, attempts: list[dict[str, Any]], rep: dict[str, An
         out.tasks_on_victims_after += sum(1 for x in launches if x >= since)
         if seen is not None:
             out.tasks_in_reaction_window += sum(1 for x in launches if seen <= x < since)
-    out.timeline = [c | {"t": round(c["at"] - t_job, 1)} for c in watch.changes if c["at"] >= t_job - 1
+    out.timeline = [{**c, "t": round(c["at"] - t_job, 1)} for c in watch.changes if c["at"] >= t_job - 1
                     and c["from"] is not None]
     if rep is not None:
         out.decom = {
@@ -340,7 +345,7 @@ def _figures(out: YarnOutcome, attempts: list[dict[str, Any]], rep: dict[str, An
         }
 
 
-def _run_timed(lab: Any, app: SparkApp, events: list[Event], am: str, t_job: float, out: YarnOutcome,
+def _run_timed(lab: YarnLab, app: SparkApp, events: list[Event], am: str, t_job: float, out: YarnOutcome,
                requested: dict[str, float], vanished: list[str], log: Callable[[str], None]) -> None:
     """Timed events (Event.at_s) and their recoveries (Event.back_after), in time order, while the job runs.
     Victims: nodes running executors (else any node), never the AM's, never one already out, and at least
@@ -413,7 +418,7 @@ def _run_timed(lab: Any, app: SparkApp, events: list[Event], am: str, t_job: flo
             heapq.heappush(queue, (t - t_job + ev.back_after, seq, "back", i, victims))
 
 
-def repair(lab: Any, timeout: float = 240.0) -> None:
+def repair(lab: YarnLab, timeout: float = 240.0) -> None:
     """Every node RUNNING again: link up, out of the exclude file, NM restarted if it shut down. Every
     link is brought up, also of a node the RM still shows RUNNING (it vanished moments ago)."""
     states = lab.node_states()

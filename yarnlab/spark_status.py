@@ -12,7 +12,11 @@ import json
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
 
 
 def spark_time(s: str | None) -> float | None:
@@ -61,8 +65,10 @@ class StageAttempt:
 class SparkProbe:
     """Spark's own stage/task records for the jobs of a job group. Takes a SparkSession or SparkContext."""
 
-    def __init__(self, spark: Any) -> None:
-        self.sc = getattr(spark, "sparkContext", spark)
+    def __init__(self, spark: SparkSession | SparkContext) -> None:
+        from pyspark.sql import SparkSession
+
+        self.sc: SparkContext = spark.sparkContext if isinstance(spark, SparkSession) else spark
         url = self.sc.uiWebUrl
         self.base = f"{url}/api/v1/applications/{self.sc.applicationId}" if url else ""
 

@@ -44,6 +44,8 @@ from .errors import LabError
 from .spark_status import SparkProbe
 
 if TYPE_CHECKING:
+    from pyspark import SparkContext
+
     from .lab import YarnLab
 
 
@@ -109,7 +111,7 @@ class ShuffleJob:
     Other shapes (spec "shape", see SHAPES): join, agg and cached add a middle stage of `mids` tasks
     sleeping `mid_sleep` s each (join: the small table's side, 2 tasks); their answers: job_checksum."""
 
-    def __init__(self, sc: Any, spec: Mapping[str, Any]) -> None:
+    def __init__(self, sc: SparkContext, spec: Mapping[str, Any]) -> None:
         self.sc = sc
         self.n = int(spec.get("n", 40_000))
         self.keys = int(spec.get("keys", 97))
@@ -181,13 +183,13 @@ class ShuffleJob:
             table = self.sc.parallelize(range(self.keys), 2).map(lambda k: (k, k * k + 1))
             joined = pairs.join(table, self.reduces).mapPartitions(slow_reduce)
             parts = joined.map(lambda kv: kv[1][0] * kv[1][1] % mod).mapPartitions(lambda it: [sum(it) % mod])
-            return sum(parts.collect()) % MOD
+            return int(sum(parts.collect())) % MOD
         sums = pairs.reduceByKey(add, self.mids).mapPartitions(slow_mid)
 
         def regroup(rdd: Any) -> int:
             groups = (rdd.map(lambda kv: (kv[0] % right, kv[0] * kv[1] % mod))
                       .reduceByKey(lambda a, b: (a + b) % mod, self.reduces).mapPartitions(slow_reduce))
-            return sum((g + 1) * v for g, v in groups.collect()) % MOD
+            return int(sum((g + 1) * v for g, v in groups.collect())) % MOD
 
         if self.shape == "agg":
             return regroup(sums)
@@ -196,7 +198,7 @@ class ShuffleJob:
         regrouped = regroup(sums)
         total = sums.values().sum()
         sums.unpersist(blocking=False)
-        return (count * 1_000_003 + regrouped + total) % MOD
+        return (count * 1_000_003 + regrouped + int(total)) % MOD
 
     def progress(self) -> dict[str, Any]:
         """Whether the job runs, for how long, and its active stage attempts (tasks done/active/total)."""
