@@ -29,7 +29,7 @@ test-jvm: $(VENV)/.installed
 	cd jvm-shim && $(MVN) test
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check decom tests bench
+	$(VENV)/bin/ruff check decom yarnlab tests bench
 	$(VENV)/bin/mypy
 
 # make test runs one short, real run of each capability; longer lab scenarios are marked `long` and
