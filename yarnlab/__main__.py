@@ -16,7 +16,7 @@ from .supervisor import STATE_PATH, cleanup_stale, pid_alive, read_state
 
 def _up(args: argparse.Namespace) -> int:
     lab = YarnLab(nodes=args.nodes, shuffle_service=args.shuffle_service, workdir=args.workdir,
-                  ha=args.ha, wait_for_applications=args.wait_for_applications,
+                  ha=args.ha, emulate_emr_drain=args.emulate_emr_drain,
                   lock_timeout=args.lock_timeout)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--nodes", type=int, default=4)
     up.add_argument("--shuffle-service", action="store_true", help="run Spark's shuffle service in each NM")
     up.add_argument("--ha", action="store_true", help="two ResourceManagers, manual failover")
-    up.add_argument("--wait-for-applications", action="store_true")
+    up.add_argument("--emulate-emr-drain", action="store_true",
+                    help="let a DECOMMISSIONING node go once its containers are gone, as EMR's private "
+                         "wait-for-applications=false does (Apache Hadoop waits for the apps to end)")
     up.add_argument("--workdir", default=None)
     up.add_argument("--lock-timeout", type=float, default=30.0)
     sub.add_parser("down", help="stop the recorded lab and remove its namespaces/links/bridge")

@@ -90,7 +90,6 @@ def yarn_site_common(
     nm_vcores: int,
     nm_expiry_ms: int,
     decom_poll_secs: int,
-    wait_for_applications: bool,
     graceful_timeout_secs: int,
     shuffle_class: str | None,
     shuffle_classpath: str | None,
@@ -129,8 +128,6 @@ def yarn_site_common(
         # Decommissioning
         "yarn.resourcemanager.nodes.exclude-path": str(exclude_path),
         "yarn.resourcemanager.decommissioning-nodes-watcher.poll-interval-secs": decom_poll_secs,
-        # EMR's YARN-9608-style switch; Apache Hadoop 3.5.0 has no such key and ignores it.
-        "yarn.resourcemanager.decommissioning-nodes-watcher.wait-for-applications": wait_for_applications,
         "yarn.resourcemanager.nodemanager-graceful-decommission-timeout-secs": graceful_timeout_secs,
         "yarn.nm.liveness-monitor.expiry-interval-ms": nm_expiry_ms,
         "yarn.resourcemanager.nodemanagers.heartbeat-interval-ms": 1000,

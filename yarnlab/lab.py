@@ -35,7 +35,7 @@ class YarnLab(Faults):
     """A real YARN cluster on this machine. See the module docstring; all waits have deadlines.
 
     YarnLab(nodes=4, shuffle_service=True, workdir=None, *, nm_memory_mb=4096, nm_vcores=2,
-    rm_heap_mb=768, nm_heap_mb=512, ha=False, wait_for_applications=False, nm_expiry_ms=10_000,
+    rm_heap_mb=768, nm_heap_mb=512, ha=False, emulate_emr_drain=False, nm_expiry_ms=10_000,
     decom_poll_secs=1, graceful_timeout_secs=3600, extra_yarn_site=None, start_timeout=240.0,
     lock_timeout=None, jar_dir=None, state_path=None): the constructor is LabLayout's
     (yarnlab/layout.py).
@@ -88,7 +88,7 @@ class YarnLab(Faults):
             raise
         self.startup_seconds = time.monotonic() - t0
         self._watch_stop.clear()
-        self._watcher = threading.Thread(target=self._no_wait_for_apps_watcher, name="yarnlab-drain", daemon=True)
+        self._watcher = threading.Thread(target=self._emr_drain_watcher, name="yarnlab-drain", daemon=True)
         self._watcher.start()
         return self
 
@@ -119,10 +119,10 @@ class YarnLab(Faults):
 
         every ResourceManager up (HA: the first one active), every node's link up and processes
         running, no running or pending application, an empty exclude file, every NodeManager
-        RUNNING, and the attributes tests may change (wait_for_applications) at their start values.
+        RUNNING, and the attributes tests may change (emulate_emr_drain) at their start values.
         """
         t0 = time.monotonic()
-        self.wait_for_applications = self._defaults["wait_for_applications"]
+        self.emulate_emr_drain = self._defaults["emulate_emr_drain"]
         for rid in self.rm_ids:
             p = self._procs.get(rid)
             if p is None or not p.alive():

@@ -79,7 +79,7 @@ class LabLayout:
         rm_heap_mb: int = 768,
         nm_heap_mb: int = 512,
         ha: bool = False,
-        wait_for_applications: bool = False,
+        emulate_emr_drain: bool = False,
         nm_expiry_ms: int = 10_000,
         decom_poll_secs: int = 1,
         graceful_timeout_secs: int = 3600,
@@ -99,7 +99,9 @@ class LabLayout:
         self.rm_heap_mb = rm_heap_mb
         self.nm_heap_mb = nm_heap_mb
         self.ha = ha
-        self.wait_for_applications = wait_for_applications
+        # Apache Hadoop keeps a DECOMMISSIONING node until every app that ran there ends (or the timeout);
+        # EMR's private wait-for-applications=false lets it go once its containers are gone. Opt-in only.
+        self.emulate_emr_drain = emulate_emr_drain
         self.nm_expiry_ms = nm_expiry_ms
         self.decom_poll_secs = decom_poll_secs
         self.graceful_timeout_secs = graceful_timeout_secs
@@ -135,7 +137,7 @@ class LabLayout:
         self._drained_early: set[str] = set()
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
-        self._defaults = {"wait_for_applications": wait_for_applications}  # what reset() restores
+        self._defaults = {"emulate_emr_drain": emulate_emr_drain}  # what reset() restores
 
     # -- addresses and look-ups ----------------------------------------------------------------
     @property
@@ -197,7 +199,6 @@ class LabLayout:
             nm_vcores=self.nm_vcores,
             nm_expiry_ms=self.nm_expiry_ms,
             decom_poll_secs=self.decom_poll_secs,
-            wait_for_applications=self.wait_for_applications,
             graceful_timeout_secs=self.graceful_timeout_secs,
             shuffle_class=self.shuffle.class_name if self.shuffle else None,
             shuffle_classpath=self.shuffle.classpath if self.shuffle else None,

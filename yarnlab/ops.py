@@ -210,19 +210,19 @@ class ClusterOps(LabLayout):
                     p.popen.wait(timeout=20)
         self._start_nm(n)
 
-    def _no_wait_for_apps_watcher(self) -> None:
-        """Emulate EMR's `...decommissioning-nodes-watcher.wait-for-applications=false`.
+    def _emr_drain_watcher(self) -> None:
+        """Opt-in emulation of EMR's private `...decommissioning-nodes-watcher.wait-for-applications=false`.
 
         Apache Hadoop 3.5.0 has no such switch: its DecommissioningNodesWatcher keeps a node
         DECOMMISSIONING while any app that ran on it is alive, even with no container left, until
-        the timeout. With wait_for_applications=False (the default, as on EMR) the lab gives such a
-        node (DECOMMISSIONING, 0 containers) a per-host timeout of 0 in the exclude file and runs
-        `-refreshNodes -g -server`; the RM then finishes it at its next watcher poll. Set
-        lab.wait_for_applications = True (any time) for stock Apache behaviour.
+        the timeout; that is the lab's default. With emulate_emr_drain=True (any time) the lab gives
+        such a node (DECOMMISSIONING, 0 containers) a per-host timeout of 0 in the exclude file and runs
+        `-refreshNodes -g -server`, as an operator could; the RM then finishes it at its next watcher
+        poll. Every result that uses it must say so.
         """
         log = self.log_dir / "lab.log"
         while not self._watch_stop.wait(1.0):
-            if self.wait_for_applications or not self._excluded:
+            if not self.emulate_emr_drain or not self._excluded:
                 continue
             try:
                 idle = [n["nodeHostName"] for n in self.nodes_rest(("DECOMMISSIONING",))
@@ -245,7 +245,7 @@ class ClusterOps(LabLayout):
                     msg = str(e)
             with open(log, "a") as f:
                 f.write(f"{time.strftime('%H:%M:%S')} no containers left on DECOMMISSIONING {hosts}: "
-                        f"timeout set to 0 (wait_for_applications=false emulation), refresh {msg}\n")
+                        f"timeout set to 0 (EMR drain emulation), refresh {msg}\n")
 
     # -- applications --------------------------------------------------------------------------
     def running_apps(self) -> list[str]:

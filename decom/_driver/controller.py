@@ -249,11 +249,11 @@ class Controller:
                 elif status.state != DECOMMISSIONING:
                     node.decommissioning_since = None
                 node.yarn_state = status.state
-                if status.deadline is not None or status.state != DECOMMISSIONING:
+                if status.deadline is not None or status.state == RUNNING:
                     if status.deadline != node.deadline:  # else: the deadline decom already holds
                         node.deadline_source = "rm" if status.deadline is not None else None
                     node.deadline = status.deadline
-                # else: a DECOMMISSIONING node keeps the deadline read over RPC (REST never has one).
+                # else: the node keeps the deadline read over RPC (REST never has one), also once gone.
                 if not target or target == node.state:
                     continue
                 if node.state == DECOMMISSIONED and target == DECOMMISSIONING:

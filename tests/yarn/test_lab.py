@@ -163,11 +163,11 @@ def test_spark_executor_pins_decommissioning_node(lab: YarnLab) -> None:
         record(lab, "busy_node_drain_seconds_with_timeout", {"timeout": timeout, "observed": elapsed})
         assert elapsed >= timeout - 1
 
-        # 2) stock Apache Hadoop 3.5.0 (wait_for_applications=True in the lab): a second executor
-        #    node, long timeout, its executor killed: no container left, yet it stays
-        #    DECOMMISSIONING because an app that ran there is still alive (watcher state WAIT_APP).
+        # 2) stock Apache Hadoop 3.5.0 (the lab's default): a second executor node, long timeout, its
+        #    executor killed: no container left, yet it stays DECOMMISSIONING because an app that ran
+        #    there is still alive (watcher state WAIT_APP).
         second = exec_hosts[1]
-        lab.wait_for_applications = True
+        assert not lab.emulate_emr_drain
         try:
             lab.decommission([second], timeout=600)
             wait_state(lab, second, {"DECOMMISSIONING"}, timeout=30, poll=0.2)
@@ -186,9 +186,9 @@ def test_spark_executor_pins_decommissioning_node(lab: YarnLab) -> None:
             record(lab, "apache_decommissioning_node_without_containers_while_app_alive", st_no_containers)
             assert st_no_containers == "DECOMMISSIONING"
         finally:
-            # 3) EMR semantics (wait-for-applications=false, the lab's default, emulated): the
-            #    node without containers is DECOMMISSIONED promptly although the app lives on.
-            lab.wait_for_applications = False
+            # 3) EMR semantics (wait-for-applications=false), emulated when asked for: the node
+            #    without containers is DECOMMISSIONED promptly although the app lives on.
+            lab.emulate_emr_drain = True
         t2 = time.monotonic()
         st, seen3 = wait_state(lab, second, {"DECOMMISSIONED"}, timeout=60, poll=0.5)
         record(lab, "emr_emulation_drain_seconds_after_last_container", round(time.monotonic() - t2, 1))

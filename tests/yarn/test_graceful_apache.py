@@ -1,0 +1,171 @@
+"""Graceful scale-in on Apache Hadoop 3.5 (the lab's default: a DECOMMISSIONING node stays while the app
+that ran there lives, or until YARN's timeout). A real Spark 4.3 app with decom in its driver, the
+shuffle service in every NodeManager, Spark's default network timeouts. Every figure comes from Spark's
+own records (status REST API, task records) or the RM.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from bench.yarn_scenarios import pick_victims
+from yarnlab.sparkapp import SparkApp, job_checksum
+
+pytestmark = pytest.mark.yarn
+
+EXECUTORS = 4
+#: Dynamic allocation up to 4, as a notebook or ETL app would; executors stay while idle for the test.
+CONF = {
+    "spark.dynamicAllocation.enabled": "true",
+    "spark.dynamicAllocation.minExecutors": "0",
+    "spark.dynamicAllocation.initialExecutors": str(EXECUTORS),
+    "spark.dynamicAllocation.maxExecutors": str(EXECUTORS),
+    "spark.dynamicAllocation.executorIdleTimeout": "600s",
+    "spark.dynamicAllocation.schedulerBacklogTimeout": "1s",
+    "spark.python.worker.reuse": "true",
+}
+
+
+def _wait(what: str, cond: Any, timeout: float, poll: float = 0.5) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if cond():
+            return time.monotonic() - t0
+        time.sleep(poll)
+    raise TimeoutError(f"not within {timeout:.0f} s: {what}")
+
+
+def _tasks(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [t | {"stage": a["stage"], "stage_attempt": a["attempt"]} for a in attempts for t in a["tasks"]]
+
+
+def _excluded_at(rep: dict[str, Any], host: str) -> float:
+    """When the shim's exclusion of `host` took effect (driver clock, like Spark's launch times)."""
+    times = [e["time"] / 1000 for e in rep["shim"]["events"]
+             if e.get("action") in ("excluded", "decommissioned") and e.get("target") == host]
+    assert times, f"decom never acted on {host}: {rep['nodes'].get(host)}"
+    return min(times)
+
+
+def test_capacity_comes_back_while_the_node_stays_decommissioning(lab: Any) -> None:
+    """A node with executors is gracefully decommissioned (timeout 600 s) mid-reduce. On Apache Hadoop it
+    stays DECOMMISSIONING while the app lives; decom lets its executors go as their tasks end, so the app's
+    working executors return to their number before the exclusion (YARN places the replacements on other
+    nodes), no task runs on the node afterwards, the node's shuffle service keeps serving its outputs (no
+    FetchFailed, nothing recomputed) and the answer is right."""
+    spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 64, "map_sleep": 0.5, "reduce_sleep": 2.0}
+    with SparkApp(lab, executors=EXECUTORS, conf=CONF, decom=True, name="graceful-capacity") as app:
+        app.start_job(**spec)
+        app.wait_stage("reduce", 0, min_done=2, timeout=240)
+        before = app.executor_ids()
+        victims, on_victim = pick_victims(app, 1, {app.am_host()})
+        assert victims and on_victim >= 1, f"no executor node besides the AM's: {before}"
+        victim = victims[0]
+        lab.decommission([victim], timeout=600)
+        t_decom = time.monotonic()
+
+        def working() -> dict[str, str]:
+            return {e: h for e, h in app.executor_ids().items() if h != victim}
+
+        back_s = _wait(f"{len(before)} working executors off {victim} (before: {before})",
+                       lambda: len(working()) >= len(before), timeout=150, poll=1.0)
+        print(f"\ncapacity back {back_s:.1f}s after the graceful request: {working()} (before: {before})")
+        assert lab.node_states()[victim] == "DECOMMISSIONING", "Apache Hadoop keeps the node while the app lives"
+        out = app.wait_job(timeout=420)
+        rep = app.report()
+    assert rep is not None
+    assert not out["aborted"], out["error"]
+    assert out["checksum"] == job_checksum(spec), "wrong answer"
+    since = _excluded_at(rep, victim)
+    late = [t for t in _tasks(out["attempts"]) if t["host"] == victim and (t["launch"] or 0) >= since]
+    assert late == [], f"tasks launched on {victim} after decom excluded it: {late}"
+    assert sum(a["fetch_failed"] for a in out["attempts"]) == 0, "the node's shuffle service stopped serving"
+    assert len({a["stage"] for a in out["attempts"]}) == len(out["attempts"]), "a stage was retried"
+    node = rep["nodes"][victim]
+    assert node["state"] == "DECOMMISSIONING" and node["executors_released"], node
+    released = [e for e in rep["shim"]["events"] if e["action"] == "executors-released" and e["target"] == victim]
+    assert released and all(e["detail"]["outputsKept"] for e in released), released
+    print(f"job {out['wall_s']}s; released {node['executors_released']} at "
+          f"{[round(e['time'] / 1000 - since, 1) for e in released]}s after the exclusion; "
+          f"{time.monotonic() - t_decom:.0f}s after the request the node is still DECOMMISSIONING")
+
+
+def test_a_short_yarn_timeout_read_over_rpc_is_handled_as_gone_at_once(lab: Any) -> None:
+    """The node's graceful timeout is 15 s, which YARN reports only over RPC. decom reads it in the driver
+    and, 15 s being inside spark.decommissioning.timeout.threshold (20 s), handles the node as gone at
+    once: its outputs are dropped in one step before YARN takes the node. No abort, at most one extra
+    attempt of each stage, and every FetchFailed is one decom caused on purpose (all exempt)."""
+    spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 48, "map_sleep": 0.5, "reduce_sleep": 2.0}
+    with SparkApp(lab, executors=EXECUTORS, conf=CONF, decom=True, name="graceful-rpc-deadline") as app:
+        app.start_job(**spec)
+        app.wait_stage("reduce", 0, min_done=2, timeout=240)
+        victims, _ = pick_victims(app, 1, {app.am_host()})
+        assert victims, "no executor node besides the AM's"
+        victim = victims[0]
+        t_request = time.time()
+        lab.decommission([victim], timeout=15)
+
+        def decom_state() -> str:
+            rep = app.report()
+            return "" if rep is None else str(rep["nodes"].get(victim, {}).get("state", ""))
+
+        _wait("decom handles the node as gone", lambda: decom_state() == "DECOMMISSIONED", timeout=60)
+        gone_s = time.time() - t_request
+        yarn_state = lab.node_states()[victim]
+        out = app.wait_job(timeout=420)
+        rep = app.report()
+    assert rep is not None
+    node = rep["nodes"][victim]
+    print(f"\ndecom: gone {gone_s:.1f}s after the 15 s graceful request (YARN then: {yarn_state}); "
+          f"deadline from {node['deadline_source']}; job {out['wall_s']}s; fetch failures {rep['fetch_failures']}")
+    assert node["deadline_source"] == "rpc", node
+    assert node["deadline"] is not None and abs(node["deadline"] - (node["transitions"][0]["at"] + 15)) < 1
+    assert gone_s < 15, f"decom acted {gone_s:.1f}s after the request: not before YARN's own timeout"
+    assert not out["aborted"], out["error"]
+    assert out["checksum"] == job_checksum(spec), "wrong answer"
+    per_stage: dict[int, int] = {}
+    for a in out["attempts"]:
+        per_stage[a["stage"]] = per_stage.get(a["stage"], 0) + 1
+    assert max(per_stage.values()) <= 2, f"more than one extra attempt of a stage: {per_stage}"
+    failures = rep["fetch_failures"]
+    assert failures["total"] == failures["exempt"], f"a FetchFailed decom did not cause: {failures}"
+    assert node["outputs_unregistered"] >= 0
+
+
+def test_a_reducer_fetching_from_a_vanished_host_is_retried_within_seconds(lab: Any) -> None:
+    """A node holding map outputs vanishes (link down) while the reduce runs, with Spark's default network
+    timeouts (spark.shuffle.io.connectionTimeout 120 s). Reducers connecting to its shuffle service would
+    hang that long; once the RM says LOST, decom drops the node's outputs and retries the tasks reading
+    them against the map outputs as they are now. The job ends well within the 120 s, with the right
+    answer and no abort."""
+    spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 32, "map_sleep": 0.5, "reduce_sleep": 1.0}
+    with SparkApp(lab, executors=EXECUTORS, conf=CONF, decom=True, name="vanish-fetch") as app:
+        app.start_job(**spec)
+        app.wait_stage("reduce", 0, min_done=1, timeout=240)
+        victims, _ = pick_victims(app, 1, {app.am_host()})
+        assert victims, "no executor node besides the AM's"
+        victim = victims[0]
+        t_vanish = time.time()
+        lab.vanish(victim)
+        try:
+            _wait(f"the RM says {victim} is LOST", lambda: lab.node_states().get(victim) == "LOST", timeout=90)
+            t_lost = time.time()
+            out = app.wait_job(timeout=300)
+            rep = app.report()
+        finally:
+            lab.restore(victim)
+    assert rep is not None
+    retried = [e for e in rep["shim"]["events"] if e["action"] == "fetching-tasks-retried"]
+    ended = out["ended"] - t_vanish
+    print(f"\nLOST {t_lost - t_vanish:.1f}s after the vanish; job ended {ended:.1f}s after it; retried: "
+          f"{[len(e['detail']['tasks']) for e in retried]} task(s); fetch failures {rep['fetch_failures']}")
+    assert not out["aborted"], out["error"]
+    assert out["checksum"] == job_checksum(spec), "wrong answer"
+    assert ended < 90, f"the job ended {ended:.0f}s after the vanish: reducers waited out the network timeout"
+    node = rep["nodes"][victim]
+    assert node["state"] == "DECOMMISSIONED"
+    gone_at = next(tr["at"] for tr in node["transitions"] if tr["state"] == "DECOMMISSIONED")
+    assert all(e["time"] / 1000 - gone_at < 5 for e in retried), "tasks were retried late"
