@@ -84,9 +84,13 @@ def markdown(summ: list[dict[str, Any]], rows: list[dict[str, Any]], command: st
         for s in summ)
     errors = "".join(f"- {r['scenario']}/{r['mode']} run {r['run']}: {r['error'][:300]}\n"
                      for r in rows if r["aborted"])
+    behaviours = sorted({str(r.get("yarn", "apache")) for r in rows}) or ["apache"]
+    yarn = ", ".join("Apache Hadoop's (a DECOMMISSIONING node stays while an app that ran there lives)" if b == "apache"
+                     else "EMR's drain emulated (wait-for-applications=false; not Apache Hadoop's)" for b in behaviours)
     return (
         "# Scale-in on a real YARN cluster (yarnlab)\n\n"
         f"Produced by `{command}` on {when} ({platform.node()}, {platform.machine()}).\n\n"
+        f"YARN behaviour: {yarn}.\n\n"
         "Apache Hadoop 3.5.0 YARN, 4 NodeManagers in network namespaces on one 2-core machine, each with "
         "Spark's shuffle service; Spark 4.3.0 (pyspark, client mode), 4 executors (1 core, 1 GB), dynamic "
         "allocation (idle timeout 20 s), `spark.stage.maxConsecutiveAttempts=2`. Job: 40,000 rows, 8 map "
@@ -149,7 +153,7 @@ def chart(summ: list[dict[str, Any]], path: Path) -> bool:
 
 
 def run(scenarios: list[str], modes: list[str], repeat: int, nodes: int, as_json: bool,
-        quick: bool = False) -> list[dict[str, Any]]:
+        quick: bool = False, emulate_emr_drain: bool = False) -> list[dict[str, Any]]:
     from yarnlab import YarnLab
 
     from .yarn_scenarios import repair, run_scenario
@@ -159,8 +163,9 @@ def run(scenarios: list[str], modes: list[str], repeat: int, nodes: int, as_json
 
     rows: list[dict[str, Any]] = []
     out = sys.stderr if as_json else sys.stdout
-    with YarnLab(nodes=nodes, shuffle_service=True) as lab:
-        log(f"lab: {nodes} nodes up in {lab.startup_seconds:.0f}s")
+    with YarnLab(nodes=nodes, shuffle_service=True, emulate_emr_drain=emulate_emr_drain) as lab:
+        log(f"lab: {nodes} nodes up in {lab.startup_seconds:.0f}s"
+            + (", EMR's drain emulated (not Apache Hadoop's behaviour)" if emulate_emr_drain else ""))
         plan = ([] if quick else [("no-loss", "reference", 0)]) + [(sc, m, i) for sc in scenarios for m in modes
                                                                    for i in range(repeat)]
         print(header(), file=out, flush=True)
@@ -187,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="mid-reduce + repeated-loss, stock + decom-ess-on, 1 run")
     p.add_argument("--repeat", type=int, default=None, help="runs per scenario and mode (default 1)")
     p.add_argument("--nodes", type=int, default=4)
+    p.add_argument("--emulate-emr-drain", action="store_true",
+                   help="let a DECOMMISSIONING node go once its containers are gone, as EMR's private "
+                        "wait-for-applications=false does; results say so (default: Apache Hadoop's behaviour)")
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout (progress on stderr)")
     p.add_argument("--out", default="yarn", help="results file stem under bench/results/ (default yarn)")
     p.add_argument("--replot", action="store_true", help="only redraw the chart from the saved JSON")
@@ -202,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.monotonic()
     try:
-        rows = run(scenarios, modes, repeat, args.nodes, args.json, quick=args.quick)
+        rows = run(scenarios, modes, repeat, args.nodes, args.json, quick=args.quick,
+                   emulate_emr_drain=args.emulate_emr_drain)
     except LabUnavailable as e:
         print(f"yarn_bench: the YARN lab is unavailable here: {e}", file=sys.stderr)
         return 2

@@ -90,6 +90,8 @@ class YarnOutcome:
     decom: dict[str, Any] | None = None
     #: timed events only: the recommissions / link restores as run (s since job start)
     recoveries: list[dict[str, Any]] = field(default_factory=list)
+    #: the YARN behaviour the run had: "apache" (Apache Hadoop 3.5) or "emr-drain-emulated" (opt-in)
+    yarn: str = "apache"
 
     def row(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -228,7 +230,8 @@ def run_scenario(lab: YarnLab, scenario: str, mode: str, log: Callable[[str], No
     the victims to reach DECOMMISSIONED/LOST after the job."""
     use_decom, mode_conf = MODES[mode]
     spec = {**JOB, **SCENARIO_JOB.get(scenario, {}), **(job or {})}
-    out = YarnOutcome(scenario, mode, expected=job_checksum(spec))
+    out = YarnOutcome(scenario, mode, expected=job_checksum(spec),
+                      yarn="emr-drain-emulated" if lab.emulate_emr_drain else "apache")
     conf = {**BASE_CONF, **mode_conf, **(extra_conf or {})}
     events = (SCENARIOS[scenario] if events is None else events) if mode != "reference" else []
     timed = [ev for ev in events if ev.at_s is not None]

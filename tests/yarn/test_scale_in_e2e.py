@@ -33,8 +33,8 @@ def test_graceful_decommission_mid_reduce_with_decom(lab: Any) -> None:
     """A node running executors (not the AM's) is gracefully decommissioned (YARN timeout 120 s) while
     the reduce stage runs: the answer is right, nothing fails to fetch, no task starts there once decom
     excluded it (a task may still start in the fraction of a second between decom seeing DECOMMISSIONING
-    and the exclusion taking effect: that window is printed, not asserted), and the node drains long
-    before YARN's timeout."""
+    and the exclusion taking effect: that window is printed, not asserted). On Apache Hadoop the node
+    stays until the app ends or YARN's timeout, so its drain time is printed, not asserted."""
     try:
         out = run_scenario(lab, "mid-reduce", "decom-ess-on", log=print)
     finally:
@@ -50,9 +50,7 @@ def test_graceful_decommission_mid_reduce_with_decom(lab: Any) -> None:
     seen = out.decom["nodes"][victim]["transitions"][0]["t"]
     assert seen < out.job_end_t, f"decom saw DECOMMISSIONING at t={seen}s, after the job ended (t={out.job_end_t}s)"
     assert out.tasks_on_victims_after == 0, "tasks launched on the node after decom excluded it"
-    assert out.drain_s is not None, "the node did not reach DECOMMISSIONED"
-    print(f"drain time (graceful request -> DECOMMISSIONED): {out.drain_s}s of YARN's 120 s timeout")
-    assert out.drain_s < 90, f"drained only after {out.drain_s}s"
+    print(f"drain time (graceful request -> DECOMMISSIONED, Apache Hadoop): {out.drain_s}s of YARN's 120 s timeout")
 
 
 @pytest.mark.long  # ~4 min; make test has the same capability on local-cluster (tests/spark, both modes)
@@ -82,14 +80,16 @@ def test_repeated_loss_stock_aborts_decom_finishes(lab: Any) -> None:
     assert dec.checksum == dec.expected
 
 
-@pytest.mark.long  # ~1.5 min, and its fast drain needs the lab's EMR emulation (wait_for_applications=false)
-def test_idle_session_node_drains_at_once_with_decom(lab: Any) -> None:
-    """A notebook-like session holds its executors (idle timeout 10 min) between jobs. A node holding
-    some of them is gracefully decommissioned (YARN timeout 120 s): decom releases the idle executors
-    there, so YARN takes the node in seconds instead of when the session lets go; the next job runs
-    elsewhere and its answer is right."""
+@pytest.mark.long  # ~1.5 min
+def test_idle_session_node_drains_at_once_with_decom_on_emr_emulated(lab: Any) -> None:
+    """EMR's drain, emulated (YarnLab.emulate_emr_drain: a node goes once its containers are; Apache Hadoop
+    keeps it while the session lives). A notebook-like session holds its executors (idle timeout 10 min)
+    between jobs. A node holding some of them is gracefully decommissioned (YARN timeout 120 s): decom
+    releases the idle executors there, so such a YARN takes the node in seconds instead of when the
+    session lets go; the next job runs elsewhere and its answer is right."""
     conf = {**BASE_CONF, "spark.dynamicAllocation.executorIdleTimeout": "600s"}
     victim = ""
+    lab.emulate_emr_drain = True  # reset() turns it off again
     try:
         with NodeWatch(lab) as watch, SparkApp(lab, executors=4, conf=conf, decom=True, name="idle-session") as app:
             assert app.run_job() == shuffle_checksum(20000, 97)
@@ -101,7 +101,8 @@ def test_idle_session_node_drains_at_once_with_decom(lab: Any) -> None:
             lab.decommission([victim], timeout=120)
             gone = watch.wait(victim, {"DECOMMISSIONED"}, t, timeout=90)
             drain = None if gone is None else round(gone - t, 1)
-            print(f"\nidle session: {victim} drained in {drain}s (YARN timeout 120 s, Spark idle timeout 600 s)")
+            print(f"\nidle session, EMR drain emulated: {victim} drained in {drain}s (YARN timeout 120 s, "
+                  "Spark idle timeout 600 s)")
             assert drain is not None and drain < 45, f"the node did not drain in 90 s ({drain})"
             assert app.run_job() == shuffle_checksum(20000, 97), "wrong answer after the scale-in"
             assert victim not in app.executor_ids().values(), "an executor is still on the decommissioned node"
