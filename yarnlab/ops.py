@@ -34,15 +34,20 @@ class ClusterOps(LabLayout):
 
     # -- REST ----------------------------------------------------------------------------------
     def rest(self, path: str, rm_id: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
-        """GET a JSON document from the (active) RM, e.g. rest("/ws/v1/cluster/nodes")."""
+        """GET a JSON object from the (active) RM, e.g. rest("/ws/v1/cluster/nodes")."""
+        doc = self.rest_json(path, rm_id, timeout)
+        if not isinstance(doc, dict):
+            raise ValueError(f"{path} answered {type(doc).__name__}, not a JSON object")
+        return doc
+
+    def rest_json(self, path: str, rm_id: str | None = None, timeout: float = 10.0) -> Any:
+        """GET any JSON document through the (active) RM: also a list, as a Spark UI's status API answers
+        through the RM's web proxy (rest_json(f"/proxy/{app}/api/v1/applications/{app}/stages"))."""
         url = self.rm_url_of(rm_id or self.active_rm) + path
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         req = urllib.request.Request(url, headers={"Accept": "application/json"})
         with opener.open(req, timeout=timeout) as r:
-            doc = json.loads(r.read().decode())
-        if not isinstance(doc, dict):
-            raise ValueError(f"{url} answered {type(doc).__name__}, not a JSON object")
-        return doc
+            return json.loads(r.read().decode())
 
     def nodes_rest(self, states: Iterable[str] = ALL_NODE_STATES) -> list[dict[str, Any]]:
         """The RM's node reports (all states by default), as REST returns them."""

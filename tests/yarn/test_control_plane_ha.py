@@ -36,8 +36,8 @@ def test_poller_follows_a_manual_failover(ha_lab: Any) -> None:
         assert poller.status()["active_address"] == ha_lab.rm_url_of(new) != first_active
         # A node with no containers may pass DECOMMISSIONING between two polls.
         actions = list(shim.calls)
-        assert [a for a, _ in actions] in (["decommissioned"], ["exclude", "decommissioned"]), actions
-        assert {h for _, hs in actions for h in hs} == {target}, actions
+        assert [a for a, *_ in actions] in (["decommissioned"], ["exclude", "decommissioned"]), actions
+        assert {h for _, hs, *_ in actions for h in hs} == {target}, actions
         time.sleep(2.0)  # ten more polls through the new active RM
         assert shim.calls == actions, "an action was repeated (or a new one came) after the failover"
     finally:

@@ -98,7 +98,7 @@ def test_a_short_yarn_timeout_read_over_rpc_is_handled_as_gone_at_once(lab: Any)
     and, 15 s being inside spark.decommissioning.timeout.threshold (20 s), handles the node as gone at
     once: its outputs are dropped in one step before YARN takes the node. No abort, at most one extra
     attempt of each stage, and every FetchFailed is one decom caused on purpose (all exempt)."""
-    spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 48, "map_sleep": 0.5, "reduce_sleep": 2.0}
+    spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 32, "map_sleep": 0.5, "reduce_sleep": 2.0}
     with SparkApp(lab, executors=EXECUTORS, conf=CONF, decom=True, name="graceful-rpc-deadline") as app:
         app.start_job(**spec)
         app.wait_stage("reduce", 0, min_done=2, timeout=240)

@@ -44,7 +44,7 @@ def _app(lab: Any, name: str) -> dict[str, Any] | None:
 
 
 def _spark(lab: Any, app_id: str, path: str) -> Any:
-    return lab.rest(f"/proxy/{app_id}/api/v1/applications/{app_id}/{path}")
+    return lab.rest_json(f"/proxy/{app_id}/api/v1/applications/{app_id}/{path}")
 
 
 def _container_file(lab: Any, app_id: str, name: str) -> str:
