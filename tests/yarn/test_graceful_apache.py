@@ -56,7 +56,7 @@ def test_capacity_comes_back_while_the_node_stays_decommissioning(lab: Any) -> N
     working executors return to their number before the exclusion (YARN places the replacements on other
     nodes), no task runs on the node afterwards, the node's shuffle service keeps serving its outputs (no
     FetchFailed, nothing recomputed) and the answer is right."""
-    spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 64, "map_sleep": 0.5, "reduce_sleep": 2.0}
+    spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 48, "map_sleep": 0.5, "reduce_sleep": 2.0}
     with SparkApp(lab, executors=EXECUTORS, conf=CONF, decom=True, name="graceful-capacity") as app:
         app.start_job(**spec)
         app.wait_stage("reduce", 0, min_done=2, timeout=240)
@@ -169,3 +169,51 @@ def test_a_reducer_fetching_from_a_vanished_host_is_retried_within_seconds(lab: 
     assert node["state"] == "DECOMMISSIONED"
     gone_at = next(tr["at"] for tr in node["transitions"] if tr["state"] == "DECOMMISSIONED")
     assert all(e["time"] / 1000 - gone_at < 5 for e in retried), "tasks were retried late"
+
+
+#: The shuffle service off, with Spark's own decommissioning on (its executors migrate their blocks when
+#: told; Spark's YARN trigger acts on DECOMMISSIONING nodes only with the shuffle service off).
+NATIVE = {
+    "spark.shuffle.service.enabled": "false",
+    "spark.dynamicAllocation.shuffleTracking.enabled": "true",
+    "spark.decommission.enabled": "true",
+    "spark.storage.decommission.enabled": "true",
+    "spark.storage.decommission.shuffleBlocks.enabled": "true",
+    "spark.storage.decommission.rddBlocks.enabled": "true",
+}
+
+
+@pytest.mark.long  # ~2 min
+def test_shuffle_service_off_next_to_sparks_native_decommissioning(lab: Any) -> None:
+    """Shuffle service off, Spark's native decommissioning on, decom on. A node with executors is
+    decommissioned (600 s) mid-reduce. decom's exclusion tells the executors to decommission (Spark's own
+    trigger would skip executors decom had marked silently), so they migrate their outputs to peers and
+    exit; their replacements come; no task runs on the node afterwards; no abort; right answer; every
+    FetchFailed is exempt."""
+    spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 64, "map_sleep": 0.5, "reduce_sleep": 2.0}
+    with SparkApp(lab, executors=EXECUTORS, conf={**CONF, **NATIVE}, decom=True, name="graceful-native") as app:
+        app.start_job(**spec)
+        app.wait_stage("reduce", 0, min_done=2, timeout=240)
+        before = app.executor_ids()
+        victims, _ = pick_victims(app, 1, {app.am_host()})
+        assert victims, f"no executor node besides the AM's: {before}"
+        victim = victims[0]
+        lab.decommission([victim], timeout=600)
+
+        def working() -> dict[str, str]:
+            return {e: h for e, h in app.executor_ids().items() if h != victim}
+
+        back_s = _wait(f"{len(before)} working executors off {victim} (before: {before})",
+                       lambda: len(working()) >= len(before), timeout=150, poll=1.0)
+        out = app.wait_job(timeout=420)
+        rep = app.report()
+    assert rep is not None
+    print(f"\nESS off + native: capacity back {back_s:.1f}s after the request; job {out['wall_s']}s; "
+          f"fetch failures {rep['fetch_failures']}")
+    assert not out["aborted"], out["error"]
+    assert out["checksum"] == job_checksum(spec), "wrong answer"
+    since = _excluded_at(rep, victim)
+    late = [t for t in _tasks(out["attempts"]) if t["host"] == victim and (t["launch"] or 0) >= since]
+    assert late == [], f"tasks launched on {victim} after decom excluded it: {late}"
+    failures = rep["fetch_failures"]
+    assert failures["total"] == failures["exempt"], f"a FetchFailed decom did not cause: {failures}"

@@ -28,6 +28,7 @@ object Keys {
   /** When a node is gone, retry at once the running tasks that read shuffles it held outputs of. */
   val RetryFetching = "spark.decom.retryFetchingTasks"
   val ShuffleService = "spark.shuffle.service.enabled"
+  val NativeDecommission = "spark.decommission.enabled"
   val DefaultMaxAttempts = 4
   val DefaultExtraAttempts = 16
 }
@@ -79,6 +80,9 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   private val keepCapacity =
     conf.getBoolean(Keys.KeepCapacity, defaultValue = true) && conf.getBoolean(Keys.ShuffleService, false)
   private val retryFetching = conf.getBoolean(Keys.RetryFetching, defaultValue = true)
+  // Spark's own decommissioning: its executors migrate their blocks when told. decom then tells them itself
+  // when it excludes their node (Spark's trigger skips executors decom already marked).
+  private val nativeDecommission = conf.getBoolean(Keys.NativeDecommission, defaultValue = false)
   /** Running task attempts: task id -> (stage, executor). */
   private val runningAttempts = mutable.Map.empty[Long, (Int, String)]
   /** Stage -> the shuffles it reads (its parents' outputs), from the jobs' stage infos. */
@@ -395,7 +399,8 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
 
   private def markOn(rec: NodeRecord, execIds: Seq[String], reason: String): Seq[String] = {
     val fresh = execIds.filterNot(SparkInternals.isMarkedDecommissioning(sc, _))
-    val marked = SparkInternals.markDecommissioning(sc, fresh, rec.target.workerHost, reason)
+    val marked = SparkInternals.markDecommissioning(sc, fresh, rec.target.workerHost, reason,
+      tellExecutors = nativeDecommission)
     rec.executorsExcluded ++= execIds
     marked
   }

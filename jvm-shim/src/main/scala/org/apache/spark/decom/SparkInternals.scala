@@ -52,11 +52,15 @@ object SparkInternals {
    * `workerHost` is set, losing it later unregisters every shuffle output on that host.
    */
   def markDecommissioning(
-      sc: SparkContext, execIds: Seq[String], workerHost: Option[String], message: String)
+      sc: SparkContext, execIds: Seq[String], workerHost: Option[String], message: String,
+      tellExecutors: Boolean = false)
       : Seq[String] = backend(sc) match {
     case Some(b) if execIds.nonEmpty =>
       val infos = execIds.map(id => (id, ExecutorDecommissionInfo(message, workerHost))).toArray
-      b.decommissionExecutors(infos, adjustTargetNumExecutors = false, triggeredByExecutor = true)
+      // tellExecutors: also send each executor Spark's decommission message, so it migrates its blocks
+      // (spark.decommission.enabled) the way Spark's own YARN trigger would have; Spark skips executors
+      // already pending decommission, so marking them silently first would stop that migration.
+      b.decommissionExecutors(infos, adjustTargetNumExecutors = false, triggeredByExecutor = !tellExecutors)
     case _ => Seq.empty
   }
 
