@@ -50,6 +50,15 @@ def _excluded_at(rep: dict[str, Any], host: str) -> float:
     return min(times)
 
 
+def _victim_mid_reduce(app: SparkApp, spec: dict[str, Any], min_done: int = 2) -> str:
+    """Start the job, wait for its reduce stage to run, and pick a node with executors (not the AM's)."""
+    app.start_job(**spec)
+    app.wait_stage("reduce", 0, min_done=min_done, timeout=240)
+    victims, _ = pick_victims(app, 1, {app.am_host()})
+    assert victims, f"no executor node besides the AM's: {app.executor_ids()}"
+    return victims[0]
+
+
 def test_capacity_comes_back_while_the_node_stays_decommissioning(lab: Any) -> None:
     """A node with executors is gracefully decommissioned (timeout 600 s) mid-reduce. On Apache Hadoop it
     stays DECOMMISSIONING while the app lives; decom lets its executors go as their tasks end, so the app's
@@ -58,12 +67,8 @@ def test_capacity_comes_back_while_the_node_stays_decommissioning(lab: Any) -> N
     FetchFailed, nothing recomputed) and the answer is right."""
     spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 48, "map_sleep": 0.5, "reduce_sleep": 2.0}
     with SparkApp(lab, executors=EXECUTORS, conf=CONF, decom=True, name="graceful-capacity") as app:
-        app.start_job(**spec)
-        app.wait_stage("reduce", 0, min_done=2, timeout=240)
+        victim = _victim_mid_reduce(app, spec)
         before = app.executor_ids()
-        victims, on_victim = pick_victims(app, 1, {app.am_host()})
-        assert victims and on_victim >= 1, f"no executor node besides the AM's: {before}"
-        victim = victims[0]
         lab.decommission([victim], timeout=600)
         t_decom = time.monotonic()
 
@@ -100,11 +105,7 @@ def test_a_short_yarn_timeout_read_over_rpc_is_handled_as_gone_at_once(lab: Any)
     attempt of each stage, and every FetchFailed is one decom caused on purpose (all exempt)."""
     spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 32, "map_sleep": 0.5, "reduce_sleep": 2.0}
     with SparkApp(lab, executors=EXECUTORS, conf=CONF, decom=True, name="graceful-rpc-deadline") as app:
-        app.start_job(**spec)
-        app.wait_stage("reduce", 0, min_done=2, timeout=240)
-        victims, _ = pick_victims(app, 1, {app.am_host()})
-        assert victims, "no executor node besides the AM's"
-        victim = victims[0]
+        victim = _victim_mid_reduce(app, spec)
         t_request = time.time()
         lab.decommission([victim], timeout=15)
 
@@ -143,11 +144,7 @@ def test_a_reducer_fetching_from_a_vanished_host_is_retried_within_seconds(lab: 
     answer and no abort."""
     spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 32, "map_sleep": 0.5, "reduce_sleep": 1.0}
     with SparkApp(lab, executors=EXECUTORS, conf=CONF, decom=True, name="vanish-fetch") as app:
-        app.start_job(**spec)
-        app.wait_stage("reduce", 0, min_done=1, timeout=240)
-        victims, _ = pick_victims(app, 1, {app.am_host()})
-        assert victims, "no executor node besides the AM's"
-        victim = victims[0]
+        victim = _victim_mid_reduce(app, spec, min_done=1)
         t_vanish = time.time()
         lab.vanish(victim)
         try:
@@ -192,12 +189,8 @@ def test_shuffle_service_off_next_to_sparks_native_decommissioning(lab: Any) -> 
     FetchFailed is exempt."""
     spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 64, "map_sleep": 0.5, "reduce_sleep": 2.0}
     with SparkApp(lab, executors=EXECUTORS, conf={**CONF, **NATIVE}, decom=True, name="graceful-native") as app:
-        app.start_job(**spec)
-        app.wait_stage("reduce", 0, min_done=2, timeout=240)
+        victim = _victim_mid_reduce(app, spec)
         before = app.executor_ids()
-        victims, _ = pick_victims(app, 1, {app.am_host()})
-        assert victims, f"no executor node besides the AM's: {before}"
-        victim = victims[0]
         lab.decommission([victim], timeout=600)
 
         def working() -> dict[str, str]:
