@@ -103,7 +103,7 @@ def test_a_short_yarn_timeout_read_over_rpc_is_handled_as_gone_at_once(lab: Any)
     and, 15 s being inside spark.decommissioning.timeout.threshold (20 s), handles the node as gone at
     once: its outputs are dropped in one step before YARN takes the node. No abort, at most one extra
     attempt of each stage, and every FetchFailed is one decom caused on purpose (all exempt)."""
-    spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 32, "map_sleep": 0.5, "reduce_sleep": 2.0}
+    spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 32, "map_sleep": 0.5, "reduce_sleep": 1.0}
     with SparkApp(lab, executors=EXECUTORS, conf=CONF, decom=True, name="graceful-rpc-deadline") as app:
         victim = _victim_mid_reduce(app, spec)
         t_request = time.time()
