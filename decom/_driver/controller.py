@@ -166,7 +166,7 @@ class Controller:
         try:
             by_key: dict[str, int] = {}
             for t in timeouts:
-                if t.timeout_s is not None:
+                if t.timeout_s is not None and t.timeout_s >= 0:  # YARN: a negative timeout waits forever
                     by_key[t.node_id] = t.timeout_s
                     by_key.setdefault(t.host, t.timeout_s)
             due: list[NodeStatus] = []
@@ -178,6 +178,8 @@ class Controller:
                     timeout = by_key.get(node.key)
                     if node.state != DECOMMISSIONING or node.decommissioning_since is None or timeout is None:
                         continue
+                    if node.deadline_source == "rm":
+                        continue  # a deadline given with the node's state (by hand, or by the RM) wins
                     deadline = node.decommissioning_since + timeout
                     if node.deadline == deadline:
                         continue
@@ -188,8 +190,8 @@ class Controller:
                         due.append(NodeStatus(node.key, DECOMMISSIONING, deadline))
                     else:
                         self._arm_deadline(node, now)
-            if due:
-                self._apply(due, from_rm=True)
+                if due:  # under the lock: a RUNNING from the poller can't come between the check and the act
+                    self._apply(due, from_rm=True)
         except Exception:  # noqa: BLE001 - the reader's thread must survive anything the shim throws
             log.exception("decom: acting on decommissioning timeouts failed")
 
@@ -249,12 +251,16 @@ class Controller:
                 elif status.state != DECOMMISSIONING:
                     node.decommissioning_since = None
                 node.yarn_state = status.state
+                deadline_changed = False
                 if status.deadline is not None or status.state == RUNNING:
                     if status.deadline != node.deadline:  # else: the deadline decom already holds
                         node.deadline_source = "rm" if status.deadline is not None else None
+                        deadline_changed = True
                     node.deadline = status.deadline
                 # else: the node keeps the deadline read over RPC (REST never has one), also once gone.
                 if not target or target == node.state:
+                    if deadline_changed and node.state == DECOMMISSIONING:
+                        self._arm_deadline(node, now)  # a new deadline (by hand, or a vendor RM's) for a held node
                     continue
                 if node.state == DECOMMISSIONED and target == DECOMMISSIONING:
                     continue  # the RM answered out of order; gone is final until RUNNING again

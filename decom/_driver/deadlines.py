@@ -32,16 +32,18 @@ class TimeoutSink(Protocol):
 
 class DeadlineReader:
     """Reads the timeouts every ``interval`` seconds while a node is DECOMMISSIONING (checking for one
-    every ``idle_check`` seconds otherwise). After a failure it waits ``retry`` seconds, logging only the
-    first failure and the recovery."""
+    every ``idle_check`` seconds otherwise). After a failure it waits ``first_retry`` seconds, doubling up
+    to ``retry`` (an RM fail-over must not cost a short timeout), logging only the first failure and the
+    recovery."""
 
     def __init__(self, source: TimeoutSource, sink: TimeoutSink, *, interval: float = 2.0,
-                 idle_check: float = 0.5, retry: float = 60.0) -> None:
+                 idle_check: float = 0.5, first_retry: float = 2.0, retry: float = 60.0) -> None:
         self._source = source
         self._sink = sink
         self._interval = interval
         self._idle_check = idle_check
         self._retry = retry
+        self._first_retry = min(first_retry, retry)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.reads = 0
@@ -69,6 +71,7 @@ class DeadlineReader:
 
     def _run(self) -> None:
         delay = 0.0
+        backoff = self._first_retry
         while not self._stop.wait(delay):
             if not self._sink.has_decommissioning_nodes():
                 delay = self._idle_check
@@ -80,10 +83,11 @@ class DeadlineReader:
                 if self.last_error is None:
                     log.warning("decom: cannot read decommissioning timeouts over the YARN ResourceManager's "
                                 "RPC (%s); deadlines come only from what the RM's REST reports. Retrying "
-                                "every %g s", _first_line(e), self._retry)
+                                "with backoff up to %g s", _first_line(e), self._retry)
                 self.last_error = _first_line(e)
-                delay = self._retry
+                delay, backoff = backoff, min(backoff * 2, self._retry)
                 continue
+            backoff = self._first_retry
             if self.last_error is not None:
                 log.info("decom: decommissioning timeouts are read over the RM's RPC again")
                 self.last_error = None

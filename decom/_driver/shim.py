@@ -245,8 +245,13 @@ class NodeTimeout:
     def parse_all(cls, text: str | Mapping[str, Any]) -> tuple[NodeTimeout, ...]:
         w = "decommissioning timeouts"
         nodes = _field(_object(text, w), "nodes", list, w)
-        return tuple(cls(str(_field(n, "nodeId", str, w)), str(_field(n, "host", str, w)),
-                         _opt_int(n, "timeoutSeconds", w)) for n in (_object(x, w) for x in nodes))
+        out = []
+        for n in (_object(x, w) for x in nodes):
+            timeout = _opt_int(n, "timeoutSeconds", w)
+            # YARN treats a negative timeout as none: the node waits for its apps, however long.
+            out.append(cls(str(_field(n, "nodeId", str, w)), str(_field(n, "host", str, w)),
+                           None if timeout is None or timeout < 0 else timeout))
+        return tuple(out)
 
 
 class TimeoutSource(Protocol):

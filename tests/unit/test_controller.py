@@ -241,3 +241,27 @@ def test_the_deadline_reader_reads_only_while_a_node_is_decommissioning_and_says
     assert any("read over the RM's RPC again" in r.getMessage() for r in caplog.records)
     c.stop()
     assert not reader._thread.is_alive()
+
+
+def test_a_deadline_by_hand_for_a_held_node_is_armed_and_wins_over_rpc():
+    from decom._driver.shim import NodeTimeout
+
+    c, shim = make(deadline_threshold="1s")
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONING")])  # the poller: no deadline
+    c.decommissioning(hosts=["n1"], deadline=time.time() + 1.5)  # spot notice, by hand
+    c.on_decommissioning_timeouts([NodeTimeout("n1:8041", "n1", 3600)])  # YARN's own, later
+    assert c.report()["nodes"]["n1"]["deadline_source"] == "rm"
+    assert wait_for(lambda: "decommissioned" in [x[0] for x in shim.calls], 3.0), "the hand deadline never fired"
+    c.stop()
+
+
+def test_a_negative_yarn_timeout_means_no_deadline():
+    from decom._driver.shim import NodeTimeout
+
+    c, shim = make(deadline_threshold="20s")
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONING")])
+    c.on_decommissioning_timeouts([NodeTimeout("n1:8041", "n1", -1)])
+    assert NodeTimeout.parse_all({"nodes": [{"nodeId": "n1:1", "host": "n1", "timeoutSeconds": -1}]})[0].timeout_s \
+        is None
+    assert [x[0] for x in shim.calls] == ["exclude"] and c.report()["nodes"]["n1"]["deadline"] is None
+    c.stop()

@@ -29,6 +29,7 @@ object Keys {
   val RetryFetching = "spark.decom.retryFetchingTasks"
   val ShuffleService = "spark.shuffle.service.enabled"
   val NativeDecommission = "spark.decommission.enabled"
+  val StorageDecommission = "spark.storage.decommission.enabled"
   val DefaultMaxAttempts = 4
   val DefaultExtraAttempts = 16
 }
@@ -80,13 +81,17 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   private val keepCapacity =
     conf.getBoolean(Keys.KeepCapacity, defaultValue = true) && conf.getBoolean(Keys.ShuffleService, false)
   private val retryFetching = conf.getBoolean(Keys.RetryFetching, defaultValue = true)
-  // Spark's own decommissioning: its executors migrate their blocks when told. decom then tells them itself
-  // when it excludes their node (Spark's trigger skips executors decom already marked).
-  private val nativeDecommission = conf.getBoolean(Keys.NativeDecommission, defaultValue = false)
+  // Spark's own decommissioning with the shuffle service off and block migration on: Spark's YARN trigger
+  // then tells a DECOMMISSIONING node's executors to migrate their blocks and exit, but skips executors
+  // decom already marked; so decom tells them itself. Only then: a told executor exits on its own once
+  // idle, and without migration (or with the shuffle service on) that would drop outputs a job needs.
+  private val tellExecutors = conf.getBoolean(Keys.NativeDecommission, defaultValue = false) &&
+    !conf.getBoolean(Keys.ShuffleService, false) && conf.getBoolean(Keys.StorageDecommission, false)
   /** Running task attempts: task id -> (stage, executor). */
   private val runningAttempts = mutable.Map.empty[Long, (Int, String)]
-  /** Stage -> the shuffles it reads (its parents' outputs), from the jobs' stage infos. */
+  /** Stage -> the shuffles it reads (its parents' outputs), from the active jobs' stage infos. */
   private val stageReads = mutable.Map.empty[Int, Set[Int]]
+  private val jobStages = mutable.Map.empty[Int, Seq[Int]]
   /** Tasks started minus ended per executor, as the listener saw them (results already handled). */
   private val runningTasks = mutable.Map.empty[String, Int]
   private val activeJobs = mutable.Set.empty[Int]
@@ -289,10 +294,14 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     activeJobs += job
     val writes = stages.flatMap(s => SparkInternals.shuffleWrittenBy(s).map(s.stageId -> _)).toMap
     stages.foreach(s => stageReads(s.stageId) = s.parentIds.flatMap(writes.get).toSet)
+    jobStages(job) = stages.map(_.stageId)
   }
 
   private[decom] def jobEnded(job: Int): Unit = synchronized {
     activeJobs -= job
+    // A stage can belong to several jobs (a reused shuffle's map stage): forget it with its last job.
+    val stillUsed = jobStages.view.filterKeys(_ != job).values.flatten.toSet
+    jobStages.remove(job).foreach(_.filterNot(stillUsed.contains).foreach(stageReads.remove))
     if (activeJobs.isEmpty) releaseIdleExcluded()
   }
 
@@ -399,8 +408,10 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
 
   private def markOn(rec: NodeRecord, execIds: Seq[String], reason: String): Seq[String] = {
     val fresh = execIds.filterNot(SparkInternals.isMarkedDecommissioning(sc, _))
-    val marked = SparkInternals.markDecommissioning(sc, fresh, rec.target.workerHost, reason,
-      tellExecutors = nativeDecommission)
+    // A told executor is marked as Spark's own trigger marks it, with no worker host: when it exits after
+    // migrating, only its own (already moved) outputs are dropped, not the whole host's.
+    val marked = SparkInternals.markDecommissioning(sc, fresh,
+      if (tellExecutors) None else rec.target.workerHost, reason, tellExecutors = tellExecutors)
     rec.executorsExcluded ++= execIds
     marked
   }
@@ -431,9 +442,10 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
           !SparkInternals.isExecutorBusy(sc, id)
       }
       if (idle.nonEmpty && (keepCapacity || activeJobs.isEmpty || !holdsOutputs(n))) {
-        // With the host as loss reason Spark drops the node's outputs too: it leaves once drained.
-        // keepCapacity keeps them registered instead: the node's shuffle service serves them until
-        // the node is gone, and its executors are replaced on healthy nodes now.
+        // Killed first, the executors are lost as "killed": Spark keeps their outputs with the shuffle
+        // service on (the node's shuffle service serves them until decom drops them when the node goes)
+        // and drops them with it off (hence keepCapacity only with the service on). The loss host below
+        // is what Spark would use if the kill had not registered first.
         val lossHost = if (keepCapacity) None else n.target.workerHost
         val gone = SparkInternals.releaseExecutors(sc, idle, lossHost,
           "decom: idle on a decommissioning node")

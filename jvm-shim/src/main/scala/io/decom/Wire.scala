@@ -71,5 +71,6 @@ object Wire {
   /** Every Spark conf key the shim reads; the Python side reads the spark.decom.* ones it doesn't. */
   val ConfigKeys: Seq[String] =
     Seq(Keys.ExemptEnabled, Keys.SparkMaxAttempts, Keys.UserMaxAttempts, Keys.ExtraAttempts, Keys.ReleaseIdle,
-      Keys.KeepCapacity, Keys.RetryFetching, Keys.ShuffleService, Keys.NativeDecommission)
+      Keys.KeepCapacity, Keys.RetryFetching, Keys.ShuffleService, Keys.NativeDecommission,
+      Keys.StorageDecommission)
 }

@@ -141,9 +141,11 @@ object SparkInternals {
         val byTask = accessor[java.util.concurrent.ConcurrentHashMap[Long, org.apache.spark.scheduler.TaskSetManager]](
           ts, "taskIdToTaskSetManager")
         val epoch = tracker.getEpoch
-        val managers = taskIds.flatMap(id => Option(byTask.get(id))).distinct
+        // A killed barrier task fails its whole stage attempt (counted as Spark counts it): leave those.
+        val victims = taskIds.filter(id => Option(byTask.get(id)).exists(!_.tasks.exists(_.isBarrier)))
+        val managers = victims.flatMap(id => Option(byTask.get(id))).distinct
         ts.synchronized { managers.foreach(_.tasks.foreach(t => if (t.epoch < epoch) t.epoch = epoch)) }
-        taskIds.filter(id => sc.killTaskAttempt(id, interruptThread = true, reason))
+        victims.filter(id => sc.killTaskAttempt(id, interruptThread = true, reason))
       case _ => Seq.empty
     }
 
