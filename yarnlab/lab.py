@@ -35,9 +35,9 @@ class YarnLab(Faults):
     """A real YARN cluster on this machine. See the module docstring; all waits have deadlines.
 
     YarnLab(nodes=4, shuffle_service=True, workdir=None, *, nm_memory_mb=4096, nm_vcores=2,
-    rm_heap_mb=768, nm_heap_mb=512, ha=False, emulate_emr_drain=False, nm_expiry_ms=10_000,
-    decom_poll_secs=1, graceful_timeout_secs=3600, extra_yarn_site=None, start_timeout=240.0,
-    lock_timeout=None, jar_dir=None, state_path=None): the constructor is LabLayout's
+    rm_heap_mb=768, nm_heap_mb=512, ha=False, emulate_emr_drain=False, quick_spark_jvms=False,
+    nm_expiry_ms=10_000, decom_poll_secs=1, graceful_timeout_secs=3600, extra_yarn_site=None,
+    start_timeout=240.0, lock_timeout=None, jar_dir=None, state_path=None): the constructor is LabLayout's
     (yarnlab/layout.py).
     """
 

@@ -25,6 +25,7 @@ from .supervisor import STATE_PATH, Proc, Supervisor
 RM_MAIN = "org.apache.hadoop.yarn.server.resourcemanager.ResourceManager"
 NM_MAIN = "org.apache.hadoop.yarn.server.nodemanager.NodeManager"
 RM2_IP = net.SUBNET_PREFIX + "2"  # second ResourceManager of HA mode, also on the host side
+QUICK_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # the Spark JVMs of quick_spark_jvms
 
 JAVA_OPENS = [
     "--add-opens=java.base/java.lang=ALL-UNNAMED",
@@ -80,6 +81,7 @@ class LabLayout:
         nm_heap_mb: int = 512,
         ha: bool = False,
         emulate_emr_drain: bool = False,
+        quick_spark_jvms: bool = False,
         nm_expiry_ms: int = 10_000,
         decom_poll_secs: int = 1,
         graceful_timeout_secs: int = 3600,
@@ -102,6 +104,10 @@ class LabLayout:
         # Apache Hadoop keeps a DECOMMISSIONING node until every app that ran there ends (or the timeout);
         # EMR's private wait-for-applications=false lets it go once its containers are gone. Opt-in only.
         self.emulate_emr_drain = emulate_emr_drain
+        # Short-lived Spark JVMs (the tests): C1 only and the serial GC, as the lab's own daemons run.
+        # An app then starts in ~30 s instead of ~50 s on two cores. Off for benchmarks, whose work is
+        # long enough for the C2 compiler to pay.
+        self.quick_spark_jvms = quick_spark_jvms
         self.nm_expiry_ms = nm_expiry_ms
         self.decom_poll_secs = decom_poll_secs
         self.graceful_timeout_secs = graceful_timeout_secs
@@ -317,6 +323,10 @@ class LabLayout:
             "spark.shuffle.service.enabled": "true" if self.shuffle_service else "false",
             "spark.shuffle.service.port": str(config.SHUFFLE_PORT),
         }
+        if self.quick_spark_jvms:
+            for key in ("spark.driver.extraJavaOptions", "spark.yarn.am.extraJavaOptions",
+                        "spark.executor.extraJavaOptions"):
+                c[key] = QUICK_JVM_OPTIONS
         if self.ha:
             c["spark.yarn.maxAppAttempts"] = "1"
         if deploy_mode == "cluster":
