@@ -45,6 +45,10 @@ BASE_CONF = {
     "spark.python.worker.reuse": "true",
     "spark.shuffle.service.enabled": "false",
 }
+#: Short-lived JVMs (the tests): C1 only and the serial GC start faster on two cores; benchmarks leave
+#: them off.
+QUICK_JVM_CONF = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+                  "spark.executor.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
 KEYS = 97
 N = 40_000
 _runs = itertools.count()
@@ -81,15 +85,16 @@ def loopback_only() -> None:
 
 @contextmanager
 def session(mode: str, workers: int = WORKERS, conf: dict[str, str] | None = None,
-            app: str = "decom-scenario") -> Iterator[tuple[SparkSession, Any]]:
-    """A local-cluster session; mode "decom" adds the shim and enables the controller."""
+            app: str = "decom-scenario", *, quick_jvms: bool = False) -> Iterator[tuple[SparkSession, Any]]:
+    """A local-cluster session; mode "decom" adds the shim and enables the controller. quick_jvms: see
+    QUICK_JVM_CONF (the driver's options count only if this process has no JVM yet)."""
     from pyspark.sql import SparkSession
 
     import decom
 
     loopback_only()
     builder = SparkSession.builder.master(f"local-cluster[{workers},1,1024]").appName(f"{app}-{mode}")
-    for k, v in {**BASE_CONF, **(conf or {})}.items():
+    for k, v in {**BASE_CONF, **(QUICK_JVM_CONF if quick_jvms else {}), **(conf or {})}.items():
         builder = builder.config(k, v)
     if mode == "decom":
         builder = decom.configure(builder)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.spark
 def decom_spark():
     conf = {"spark.stage.maxConsecutiveAttempts": "2",
             "spark.blacklist.decommissioning.timeout": "20s"}
-    with session("decom", conf=conf, app="test-decom") as (spark, controller):
+    with session("decom", conf=conf, app="test-decom", quick_jvms=True) as (spark, controller):
         yield spark, controller
 
 

@@ -21,7 +21,7 @@ OFF = {
 
 @pytest.fixture(scope="module")
 def keys_off():
-    with session("decom", conf=OFF, app="test-keys-off") as s:
+    with session("decom", conf=OFF, app="test-keys-off", quick_jvms=True) as s:
         yield s
 
 

@@ -79,7 +79,7 @@ def env(rm: FakeRM, logs: io.StringIO, tmp_path_factory: pytest.TempPathFactory)
         "spark.eventLog.enabled": "true",
         "spark.eventLog.dir": f"file://{tmp / 'spark-events'}",
     }
-    with session("decom", conf=conf, app="test-faults") as (spark, controller):
+    with session("decom", conf=conf, app="test-faults", quick_jvms=True) as (spark, controller):
         yield {"spark": spark, "controller": controller, "tmp": tmp}
 
 

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.long]
 
 @pytest.fixture(scope="module")
 def stock_spark():
-    with session("stock", conf={"spark.stage.maxConsecutiveAttempts": "2"}, app="test-stock") as s:
+    with session("stock", conf={"spark.stage.maxConsecutiveAttempts": "2"}, app="test-stock", quick_jvms=True) as s:
         yield s[0]
 
 
