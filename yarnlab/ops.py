@@ -17,7 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import config, jars
 from .errors import LabError
@@ -27,6 +27,14 @@ from .supervisor import tail
 ALL_NODE_STATES = ("NEW", "RUNNING", "UNHEALTHY", "DECOMMISSIONING", "DECOMMISSIONED", "LOST",
                    "REBOOTED", "SHUTDOWN")
 RMADMIN_MAIN = "org.apache.hadoop.yarn.client.cli.RMAdminCLI"
+
+
+class AppContainers(NamedTuple):
+    """An application's containers as the RM sees them (ClusterOps.app_containers)."""
+
+    outstanding: int  # asked for, not yet placed
+    running: int  # the AM's included
+    ask_mb: int  # memory of one asked-for container (0: nothing asked)
 
 
 class ClusterOps(LabLayout):
@@ -257,6 +265,15 @@ class ClusterOps(LabLayout):
         """Ids of the applications the active RM has not finished (NEW to RUNNING)."""
         doc = self.rest("/ws/v1/cluster/apps?states=NEW,NEW_SAVING,SUBMITTED,ACCEPTED,RUNNING")
         return [str(a["id"]) for a in ((doc.get("apps") or {}).get("app") or [])]
+
+    def app_containers(self, app_id: str) -> AppContainers:
+        """One read of the app at the RM: its containers asked for and not yet placed (the outstanding ANY
+        requests its app page lists), the containers it runs, and the MB one asked-for container needs."""
+        info = self.rest(f"/ws/v1/cluster/apps/{app_id}").get("app") or {}
+        asks = [r for r in info.get("resourceRequests") or [] if r.get("resourceName") == "*"]
+        return AppContainers(outstanding=sum(int(r.get("numContainers", 0)) for r in asks),
+                             running=int(info.get("runningContainers", 0)),
+                             ask_mb=min((int(r["capability"]["memory"]) for r in asks), default=0))
 
     def kill_apps(self, timeout: float = 60.0) -> list[str]:
         """Kill every unfinished application through the RM's REST API (as `yarn application -kill`);

@@ -315,10 +315,12 @@ def _driver_main(argv: list[str] | None = None) -> int:
                     _emit(event="job_failed", error=str(e)[:2000])
             elif cmd == "executors":
                 try:
-                    by_id = probe.executor_hosts()
+                    records_ = probe.executors()
                 except Exception:  # noqa: BLE001
-                    by_id = {}
-                _emit(event="executors", executors=executor_hosts(), by_id=by_id)
+                    records_ = []
+                ever = {e["id"]: e["hostPort"].rsplit(":", 1)[0] for e in records_}
+                by_id = {e["id"]: ever[e["id"]] for e in records_ if e.get("isActive")}
+                _emit(event="executors", executors=executor_hosts(), by_id=by_id, ever=ever)
             elif cmd == "report":
                 _emit(event="report", report=controller.report() if controller is not None else None,
                       time=time.time())
@@ -512,6 +514,10 @@ class SparkApp:
     def executor_ids(self, timeout: float = 60.0) -> dict[str, str]:
         """Live executors: id -> host (from Spark's status API)."""
         return dict(self.request("executors", "executors", timeout)["by_id"])
+
+    def executors_ever(self, timeout: float = 60.0) -> dict[str, str]:
+        """Every executor the app has had, live or gone: id -> host (Spark's status API)."""
+        return dict(self.request("executors", "executors", timeout)["ever"])
 
     def current_executors(self, timeout: float = 60.0) -> list[str]:
         self._send("executors")

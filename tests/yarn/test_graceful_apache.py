@@ -6,6 +6,7 @@ own records (status REST API, task records) or the RM.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -27,6 +28,29 @@ CONF = {
     "spark.dynamicAllocation.schedulerBacklogTimeout": "1s",
     "spark.python.worker.reuse": "true",
 }
+
+
+#: Static executors: dynamic allocation off, spark.executor.instances (SparkApp's `executors`) fixed.
+STATIC = {k: v for k, v in CONF.items() if not k.startswith("spark.dynamicAllocation.")} | {
+    "spark.dynamicAllocation.enabled": "false"}
+
+#: The shuffle service off, with Spark's own decommissioning on (its executors migrate their blocks when
+#: told; Spark's YARN trigger acts on DECOMMISSIONING nodes only with the shuffle service off).
+NATIVE = {
+    "spark.shuffle.service.enabled": "false",
+    "spark.dynamicAllocation.shuffleTracking.enabled": "true",
+    "spark.decommission.enabled": "true",
+    "spark.storage.decommission.enabled": "true",
+    "spark.storage.decommission.shuffleBlocks.enabled": "true",
+    "spark.storage.decommission.rddBlocks.enabled": "true",
+}
+#: Where the map outputs live: the node's shuffle service (make test), or the executors themselves next to
+#: Spark's native decommissioning (long).
+SHUFFLE = pytest.mark.parametrize("shuffle", ["service", pytest.param("native", marks=pytest.mark.long)])
+
+
+def _shuffle_conf(shuffle: str) -> dict[str, str]:
+    return {**CONF, **NATIVE} if shuffle == "native" else dict(CONF)
 
 
 def _wait(what: str, cond: Any, timeout: float, poll: float = 0.5) -> float:
@@ -59,27 +83,36 @@ def _victim_mid_reduce(app: SparkApp, spec: dict[str, Any], min_done: int = 2) -
     return victims[0]
 
 
-def test_capacity_comes_back_while_the_node_stays_decommissioning(lab: Any) -> None:
+@pytest.mark.parametrize("allocation", ["dynamic", pytest.param("static", marks=pytest.mark.long)])
+def test_capacity_comes_back_while_the_node_stays_decommissioning(lab: Any, allocation: str) -> None:
     """A node with executors is gracefully decommissioned (timeout 600 s) mid-reduce. On Apache Hadoop it
     stays DECOMMISSIONING while the app lives; decom lets its executors go as their tasks end, so the app's
     working executors return to their number before the exclusion (YARN places the replacements on other
     nodes), no task runs on the node afterwards, the node's shuffle service keeps serving its outputs (no
-    FetchFailed, nothing recomputed) and the answer is right."""
+    FetchFailed, nothing recomputed) and the answer is right. No runaway requests: the app gets exactly one
+    new executor per one let go, and never has more requests outstanding at the RM than it let go.
+    Dynamic allocation (up to 4) and static executors (4) alike."""
     spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 48, "map_sleep": 0.5, "reduce_sleep": 2.0}
-    with SparkApp(lab, executors=EXECUTORS, conf=CONF, decom=True, name="graceful-capacity") as app:
+    conf = CONF if allocation == "dynamic" else STATIC
+    with SparkApp(lab, executors=EXECUTORS, conf=conf, decom=True, name=f"graceful-capacity-{allocation}") as app:
         victim = _victim_mid_reduce(app, spec)
         before = app.executor_ids()
         lab.decommission([victim], timeout=600)
         t_decom = time.monotonic()
+        pending: list[int] = []
 
         def working() -> dict[str, str]:
+            pending.append(lab.app_containers(app.app_id).outstanding)
             return {e: h for e, h in app.executor_ids().items() if h != victim}
 
         back_s = _wait(f"{len(before)} working executors off {victim} (before: {before})",
                        lambda: len(working()) >= len(before), timeout=150, poll=1.0)
-        print(f"\ncapacity back {back_s:.1f}s after the graceful request: {working()} (before: {before})")
+        print(f"\n{allocation}: capacity back {back_s:.1f}s after the graceful request: {working()} "
+              f"(before: {before})")
         assert lab.node_states()[victim] == "DECOMMISSIONING", "Apache Hadoop keeps the node while the app lives"
         out = app.wait_job(timeout=420)
+        pending.append(lab.app_containers(app.app_id).outstanding)
+        ever = app.executors_ever()
         rep = app.report()
     assert rep is not None
     assert not out["aborted"], out["error"]
@@ -93,18 +126,89 @@ def test_capacity_comes_back_while_the_node_stays_decommissioning(lab: Any) -> N
     assert node["state"] == "DECOMMISSIONING" and node["executors_released"], node
     released = [e for e in rep["shim"]["events"] if e["action"] == "executors-released" and e["target"] == victim]
     assert released and all(e["detail"]["outputsKept"] for e in released), released
+    let_go = [e for e, h in before.items() if h == victim]
+    new = {e: h for e, h in ever.items() if e not in before}
     print(f"job {out['wall_s']}s; released {node['executors_released']} at "
           f"{[round(e['time'] / 1000 - since, 1) for e in released]}s after the exclusion; "
-          f"{time.monotonic() - t_decom:.0f}s after the request the node is still DECOMMISSIONING")
+          f"{time.monotonic() - t_decom:.0f}s after the request the node is still DECOMMISSIONING; "
+          f"new executors {new}; outstanding requests seen {sorted(set(pending))}")
+    assert sorted(node["executors_released"]) == sorted(let_go), (node["executors_released"], before)
+    assert len(new) == len(let_go) and victim not in new.values(), f"replacements: {new} for {let_go}"
+    assert max(pending) <= len(let_go) and pending[-1] == 0, f"outstanding container requests: {pending}"
 
 
-def test_a_short_yarn_timeout_read_over_rpc_is_handled_as_gone_at_once(lab: Any) -> None:
+def _cluster_full(lab: Any, app_id: str) -> bool:
+    """The RM holds requests of the app it cannot place: no RUNNING node has room for one more."""
+    at_rm = lab.app_containers(app_id)
+    return at_rm.outstanding > 0 and all(int(n["availMemoryMB"]) < at_rm.ask_mb
+                                         for n in lab.nodes_rest(["RUNNING"]))
+
+
+@pytest.mark.long  # ~2 min
+def test_a_full_cluster_never_blocks_the_job(lab: Any) -> None:
+    """Dynamic allocation may ask for more executors than the cluster holds: the app takes every container
+    YARN can place and the RM keeps the rest of its requests outstanding. A node with executors is then
+    gracefully decommissioned (600 s) mid-reduce. decom lets its executors go though no replacement can
+    come (YARN places nothing on a DECOMMISSIONING node, and the rest is full); the job goes on with the
+    executors it has: right answer, no abort, no task on the node after the exclusion, no FetchFailed.
+    Outstanding requests never exceed what dynamic allocation itself wants (its max minus running)."""
+    most = 16
+    conf = {**CONF, "spark.dynamicAllocation.maxExecutors": str(most)}
+    spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 96, "map_sleep": 0.5, "reduce_sleep": 2.0}
+    with SparkApp(lab, executors=EXECUTORS, conf=conf, decom=True, name="graceful-full-cluster") as app:
+        app.start_job(**spec)
+        app.wait_stage("reduce", 0, min_done=1, timeout=240)
+        full_s = _wait("the cluster full with the app's requests outstanding",
+                       lambda: _cluster_full(lab, app.app_id), timeout=120, poll=1.0)
+        time.sleep(3)  # let the last containers placed register as executors
+        before = app.executor_ids()
+        victims, _ = pick_victims(app, 1, {app.am_host()})
+        assert victims, f"no executor node besides the AM's: {before}"
+        victim = victims[0]
+        lab.decommission([victim], timeout=600)
+        seen: list[tuple[int, int]] = []  # (outstanding requests, executor containers running), each second
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(1.0):
+                at_rm = lab.app_containers(app.app_id)
+                seen.append((at_rm.outstanding, at_rm.running - 1))  # less the AM's
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            out = app.wait_job(timeout=420)
+            ever = app.executors_ever()
+            rep = app.report()
+        finally:
+            done.set()
+            sampler.join()
+    assert rep is not None
+    node = rep["nodes"][victim]
+    let_go = sorted(e for e, h in before.items() if h == victim)
+    print(f"\nfull {full_s:.0f}s into the reduce with {len(before)} executors; released {node['executors_released']}; "
+          f"executors ever {len(ever)}; job {out['wall_s']}s; (outstanding, running) seen: {sorted(set(seen))}")
+    assert not out["aborted"], out["error"]
+    assert out["checksum"] == job_checksum(spec), "wrong answer"
+    assert sorted(node["executors_released"]) == let_go, (node["executors_released"], before)
+    assert set(ever) == set(before), f"a replacement came, so the cluster was not full: {ever}"
+    since = _excluded_at(rep, victim)
+    late = [t for t in _tasks(out["attempts"]) if t["host"] == victim and (t["launch"] or 0) >= since]
+    assert late == [], f"tasks launched on {victim} after decom excluded it: {late}"
+    assert sum(a["fetch_failed"] for a in out["attempts"]) == 0, "the node's shuffle service stopped serving"
+    assert all(asked + running <= most for asked, running in seen), f"runaway requests: {seen}"
+
+
+@SHUFFLE
+def test_a_short_yarn_timeout_read_over_rpc_is_handled_as_gone_at_once(lab: Any, shuffle: str) -> None:
     """The node's graceful timeout is 15 s, which YARN reports only over RPC. decom reads it in the driver
     and, 15 s being inside spark.decommissioning.timeout.threshold (20 s), handles the node as gone at
     once: its outputs are dropped in one step before YARN takes the node. No abort, at most one extra
-    attempt of each stage, and every FetchFailed is one decom caused on purpose (all exempt)."""
+    attempt of each stage, and every FetchFailed is one decom caused on purpose (all exempt). With the
+    shuffle service, and without it next to Spark's native decommissioning."""
     spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 32, "map_sleep": 0.5, "reduce_sleep": 1.0}
-    with SparkApp(lab, executors=EXECUTORS, conf=CONF, decom=True, name="graceful-rpc-deadline") as app:
+    with SparkApp(lab, executors=EXECUTORS, conf=_shuffle_conf(shuffle), decom=True,
+                  name=f"graceful-rpc-deadline-{shuffle}") as app:
         victim = _victim_mid_reduce(app, spec)
         t_request = time.time()
         lab.decommission([victim], timeout=15)
@@ -120,7 +224,7 @@ def test_a_short_yarn_timeout_read_over_rpc_is_handled_as_gone_at_once(lab: Any)
         rep = app.report()
     assert rep is not None
     node = rep["nodes"][victim]
-    print(f"\ndecom: gone {gone_s:.1f}s after the 15 s graceful request (YARN then: {yarn_state}); "
+    print(f"\n{shuffle}: decom: gone {gone_s:.1f}s after the 15 s graceful request (YARN then: {yarn_state}); "
           f"deadline from {node['deadline_source']}; job {out['wall_s']}s; fetch failures {rep['fetch_failures']}")
     assert node["deadline_source"] == "rpc", node
     assert node["deadline"] is not None and abs(node["deadline"] - (node["transitions"][0]["at"] + 15)) < 1
@@ -136,14 +240,17 @@ def test_a_short_yarn_timeout_read_over_rpc_is_handled_as_gone_at_once(lab: Any)
     assert node["outputs_unregistered"] >= 0
 
 
-def test_a_reducer_fetching_from_a_vanished_host_is_retried_within_seconds(lab: Any) -> None:
+@SHUFFLE
+def test_a_reducer_fetching_from_a_vanished_host_is_retried_within_seconds(lab: Any, shuffle: str) -> None:
     """A node holding map outputs vanishes (link down) while the reduce runs, with Spark's default network
     timeouts (spark.shuffle.io.connectionTimeout 120 s). Reducers connecting to its shuffle service would
     hang that long; once the RM says LOST, decom drops the node's outputs and retries the tasks reading
     them against the map outputs as they are now. The job ends well within the 120 s, with the right
-    answer and no abort."""
+    answer and no abort. The same with the shuffle service off (reducers fetch from the node's executors,
+    next to Spark's native decommissioning, which a vanished node gives no chance)."""
     spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 32, "map_sleep": 0.5, "reduce_sleep": 1.0}
-    with SparkApp(lab, executors=EXECUTORS, conf=CONF, decom=True, name="vanish-fetch") as app:
+    with SparkApp(lab, executors=EXECUTORS, conf=_shuffle_conf(shuffle), decom=True,
+                  name=f"vanish-fetch-{shuffle}") as app:
         victim = _victim_mid_reduce(app, spec, min_done=1)
         t_vanish = time.time()
         lab.vanish(victim)
@@ -157,7 +264,7 @@ def test_a_reducer_fetching_from_a_vanished_host_is_retried_within_seconds(lab: 
     assert rep is not None
     retried = [e for e in rep["shim"]["events"] if e["action"] == "fetching-tasks-retried"]
     ended = out["ended"] - t_vanish
-    print(f"\nLOST {t_lost - t_vanish:.1f}s after the vanish; job ended {ended:.1f}s after it; retried: "
+    print(f"\n{shuffle}: LOST {t_lost - t_vanish:.1f}s after the vanish; job ended {ended:.1f}s after it; retried: "
           f"{[len(e['detail']['tasks']) for e in retried]} task(s); fetch failures {rep['fetch_failures']}")
     assert not out["aborted"], out["error"]
     assert out["checksum"] == job_checksum(spec), "wrong answer"
@@ -167,17 +274,6 @@ def test_a_reducer_fetching_from_a_vanished_host_is_retried_within_seconds(lab: 
     gone_at = next(tr["at"] for tr in node["transitions"] if tr["state"] == "DECOMMISSIONED")
     assert all(e["time"] / 1000 - gone_at < 5 for e in retried), "tasks were retried late"
 
-
-#: The shuffle service off, with Spark's own decommissioning on (its executors migrate their blocks when
-#: told; Spark's YARN trigger acts on DECOMMISSIONING nodes only with the shuffle service off).
-NATIVE = {
-    "spark.shuffle.service.enabled": "false",
-    "spark.dynamicAllocation.shuffleTracking.enabled": "true",
-    "spark.decommission.enabled": "true",
-    "spark.storage.decommission.enabled": "true",
-    "spark.storage.decommission.shuffleBlocks.enabled": "true",
-    "spark.storage.decommission.rddBlocks.enabled": "true",
-}
 
 
 @pytest.mark.long  # ~2 min
