@@ -10,6 +10,7 @@
 from ._driver.api import configure, enable, jar_path
 from ._driver.config import DecomConfig
 from ._driver.controller import Controller
+from ._driver.shim import NodeLetGo
 from ._errors import (
     ConfigError,
     DecomError,
@@ -31,6 +32,7 @@ __all__ = [
     "enable",
     "jar_path",
     "Controller",
+    "NodeLetGo",
     "DecomConfig",
     "NodeStatus",
     "DecomError",

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from decom._driver.shim import Action, ActionResult, ShimReport
+from decom._driver.shim import Action, ActionResult, NodeLetGo, ShimReport
 from tests.fake_rm import FakeRM, RMHandler
 
 __all__ = ["FakeRM", "RMHandler", "RecordingShim", "capture_logs", "closed_port"]
@@ -60,7 +60,8 @@ class RecordingShim:
     control plane. ``calls`` holds ``(action, hosts, executors, arg)`` with ``arg`` the exclusion timeout
     (exclude), the cleanup flag (decommissioned) or None (unexclude). ``fail=True`` fails every call the
     way a busy py4j gateway does; ``failures=N`` fails the first N, then works (``attempts`` counts all).
-    What the real shim does with these calls is shown on Spark in tests/spark."""
+    ``let_go`` is what :meth:`nodes_let_go` answers (tests set it); ``let_go_asks`` counts the questions,
+    which ``fail`` fails too. What the real shim does with these calls is shown on Spark in tests/spark."""
 
     def __init__(self, fail: bool = False, failures: int = 0) -> None:
         self.calls: list[tuple[str, list[str], list[str], float | bool | None]] = []
@@ -68,6 +69,8 @@ class RecordingShim:
         self.failures = failures
         self.attempts = 0
         self.exempt: bool | None = None
+        self.let_go: tuple[NodeLetGo, ...] = ()
+        self.let_go_asks = 0
 
     def set_exemption_enabled(self, enabled: bool) -> None:
         self.exempt = enabled
@@ -88,6 +91,12 @@ class RecordingShim:
 
     def report(self) -> ShimReport:
         return ShimReport.empty()
+
+    def nodes_let_go(self) -> tuple[NodeLetGo, ...]:
+        self.let_go_asks += 1
+        if self.fail:
+            raise RuntimeError("py4j gateway is busy")
+        return self.let_go
 
     def actions_for(self, host: str) -> list[str]:
         """The actions, in order, whose hosts included ``host``."""

@@ -238,6 +238,52 @@ class ShuffleJob:
         raise TimeoutError(f"{which} stage attempt {attempt} with {min_done} tasks done: not in {timeout}s")
 
 
+class KeptData:
+    """A shuffle and a cached RDD the driver keeps, so later jobs read them again: the shuffle's map
+    outputs (its map stage is skipped while they are all registered) and the cached partitions. Counts
+    the partitions computed of each (accumulators), so a recompute shows. Answers: shuffle_checksum
+    (n, keys) and sum(range(n))."""
+
+    def __init__(self, sc: SparkContext, spec: Mapping[str, Any]) -> None:
+        from operator import add
+
+        from pyspark import StorageLevel
+
+        self.sc = sc
+        n, keys = int(spec.get("n", 40_000)), int(spec.get("keys", 97))
+        self.maps_computed = sc.accumulator(0)
+        self.cached_computed = sc.accumulator(0)
+        maps_acc, cached_acc = self.maps_computed, self.cached_computed
+
+        def counted_map(it: Any) -> Any:
+            maps_acc.add(1)
+            return ((x % keys, x) for x in it)
+
+        def counted_cache(it: Any) -> Any:
+            cached_acc.add(1)
+            return it
+
+        self.shuffled = (sc.parallelize(range(n), int(spec.get("maps", 8))).mapPartitions(counted_map)
+                         .reduceByKey(add, int(spec.get("reduces", 8))))
+        self.cached = (sc.parallelize(range(n), int(spec.get("parts", 8))).mapPartitions(counted_cache)
+                       .persist(StorageLevel.MEMORY_AND_DISK))
+
+    def read(self, group: str) -> dict[str, Any]:
+        """One job reading the shuffle, one reading the cached RDD; what they computed to answer."""
+        maps0, cached0 = self.maps_computed.value, self.cached_computed.value
+        self.sc.setJobGroup(group, "yarnlab kept data", interruptOnCancel=False)
+        t0 = time.monotonic()
+        try:
+            checksum = sum(k * v for k, v in self.shuffled.collect()) % MOD
+            cached_sum = int(self.cached.sum())
+            out: dict[str, Any] = {"checksum": checksum, "cached_sum": cached_sum, "aborted": False, "error": ""}
+        except Exception as e:  # noqa: BLE001 - an abort is an outcome
+            out = {"checksum": None, "cached_sum": None, "aborted": True, "error": str(e)[:600]}
+        out.update(wall_s=round(time.monotonic() - t0, 2), maps_computed=self.maps_computed.value - maps0,
+                   cached_computed=self.cached_computed.value - cached0)
+        return out
+
+
 def _driver_main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m yarnlab.sparkapp")
     ap.add_argument("--conf", action="append", default=[], help="k=v Spark setting (repeatable)")
@@ -303,6 +349,7 @@ def _driver_main(argv: list[str] | None = None) -> int:
         return int(sum(k * v for k, v in rdd.collect()) % MOD)
 
     current: ShuffleJob | None = None
+    kept: dict[str, KeptData] = {}
     for line in sys.stdin:
         cmd, _, arg = line.strip().partition(" ")
         spec: dict[str, Any] = json.loads(arg) if arg.strip() else {}
@@ -348,6 +395,16 @@ def _driver_main(argv: list[str] | None = None) -> int:
                     time.sleep(1.0)  # the status store is fed asynchronously by the listener bus
                     _emit(event="job_done", **current.result, attempts=records(current.group),
                           group=current.group)
+            elif cmd == "keep":
+                name = str(spec.get("name", "kept"))
+                kept[name] = KeptData(sc, spec)
+                group = f"{name}-{int(time.time() * 1000)}"
+                _emit(event="kept", group=group, **kept[name].read(group), attempts=records(group))
+            elif cmd == "reread":
+                group = f"{spec.get('name', 'kept')}-{int(time.time() * 1000)}"
+                result = kept[str(spec.get("name", "kept"))].read(group)
+                time.sleep(1.0)  # the status store is fed asynchronously by the listener bus
+                _emit(event="reread", group=group, **result, attempts=records(group))
             elif cmd == "stop":
                 break
             else:
@@ -514,6 +571,16 @@ class SparkApp:
     def executor_ids(self, timeout: float = 60.0) -> dict[str, str]:
         """Live executors: id -> host (from Spark's status API)."""
         return dict(self.request("executors", "executors", timeout)["by_id"])
+
+    def keep(self, name: str = "kept", timeout: float = 300.0, **spec: Any) -> dict[str, Any]:
+        """Materialise a shuffle and a cached RDD (KeptData: n, keys, maps, reduces, parts) in one job
+        each; returns their answers, partitions computed and stage records."""
+        return self.request("keep", "kept", timeout, name=name, **spec)
+
+    def reread(self, name: str = "kept", timeout: float = 300.0) -> dict[str, Any]:
+        """Read the kept shuffle and cached RDD again; what was recomputed shows in maps_computed and
+        cached_computed, Spark's records in attempts."""
+        return self.request("reread", "reread", timeout, name=name)
 
     def executors_ever(self, timeout: float = 60.0) -> dict[str, str]:
         """Every executor the app has had, live or gone: id -> host (Spark's status API)."""

@@ -110,9 +110,12 @@ def _add_to_running_driver_jvm(jar: str) -> None:
 
 def enable(spark: Any, *, strict: bool = False, start_poller: bool = True,
            **options: Any) -> Controller:
-    """Attach decom's control plane to a running session and return its :class:`Controller`.
+    """Attach decom's control plane to a running session and return its :class:`Controller`: its
+    ``report()``, the by-hand calls, and ``on_node_let_go(callback)`` (told of each node the app holds
+    nothing on any more, a :class:`~decom.NodeLetGo`).
 
-    Idempotent: a second call returns the same controller. Options are the attribute names of
+    Idempotent: a second call returns the same controller (also one the spark-submit hook started, so a
+    job run through it can still add hooks). Options are the attribute names of
     :class:`decom.DecomConfig` (e.g. ``exclude_timeout="30min"``) and win over the Spark conf.
     A bad setting is logged and keeps its default (``strict=True`` raises instead); a missing or
     mismatched shim jar, Spark Connect or an unsupported Spark raise a typed :class:`DecomError`.

@@ -140,9 +140,11 @@ def _setting(key: str, parse: Callable[[object, str], Any], default: Any, doc: s
 _EMR_PREFIXES = ("spark.blacklist.decommissioning.", "spark.resourceManager.", "spark.decommissioning.",
                  "spark.stage.attempt.ignoreOnDecommission")
 
-#: ``spark.decom.*`` keys the JVM shim reads itself from the Spark conf.
+#: ``spark.decom.*`` keys the JVM shim reads itself from the Spark conf (the last one the plugin sets).
 JVM_KEYS = ("spark.decom.stage.maxConsecutiveAttempts", "spark.decom.stage.maxDecommissionRetries",
-            "spark.decom.releaseIdleExecutors", "spark.decom.keepCapacity", "spark.decom.retryFetchingTasks")
+            "spark.decom.releaseIdleExecutors", "spark.decom.keepCapacity", "spark.decom.retryFetchingTasks",
+            "spark.decom.migrateBlocks", "spark.decom.migrationWait",
+            "spark.decom.internal.decommissionEnabledByDecom")
 
 
 @dataclass(frozen=True)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .._errors import DecomError
 from .._yarn.nodes import DECOMMISSIONED, DECOMMISSIONING, GONE_STATES, RUNNING, NodeStatus
 from .config import DecomConfig
-from .shim import Action, ActionResult, NodeTimeout, ShimPort
+from .shim import Action, ActionResult, NodeLetGo, NodeTimeout, ShimPort
 
 if TYPE_CHECKING:
     from .deadlines import DeadlineReader
@@ -25,6 +26,15 @@ log = logging.getLogger("decom")
 
 #: Seconds before retrying a failed shim action, doubling up to the cap (a JVM busy for a while).
 RETRY_FIRST, RETRY_MAX = 1.0, 30.0
+
+#: A YARN node id "host:port" (IPv6 literals in brackets), as the shim's Target.node reads a key.
+_NODE_ID = re.compile(r"^(.+):(\d+)$")
+
+
+def _shim_may_let_go(key: str) -> bool:
+    """The shim lets go of whole hosts only (a key that is neither an executor nor a node id)."""
+    m = _NODE_ID.match(key)
+    return not key.startswith("executor:") and (m is None or (":" in m.group(1) and not m.group(1).startswith("[")))
 
 
 class _Node:
@@ -38,6 +48,10 @@ class _Node:
         #: When decom first saw the node DECOMMISSIONING (its RPC deadline counts from here).
         self.decommissioning_since: float | None = None
         self.transitions: list[dict[str, Any]] = []
+        #: Excluded by the shim and not let go since: the controller asks the shim about it on each poll.
+        self.awaiting_let_go = False
+        #: The shim's time (epoch ms) of the last let-go the hooks were told of.
+        self.let_go_at: int | None = None
 
 
 def _deadline_epoch(deadline: float | datetime | None) -> float | None:
@@ -71,6 +85,8 @@ class Controller:
         self._deadline_reader: DeadlineReader | None = None
         self._stopped = False
         self._event_log = config.event_log or None
+        self._let_go_hooks: list[Callable[[NodeLetGo], None]] = []
+        self._let_go_failing = False
         shim.set_exemption_enabled(config.exempt_enabled)
         for problem in config.errors:
             log.error("decom: configuration problem: %s", problem)
@@ -113,6 +129,11 @@ class Controller:
                     "executors_excluded": list(s.executors_excluded) if s else [],
                     "executors_released": list(s.executors_released) if s else [],
                     "outputs_unregistered": s.outputs_unregistered if s else 0,
+                    "outputs_migrated": s.outputs_migrated if s else 0,
+                    "outputs_orphaned": s.outputs_orphaned if s else 0,
+                    "bytes_migrated": s.bytes_migrated if s else 0,
+                    # Epoch seconds, like the other times here (the shim counts milliseconds).
+                    "let_go_at": s.let_go_at / 1000 if s and s.let_go_at is not None else None,
                     "shuffles": list(s.shuffles) if s else [],
                     "exempted_stage_attempts": list(s.exempted_stage_attempts) if s else [],
                 }
@@ -131,6 +152,17 @@ class Controller:
             "shim": dict(shim.raw),
             "pending_actions": pending,
         }
+
+    def on_node_let_go(self, callback: Callable[[NodeLetGo], None]) -> None:
+        """Call ``callback(node)`` when decom finds the app holding nothing on a node it excluded: no
+        executor, no map output, no running reducer of an output moved off it. The node's decommission can
+        then finish without waiting for the app to end (what a cluster agent acts on).
+
+        Once per node and let-go; a node excluded again and let go again is told again. Hooks run in the
+        poller's thread on the RM poll that finds the node let go, so keep them short. An exception is
+        logged and changes nothing else. Only let-gos found after registration reach a hook."""
+        with self._lock:
+            self._let_go_hooks.append(callback)
 
     def stop(self) -> None:
         """Stop polling and acting. Exclusions in place stay until they expire or are lifted."""
@@ -152,12 +184,15 @@ class Controller:
     # ---- what the poller calls ---------------------------------------------------------------
 
     def on_node_states(self, statuses: Sequence[NodeStatus]) -> None:
-        """Apply the ResourceManager's view of some nodes. Never raises: a failure is logged and the
-        failed shim action is retried with backoff, so a broken shim call can't take the driver down."""
+        """Apply the ResourceManager's view of some nodes (the poller calls this on every poll, with no
+        statuses when nothing changed), then ask the shim which excluded nodes it has let go of. Never
+        raises: a failure is logged and the failed shim action is retried with backoff, so a broken shim
+        call can't take the driver down."""
         try:
             self._apply(statuses, from_rm=True)
         except Exception:  # noqa: BLE001 - the poller must survive anything the shim throws
             log.exception("decom: acting on node states failed")
+        self._check_let_go()
 
     def on_decommissioning_timeouts(self, timeouts: Sequence[NodeTimeout]) -> None:
         """YARN's graceful-decommission timeouts, read over the RM's client RPC. A DECOMMISSIONING node's
@@ -207,6 +242,44 @@ class Controller:
     def attach_poller(self, poller: NodePoller) -> None:
         with self._lock:
             self._poller = poller
+
+    # ---- nodes let go --------------------------------------------------------------------------
+
+    def _check_let_go(self) -> None:
+        """Tell the event log and the hooks of nodes the shim newly let go. No shim call unless a node
+        decom excluded awaits it: this runs on every poll."""
+        with self._lock:
+            if self._stopped or not any(n.awaiting_let_go for n in self._nodes.values()):
+                return
+        try:
+            found = self._shim.nodes_let_go()  # py4j, outside the lock
+        except Exception as e:  # noqa: BLE001 - asked again on the next poll
+            # Warned once per outage: this is asked on every poll while a node awaits.
+            level = logging.DEBUG if self._let_go_failing else logging.WARNING
+            log.log(level, "decom: cannot ask the shim for nodes let go (asked again on each poll): %s", e)
+            self._let_go_failing = True
+            return
+        self._let_go_failing = False
+        fresh: list[NodeLetGo] = []
+        with self._lock:
+            if self._stopped:
+                return
+            for item in found:
+                node = self._nodes.get(item.key)
+                # The list is cumulative: a node is new when it awaits and its time is not the one told.
+                if node is None or not node.awaiting_let_go or node.let_go_at == item.at:
+                    continue
+                node.awaiting_let_go, node.let_go_at = False, item.at
+                self._log_event("node-let-go", item.key, item.to_json())
+                fresh.append(item)
+            hooks = list(self._let_go_hooks)
+        for item in fresh:  # outside the lock: a hook may call back into the controller or block
+            for hook in hooks:
+                try:
+                    hook(item)
+                except Exception:  # noqa: BLE001 - a user's hook must not break polling
+                    log.exception("decom: the node-let-go hook %s failed for %s",
+                                  getattr(hook, "__qualname__", repr(hook)), item.key)
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -269,6 +342,8 @@ class Controller:
                                 {"from": node.state, "to": target, "yarn_state": status.state,
                                  "deadline": status.deadline})
                 node.state = target
+                if target == RUNNING:
+                    node.awaiting_let_go = False  # back in service: nothing to let go of
                 for keys in self._pending.values():
                     keys.discard(status.target)  # the new state's action supersedes a failed one
                 {DECOMMISSIONING: exclude, DECOMMISSIONED: gone, RUNNING: back}[target].append(
@@ -331,6 +406,11 @@ class Controller:
             return error
         if action in self._pending:
             self._pending[action].difference_update(keys)
+        if action is Action.EXCLUDE:
+            for key in keys:  # the shim now watches for the app to hold nothing there
+                node = self._nodes.get(key)
+                if node is not None and node.state == DECOMMISSIONING and _shim_may_let_go(key):
+                    node.awaiting_let_go = True
         self._log_event(action.method, ",".join(keys), result.to_json())
         return None
 

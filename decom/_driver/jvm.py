@@ -13,7 +13,7 @@ from .._errors import (
     UnsupportedSparkVersionError,
 )
 from .._version import __version__
-from .shim import Action, ActionResult, NodeTimeout, ShimReport
+from .shim import Action, ActionResult, NodeLetGo, NodeTimeout, ShimReport
 
 __all__ = ["JvmShim", "SUPPORTED_SPARK", "check_versions"]
 
@@ -96,6 +96,9 @@ class JvmShim:
 
     def report(self) -> ShimReport:
         return ShimReport.parse(str(self._j.report()))
+
+    def nodes_let_go(self) -> tuple[NodeLetGo, ...]:
+        return NodeLetGo.parse_all(str(self._j.nodesLetGo()))
 
     def stop(self) -> None:
         self._j.stop()

@@ -63,7 +63,7 @@ _MIN_INTERVAL = 0.05
 
 
 class NodeStateSink(Protocol):
-    """Where the poller sends node-state changes: the controller."""
+    """Where the poller sends node-state changes: the controller (told of every poll, see start_poller)."""
 
     def on_node_states(self, statuses: Sequence[NodeStatus]) -> None: ...
 
@@ -78,6 +78,7 @@ class NodePoller:
     longest a node change can go unseen once the RM is back after an outage) with
     one warning when the RM becomes unreachable and one info line when it answers again;
     ``on_update`` exceptions are logged. :meth:`poll_once` runs one poll in the caller's thread.
+    With ``every_poll``, ``on_update`` is also called (with no nodes) after a poll that saw no change.
     """
 
     def __init__(self, client: ResourceManagerClient, interval: float,
@@ -85,10 +86,11 @@ class NodePoller:
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
                  light: bool = True, full_interval: float = 60.0, max_backoff: float = 5.0,
-                 max_lookups: int = 16, owns_client: bool = False) -> None:
+                 max_lookups: int = 16, owns_client: bool = False, every_poll: bool = False) -> None:
         self._client = client
         self._interval = max(_MIN_INTERVAL, float(interval))
         self._on_update = on_update
+        self._every_poll = every_poll
         self._clock = clock
         self._now = wall_clock
         self._light = light
@@ -193,9 +195,10 @@ class NodePoller:
                 self._failed(e)
                 raise
             self._succeeded()
-        if changes and not self._stop.is_set():
-            with self._status_lock:
-                self._updates += 1
+        if (changes or self._every_poll) and not self._stop.is_set():
+            if changes:
+                with self._status_lock:
+                    self._updates += 1
             try:
                 self._on_update(changes)
             except Exception:  # noqa: BLE001 - a broken callback must not stop the polling
@@ -390,8 +393,9 @@ def start_poller(controller: NodeStateSink, config: DecomConfig,
     except ResourceManagerError as e:
         log.error("decom: not polling the ResourceManager: %s. Nodes are reported by hand", e)
         return None
+    # Every poll, also without changes: the controller then asks the shim which nodes it let go of.
     poller = NodePoller(client, config.poll_interval, controller.on_node_states,
-                        owns_client=True)
+                        owns_client=True, every_poll=True)
     controller.attach_poller(poller)
     poller.start()
     log.info("decom: polling the YARN ResourceManager at %s every %g s",

@@ -18,7 +18,7 @@ from .._errors import DecomError
 from .._yarn.nodes import DECOMMISSIONED, DECOMMISSIONING, RUNNING
 
 __all__ = ["Action", "ActionResult", "ShimPort", "NodeTimeout", "TimeoutSource", "ShimReport", "NodeReport",
-           "StageReport", "RetryPolicyReport", "ExecutorReport", "ShimProtocolError"]
+           "NodeLetGo", "StageReport", "RetryPolicyReport", "ExecutorReport", "ShimProtocolError"]
 
 
 class ShimProtocolError(DecomError):
@@ -122,6 +122,14 @@ class NodeReport:
     executors_excluded: tuple[str, ...]
     executors_released: tuple[str, ...]
     outputs_unregistered: int
+    #: Map outputs seen on the node that its executors moved to other nodes (block migration).
+    outputs_migrated: int
+    #: Outputs on the node at its exclusion whose executor was already gone: they could not move.
+    outputs_orphaned: int
+    #: Shuffle data bytes moved off the node.
+    bytes_migrated: int
+    #: When decom found the app holding nothing on the node any more (epoch ms), else None.
+    let_go_at: int | None
     shuffles: tuple[int, ...]
     exempted_stage_attempts: tuple[str, ...]
 
@@ -137,8 +145,43 @@ class NodeReport:
                    executors_excluded=_strs(data, "executorsExcluded", w),
                    executors_released=_strs(data, "executorsReleased", w),
                    outputs_unregistered=int(_field(data, "outputsUnregistered", int, w)),
+                   outputs_migrated=int(_field(data, "outputsMigrated", int, w)),
+                   outputs_orphaned=int(_field(data, "outputsOrphaned", int, w)),
+                   bytes_migrated=int(_field(data, "bytesMigrated", int, w)),
+                   let_go_at=_opt_int(data, "letGoAt", w),
                    shuffles=_ints(data, "shuffles", w),
                    exempted_stage_attempts=_strs(data, "exemptedStageAttempts", w))
+
+
+@dataclass(frozen=True)
+class NodeLetGo:
+    """A node the app holds nothing on any more: no executor, no map output, no running reducer of an
+    output moved off it (``DecomShim.nodesLetGo``). Its decommission can finish without waiting for the
+    app to end."""
+
+    key: str
+    #: When the shim found it so, in epoch milliseconds (the driver JVM's clock). A node excluded again
+    #: and let go again has a later ``at``.
+    at: int
+    outputs_migrated: int
+    outputs_orphaned: int
+    outputs_unregistered: int
+    bytes_migrated: int
+
+    @classmethod
+    def parse_all(cls, text: str | Mapping[str, Any]) -> tuple[NodeLetGo, ...]:
+        w = "nodes let go"
+        nodes = _field(_object(text, w), "nodes", list, w)
+        return tuple(
+            cls(str(_field(n, "key", str, w)), int(_field(n, "at", int, w)),
+                int(_field(n, "outputsMigrated", int, w)), int(_field(n, "outputsOrphaned", int, w)),
+                int(_field(n, "outputsUnregistered", int, w)), int(_field(n, "bytesMigrated", int, w)))
+            for n in (_object(x, w) for x in nodes))
+
+    def to_json(self) -> dict[str, Any]:
+        """The event-log form: the same keys the shim sent (the key is the event's target)."""
+        return {"at": self.at, "outputsMigrated": self.outputs_migrated, "outputsOrphaned": self.outputs_orphaned,
+                "outputsUnregistered": self.outputs_unregistered, "bytesMigrated": self.bytes_migrated}
 
 
 @dataclass(frozen=True)
@@ -276,3 +319,7 @@ class ShimPort(Protocol):
     def set_exemption_enabled(self, enabled: bool) -> None: ...
 
     def report(self) -> ShimReport: ...
+
+    def nodes_let_go(self) -> tuple[NodeLetGo, ...]:
+        """Every node the shim found the app holding nothing on any more (cumulative, not drained)."""
+        ...

@@ -17,10 +17,16 @@ import httpx
 from .._errors import DecomError
 from .._http import HttpClient, HttpSettings
 from .._redact import display_url
+from .._units import json_int
 
-__all__ = ["StatusError", "counters_from_metrics", "counters_from_ui", "counters_from_event_log"]
+__all__ = ["StatusError", "COUNTERS", "counters_from_metrics", "counters_from_ui", "counters_from_event_log"]
 
 _GAUGE_MARK = ".plugin.io.decom.DecomPlugin."
+
+#: The shim's counters (``DecomShim.CounterNames``), in the order ``decom status`` shows them.
+COUNTERS = ("nodesDecommissioning", "nodesDecommissioned", "executorsExcluded", "executorsReleased",
+            "outputsUnregistered", "fetchFailures", "fetchFailuresExempt", "stageAttemptsExempt", "stagesAborted",
+            "tasksRetried", "outputsMigrated", "outputsOrphaned", "bytesMigrated", "nodesLetGo")
 
 
 class StatusError(DecomError):
@@ -32,14 +38,16 @@ def counters_from_metrics(data: object, source: str) -> dict[str, Any]:
     gauges = data.get("gauges") if isinstance(data, dict) else None
     if not isinstance(gauges, dict):
         raise StatusError(f"{source} is not Spark's /metrics/json (no gauges)")
-    figures: dict[str, Any] = {"source": source}
+    found: dict[str, Any] = {}
     for name, gauge in sorted(gauges.items()):
         if _GAUGE_MARK in name and isinstance(gauge, dict):
-            figures[name.rsplit(".", 1)[1]] = gauge.get("value")
-    if len(figures) == 1:
+            found[name.rsplit(".", 1)[1]] = gauge.get("value")
+    if not found:
         raise StatusError(f"{source} has no decom metrics: is spark.plugins=io.decom.DecomPlugin set "
                           "on that application?")
-    return figures
+    # The shim's order; counters of another jar version (not listed) follow, by name.
+    order = {name: i for i, name in enumerate(COUNTERS)}
+    return {"source": source, **dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))}
 
 
 def counters_from_ui(url: str, timeout: float = 5.0, *, auth: str = "none", user: str = "",
@@ -84,6 +92,8 @@ def counters_from_event_log(path: str) -> dict[str, Any]:
         raise StatusError(f"cannot read the event log {path}: {e.strerror or e}") from None
     actions: Counter[str] = Counter()
     nodes: dict[str, str] = {}
+    # Node -> its last node-let-go detail: the shim's figures per node are cumulative, so only the last counts.
+    let_go: dict[str, dict[str, Any]] = {}
     bad = 0
     first = last = None
     for line in lines:
@@ -98,14 +108,22 @@ def counters_from_event_log(path: str) -> dict[str, Any]:
         first = when if first is None else min(first, when)
         last = when if last is None else max(last, when)
         actions[action] += 1
+        detail = ev.get("detail")
+        detail = detail if isinstance(detail, dict) else {}
         if action == "transition":
-            nodes[target] = str((ev.get("detail") or {}).get("to", ""))
+            nodes[target] = str(detail.get("to", ""))
+        elif action == "node-let-go":
+            let_go[target] = detail
     if not actions:
         raise StatusError(f"{path} holds no decom events" + (f" ({bad} unreadable lines)" if bad else ""))
     figures: dict[str, Any] = {"source": path, "events": sum(actions.values()),
                                "span_s": round((last or 0.0) - (first or 0.0), 1)}
     for state in ("DECOMMISSIONING", "DECOMMISSIONED", "RUNNING"):
         figures[f"nodes_now_{state.lower()}"] = sum(1 for s in nodes.values() if s == state)
+    figures["nodes_let_go"] = len(let_go)
+    for figure, key in (("outputs_migrated", "outputsMigrated"), ("outputs_orphaned", "outputsOrphaned"),
+                        ("bytes_migrated", "bytesMigrated")):
+        figures[figure] = sum(json_int(d.get(key)) for d in let_go.values())
     figures.update({f"action_{k}": v for k, v in sorted(actions.items())})
     if bad:
         figures["unreadable_lines"] = bad

@@ -12,7 +12,7 @@ import pytest
 
 from decom import Controller, DecomConfig
 from decom._driver.config import JVM_KEYS, KEYS
-from decom._driver.shim import Action, ActionResult, ShimProtocolError, ShimReport
+from decom._driver.shim import Action, ActionResult, NodeLetGo, ShimProtocolError, ShimReport
 from tests.support import RecordingShim
 
 CONTRACT = Path(__file__).resolve().parent.parent / "contract"
@@ -34,8 +34,10 @@ def test_the_report_sample_parses_into_typed_fields() -> None:
     assert node is not None and node.excluded and node.decommissioned_at == 5000
     assert node.executors_excluded == ("1", "2") and node.executors_released == ("2",)
     assert (node.outputs_unregistered, node.shuffles, node.exempted_stage_attempts) == (7, (0, 2), ("3.0",))
+    assert (node.outputs_migrated, node.outputs_orphaned, node.bytes_migrated, node.let_go_at) == (1, 1, 2048, 6000)
     executor = report.node("executor:7")
     assert executor is not None and executor.kind == "executor" and not executor.excluded
+    assert (executor.outputs_migrated, executor.bytes_migrated, executor.let_go_at) == (0, 0, None)
     assert executor.unexclude_reason == Action.UNEXCLUDE.reason, "the reason the controller sends comes back"
     assert [(s.stage, s.counted_attempts, s.exempt_attempts, s.aborted) for s in report.stages] == [
         (3, (1,), (0,), False)]
@@ -59,6 +61,10 @@ def test_a_report_from_another_build_is_a_typed_error_that_says_what_to_do() -> 
     node["outputsUnregistered"] = True
     with pytest.raises(ShimProtocolError, match="outputsUnregistered=True"):
         ShimReport.parse({**sample("report.json"), "nodes": [node]})
+    older = {k: v for k, v in sample("report.json")["nodes"][0].items()  # type: ignore[index]
+             if k not in ("outputsMigrated", "outputsOrphaned", "bytesMigrated", "letGoAt")}  # a jar before issue 14
+    with pytest.raises(ShimProtocolError, match="outputsMigrated=None where this decom package expects int"):
+        ShimReport.parse({**sample("report.json"), "nodes": [older]})
 
 
 def test_the_conf_keys_both_sides_read_agree() -> None:
@@ -88,9 +94,21 @@ def test_the_controller_report_shows_the_typed_shim_report() -> None:
     c.decommissioning(hosts=["198.18.0.11"])
     node = c.report()["nodes"]["198.18.0.11"]
     assert node["excluded"] is True and node["executors_released"] == ["2"] and node["shuffles"] == [0, 2]
+    assert (node["outputs_migrated"], node["outputs_orphaned"], node["bytes_migrated"]) == (1, 1, 2048)
+    assert node["let_go_at"] == 6.0, "epoch seconds, like the report's other times"
     assert c.report()["fetch_failures"] == {"total": 3, "exempt": 2}
     assert c.report()["retry_policy"]["userLimit"] == 4
     assert c.report()["shim"]["events"][0]["action"] == "excluded", "the shim's own JSON stays in the report"
+
+
+def test_the_nodes_let_go_sample_parses() -> None:
+    got = NodeLetGo.parse_all(json.dumps(sample("let_go.json")))
+    assert got == (NodeLetGo("198.18.0.11", 7000, outputs_migrated=2, outputs_orphaned=1, outputs_unregistered=1,
+                             bytes_migrated=5 * 1024**3),)
+    assert got[0].to_json() == {k: v for k, v in sample("let_go.json")["nodes"][0].items()  # type: ignore[index]
+                                if k != "key"}, "the event log keeps the shim's form"
+    with pytest.raises(ShimProtocolError, match="nodes let go has at='7000'"):
+        NodeLetGo.parse_all({"nodes": [{**got[0].to_json(), "key": "n1", "at": "7000"}]})
 
 
 def test_the_timeouts_sample_parses() -> None:

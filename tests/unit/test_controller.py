@@ -265,3 +265,110 @@ def test_a_negative_yarn_timeout_means_no_deadline():
         is None
     assert [x[0] for x in shim.calls] == ["exclude"] and c.report()["nodes"]["n1"]["deadline"] is None
     c.stop()
+
+
+# ---- nodes let go: the app holds nothing on a node any more --------------------------------------
+
+
+def test_a_node_let_go_is_told_once_to_the_hooks_and_the_event_log(tmp_path, caplog):
+    import json
+    import logging
+
+    from decom import NodeLetGo
+
+    events = tmp_path / "events.jsonl"
+    c, shim = make(event_log=str(events))
+    heard: list[NodeLetGo] = []
+    c.on_node_let_go(heard.append)
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONING")])
+    assert shim.let_go_asks == 1 and heard == [], "asked after the exclusion; nothing let go yet"
+    gone = NodeLetGo("n1", 7000, outputs_migrated=3, outputs_orphaned=1, outputs_unregistered=0, bytes_migrated=4096)
+    shim.let_go = (gone,)
+    with caplog.at_level(logging.INFO, logger="decom"):
+        c.on_node_states([])  # a poll without changes
+        c.on_node_states([])
+    assert heard == [gone]
+    lines = [r.getMessage() for r in caplog.records if "node-let-go" in r.getMessage()]
+    assert lines == ['decom: node-let-go n1 {"at": 7000, "bytesMigrated": 4096, "outputsMigrated": 3, '
+                     '"outputsOrphaned": 1, "outputsUnregistered": 0}']
+    logged = [json.loads(x) for x in events.read_text().splitlines()]
+    assert [(x["action"], x["target"]) for x in logged] == [("transition", "n1"), ("exclude", "n1"),
+                                                           ("node-let-go", "n1")]
+    assert logged[-1]["detail"] == gone.to_json() and isinstance(logged[-1]["time"], float)
+    asks = shim.let_go_asks
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONED")])  # the shim's list still holds n1
+    assert heard == [gone] and shim.let_go_asks == asks, "asked again once nothing awaited"
+    c.stop()
+
+
+def test_a_node_excluded_again_is_told_again_when_let_go_again():
+    from decom import NodeLetGo
+
+    c, shim = make()
+    heard: list[tuple[str, int]] = []
+    c.on_node_let_go(lambda n: heard.append((n.key, n.at)))
+    first = NodeLetGo("n1", 7000, 0, 0, 0, 0)
+    shim.let_go = (first,)
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONING")])
+    c.on_node_states([NodeStatus("n1", "RUNNING")])
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONING")])
+    c.on_node_states([])  # the shim still lists the earlier let-go: not news
+    assert heard == [("n1", 7000)]
+    shim.let_go = (NodeLetGo("n1", 9000, 0, 0, 0, 0),)
+    c.on_node_states([])
+    assert heard == [("n1", 7000), ("n1", 9000)]
+    c.stop()
+
+
+def test_a_failing_hook_is_logged_and_breaks_neither_the_others_nor_the_next_poll(caplog):
+    from decom import NodeLetGo
+
+    c, shim = make()
+
+    def broken(node: NodeLetGo) -> None:
+        raise ValueError("the cluster agent is down")
+
+    heard: list[str] = []
+    c.on_node_let_go(broken)
+    c.on_node_let_go(lambda n: heard.append(n.key))
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONING"), NodeStatus("n2", "DECOMMISSIONING")])
+    shim.let_go = (NodeLetGo("n1", 7000, 0, 0, 0, 0),)
+    c.on_node_states([])
+    assert heard == ["n1"]
+    assert "node-let-go hook" in caplog.text and "broken" in caplog.text and "the cluster agent is down" in caplog.text
+    shim.let_go += (NodeLetGo("n2", 8000, 0, 0, 0, 0),)
+    c.on_node_states([NodeStatus("n3", "DECOMMISSIONING")])  # the next poll acts, and tells of n2
+    assert heard == ["n1", "n2"] and [x[0] for x in shim.calls] == ["exclude", "exclude"]
+    c.stop()
+
+
+def test_the_shim_is_not_asked_while_no_excluded_node_awaits():
+    c, shim = make()
+    c.on_node_states([])
+    c.on_node_states([NodeStatus("n1", "RUNNING"), NodeStatus("n2", "UNHEALTHY")])
+    c.decommissioning(executors=["3"])  # executors are never let go
+    c.on_node_states([NodeStatus("n3", "DECOMMISSIONED")])  # gone without an exclusion (spot)
+    c.on_node_states([NodeStatus("n4:8041", "DECOMMISSIONING")])  # one NodeManager of a host: never let go
+    c.on_node_states([NodeStatus("n5", "DECOMMISSIONING")])
+    asks = shim.let_go_asks
+    c.on_node_states([NodeStatus("n5", "RUNNING")])  # back in service: nothing awaits any more
+    c.on_node_states([])
+    assert [x[0] for x in shim.calls] == ["exclude", "decommissioned", "exclude", "exclude", "unexclude"]
+    assert asks == 1 and shim.let_go_asks == 1, "asked only while n5 was excluded"
+    off, off_shim = make(exclude_enabled=False)
+    off.on_node_states([NodeStatus("n1", "DECOMMISSIONING")])
+    assert off_shim.let_go_asks == 0, "nothing excluded: nothing the shim would let go"
+
+
+def test_a_shim_that_cannot_say_is_warned_of_once_and_asked_again(caplog):
+    import logging
+
+    c, shim = make()
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONING")])
+    shim.fail = True
+    with caplog.at_level(logging.INFO, logger="decom"):
+        c.on_node_states([])
+        c.on_node_states([])
+    warnings = [r for r in caplog.records if "nodes let go" in r.getMessage() and r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and shim.let_go_asks == 3
+    c.stop()

@@ -68,6 +68,17 @@ def test_first_poll_reports_every_node_not_running_then_only_changes() -> None:
     assert len(rec.calls) == 2  # one batch per poll
 
 
+def test_every_poll_calls_back_also_without_changes() -> None:
+    """What start_poller asks for: the controller checks the shim for nodes let go on each poll."""
+    rm = FakeRM()
+    rm.set("h1:1", "DECOMMISSIONING")
+    p, rec = make(rm, every_poll=True)
+    p.poll_once()
+    p.poll_once()
+    assert rec.calls == [[NodeStatus("h1", "DECOMMISSIONING")], []]
+    assert p.status()["updates"] == 1, "a poll without changes is no update"
+
+
 def test_back_to_running_is_seen_without_polling_running_every_time() -> None:
     rm = FakeRM()
     for i in range(5):
@@ -317,7 +328,9 @@ def test_start_poller_attaches_and_feeds_the_controller(monkeypatch: pytest.Monk
     p = start_poller(ctl, config, {"spark.hadoop.yarn.resourcemanager.webapp.address": "rm:8088"})
     assert p is not None and ctl.poller is p
     try:
-        assert wait_until(lambda: ctl.updates == [[NodeStatus("h1", "DECOMMISSIONING")]])
+        # Every poll reaches the controller; the ones without changes bring no statuses.
+        assert wait_until(lambda: [u for u in ctl.updates if u] == [[NodeStatus("h1", "DECOMMISSIONING")]]
+                          and len(ctl.updates) >= 2)
         assert p.status()["addresses"] == ["http://rm:8088"]
     finally:
         p.stop()

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from decom._cli.main import main
-from decom._driver.status import StatusError, counters_from_event_log, counters_from_metrics
+from decom._driver.status import COUNTERS, StatusError, counters_from_event_log, counters_from_metrics
 from tests.support import capture_logs, closed_port
 
 GAUGE = "app-1.driver.plugin.io.decom.DecomPlugin."
@@ -24,6 +24,12 @@ def test_metrics_document_gives_the_decom_gauges_only() -> None:
     doc = {"gauges": {GAUGE + "executorsExcluded": {"value": 3}, GAUGE + "fetchFailures": {"value": 0},
                       "app-1.driver.BlockManager.memory.maxMem_MB": {"value": 434}}}
     assert counters_from_metrics(doc, "ui") == {"source": "ui", "executorsExcluded": 3, "fetchFailures": 0}
+
+
+def test_the_counters_show_in_the_shims_order_newer_ones_after() -> None:
+    doc = {"gauges": {GAUGE + name: {"value": i} for i, name in enumerate(reversed((*COUNTERS, "aNewerCounter")))}}
+    assert list(counters_from_metrics(doc, "ui")) == ["source", *COUNTERS, "aNewerCounter"]
+    assert COUNTERS[-4:] == ("outputsMigrated", "outputsOrphaned", "bytesMigrated", "nodesLetGo")
 
 
 @pytest.mark.parametrize("doc, message", [
@@ -48,10 +54,19 @@ def test_event_log_is_summarised(tmp_path: Path) -> None:
         _line(30.0, "transition", "n1", **{"from": "DECOMMISSIONING", "to": "DECOMMISSIONED"}),
         _line(30.1, "decommissioned", "n1"),
         _line(31.0, "transition", "n2", **{"from": "", "to": "DECOMMISSIONING"}),
+        _line(31.5, "node-let-go", "n2", at=31500, outputsMigrated=1, outputsOrphaned=0, outputsUnregistered=0,
+              bytesMigrated=100),
+        # Excluded again and let go again: the shim's figures per node are cumulative, the last one counts.
+        _line(31.9, "node-let-go", "n2", at=31900, outputsMigrated=3, outputsOrphaned=1, outputsUnregistered=0,
+              bytesMigrated=300),
+        _line(31.0, "node-let-go", "n1", at=31000, outputsMigrated=2, outputsOrphaned=0, outputsUnregistered=4,
+              bytesMigrated=200),
         "not json",
     ]) + "\n")
     figures = counters_from_event_log(str(log))
-    assert figures["events"] == 5 and figures["span_s"] == 21.0
+    assert figures["action_node-let-go"] == 3 and figures["nodes_let_go"] == 2
+    assert (figures["outputs_migrated"], figures["outputs_orphaned"], figures["bytes_migrated"]) == (5, 1, 500)
+    assert figures["events"] == 8 and figures["span_s"] == 21.9
     assert figures["nodes_now_decommissioned"] == 1 and figures["nodes_now_decommissioning"] == 1
     assert figures["action_transition"] == 3 and figures["action_exclude"] == 1
     assert figures["unreadable_lines"] == 1
@@ -70,6 +85,19 @@ def test_cli_event_log_and_errors(tmp_path: Path) -> None:
     empty.write_text("garbage\n")
     bad = CliRunner().invoke(main, ["status", "--event-log", str(empty)])
     assert bad.exit_code == 2 and "holds no decom events (1 unreadable lines)" in bad.output
+
+
+def test_cli_table_shows_the_migration_counters(ui: FakeUI, monkeypatch: pytest.MonkeyPatch) -> None:
+    gauges = {GAUGE + name: {"value": 0} for name in COUNTERS}
+    gauges.update({GAUGE + "outputsMigrated": {"value": 12}, GAUGE + "bytesMigrated": {"value": 5 * 1024**3},
+                   GAUGE + "nodesLetGo": {"value": 1}})
+    monkeypatch.setitem(METRICS, "gauges", gauges)
+    code, out, _ = status("--ui", f"http://127.0.0.1:{ui.port}", "--auth", "none")
+    assert code == 0, out
+    rows = [line.split() for line in out.splitlines()[2:]]
+    assert [r[0] for r in rows] == list(COUNTERS)
+    assert ["outputsMigrated", "12"] in rows and ["bytesMigrated", "5368709120"] in rows and ["nodesLetGo", "1"] in rows
+    assert ["outputsOrphaned", "0"] in rows
 
 
 def test_cli_ui_that_is_not_spark(unused_http_server: str) -> None:

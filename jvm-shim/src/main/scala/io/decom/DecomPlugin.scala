@@ -27,6 +27,11 @@ class DecomDriverPlugin extends DriverPlugin {
 
   override def init(sc: SparkContext, ctx: PluginContext): JMap[String, String] = {
     this.sc = sc
+    val set = Migration.prepare(SparkInternals.mutableConf(sc))
+    if (set.nonEmpty) {
+      DecomShim.log.info(s"decom: executors start able to move their blocks when their node leaves " +
+        s"(${Keys.MigrateBlocks}): set ${set.map(_ + "=true").mkString(", ")}")
+    }
     if (RetryLimits.raise(SparkInternals.mutableConf(sc))) {
       DecomShim.log.info(s"decom: stage retries are decom's: ${Keys.SparkMaxAttempts} raised to " +
         s"${RetryLimits.raisedLimit(sc.getConf)}, the user's limit " +

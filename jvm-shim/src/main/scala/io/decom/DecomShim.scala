@@ -27,9 +27,20 @@ object Keys {
   val KeepCapacity = "spark.decom.keepCapacity"
   /** When a node is gone, retry at once the running tasks that read shuffles it held outputs of. */
   val RetryFetching = "spark.decom.retryFetchingTasks"
+  /** A DECOMMISSIONING node's executors move their shuffle outputs and cached blocks to healthy nodes
+   * (Spark's own migration, which decom triggers and follows), with the shuffle service on or off. */
+  val MigrateBlocks = "spark.decom.migrateBlocks"
+  /** How long a told executor may take to move its blocks before decom lets it go anyway (what is left
+   * stays served by the node's shuffle service until the node goes). */
+  val MigrationWait = "spark.decom.migrationWait"
+  /** Set by the plugin when it, not the user, turned spark.decommission.enabled on. */
+  val DecommissionSetByDecom = "spark.decom.internal.decommissionEnabledByDecom"
   val ShuffleService = "spark.shuffle.service.enabled"
+  val ShuffleTracking = "spark.dynamicAllocation.shuffleTracking.enabled"
   val NativeDecommission = "spark.decommission.enabled"
   val StorageDecommission = "spark.storage.decommission.enabled"
+  val ShuffleBlocks = "spark.storage.decommission.shuffleBlocks.enabled"
+  val RddBlocks = "spark.storage.decommission.rddBlocks.enabled"
   val DefaultMaxAttempts = 4
   val DefaultExtraAttempts = 16
 }
@@ -55,6 +66,48 @@ object RetryLimits {
     conf.set(Keys.SparkMaxAttempts, raisedLimit(conf).toString)
     true
   }
+}
+
+/**
+ * Block migration (`spark.decom.migrateBlocks`). An executor acts on a decommission message only if
+ * `spark.decommission.enabled` and `spark.storage.decommission.enabled` were in its conf when it started,
+ * and executors copy the driver's conf once, at registration. So the plugin sets, before any executor
+ * exists, the keys the user left unset. What else `spark.decommission.enabled` turns on is undone where
+ * it isn't wanted (see [[SparkInternals.killIdleExecutorsOnScaleDown]]).
+ */
+object Migration {
+  val ExecutorKeys: Seq[String] =
+    Seq(Keys.NativeDecommission, Keys.StorageDecommission, Keys.ShuffleBlocks, Keys.RddBlocks)
+
+  /** Sets the unset keys to true and returns them; nothing when the user turned migration off. */
+  def prepare(conf: SparkConf): Seq[String] = {
+    if (!conf.getBoolean(Keys.MigrateBlocks, defaultValue = true)) return Nil
+    val unset = ExecutorKeys.filterNot(conf.contains)
+    unset.foreach(conf.set(_, "true"))
+    if (unset.contains(Keys.NativeDecommission)) conf.set(Keys.DecommissionSetByDecom, "true")
+    // Outputs written after an executor was told move in its next round; Spark's default is 30 s apart.
+    if (!conf.contains(ReattemptInterval)) conf.set(ReattemptInterval, "5s")
+    unset
+  }
+
+  val ReattemptInterval = "spark.storage.decommission.replicationReattemptInterval"
+
+  /** Executors of this app can move their blocks when told. */
+  def possible(conf: SparkConf): Boolean =
+    conf.getBoolean(Keys.NativeDecommission, defaultValue = false) &&
+      conf.getBoolean(Keys.StorageDecommission, defaultValue = false) &&
+      (conf.getBoolean(Keys.ShuffleBlocks, defaultValue = false) ||
+        conf.getBoolean(Keys.RddBlocks, defaultValue = false))
+
+  /**
+   * Dynamic allocation should kill idle executors, as it would had decom not set
+   * spark.decommission.enabled; except with neither the shuffle service nor shuffle tracking, where
+   * decommissioning them (moving their outputs) is what keeps their outputs at all.
+   */
+  def keepSparksScaleDown(conf: SparkConf): Boolean =
+    conf.getBoolean(Keys.DecommissionSetByDecom, defaultValue = false) &&
+      (conf.getBoolean(Keys.ShuffleService, defaultValue = false) ||
+        conf.getBoolean(Keys.ShuffleTracking, defaultValue = false))
 }
 
 /**
@@ -85,10 +138,14 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   // then tells a DECOMMISSIONING node's executors to migrate their blocks and exit, but skips executors
   // decom already marked; so decom tells them itself. Only then: a told executor exits on its own once
   // idle, and without migration (or with the shuffle service on) that would drop outputs a job needs.
-  private val tellExecutors = conf.getBoolean(Keys.NativeDecommission, defaultValue = false) &&
-    !conf.getBoolean(Keys.ShuffleService, false) && conf.getBoolean(Keys.StorageDecommission, false)
-  /** Running task attempts: task id -> (stage, executor). */
-  private val runningAttempts = mutable.Map.empty[Long, (Int, String)]
+  private val shuffleService = conf.getBoolean(Keys.ShuffleService, false)
+  // With the shuffle service on, Spark's YARN trigger never acts (SPARK-39018) but executors can still
+  // migrate: decom tells them, follows their outputs to the receivers, and lets them go once moved.
+  private val migrate = shuffleService && Migration.possible(conf) && conf.getBoolean(Keys.MigrateBlocks, true)
+  private val migrationWaitMs = conf.getTimeAsMs(Keys.MigrationWait, "60s")
+  private val tellExecutors = migrate || (!shuffleService && Migration.possible(conf))
+  /** Running task attempts: task id -> (stage, executor, launch time). */
+  private val runningAttempts = mutable.Map.empty[Long, (Int, String, Long)]
   /** Stage -> the shuffles it reads (its parents' outputs), from the active jobs' stage infos. */
   private val stageReads = mutable.Map.empty[Int, Set[Int]]
   private val jobStages = mutable.Map.empty[Int, Seq[Int]]
@@ -116,8 +173,10 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
       // Jobs already running when decom is enabled mid-session; their JobEnd comes through the listener.
       activeJobs ++= sc.statusTracker.getActiveJobIds()
     }
-    timer.scheduleWithFixedDelay(() => expireExclusions(), 500, 500, TimeUnit.MILLISECONDS)
-    event("shim-started", "driver", ("retryPolicy" -> retryMode) ~ ("userLimit" -> userLimit))
+    timer.scheduleWithFixedDelay(() => tick(), 500, 500, TimeUnit.MILLISECONDS)
+    val scaleDownKept = Migration.keepSparksScaleDown(conf) && SparkInternals.killIdleExecutorsOnScaleDown(sc)
+    event("shim-started", "driver", ("retryPolicy" -> retryMode) ~ ("userLimit" -> userLimit) ~
+      ("migrate" -> migrate) ~ ("tellExecutors" -> tellExecutors) ~ ("sparkScaleDownKept" -> scaleDownKept))
     this
   }
 
@@ -136,6 +195,8 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
         if (!rec.excludedNow) {
           rec.excludedAt = Some(t)
           rec.unexcludeReason = None
+          rec.letGoAt = None
+          if (tellExecutors) snapshotOutputs(rec)
         }
         rec.excludedUntil = Some(t + timeoutMs)
         val marked = markOn(rec, resolve(target), reason)
@@ -231,6 +292,12 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   }
 
 
+  /**
+   * JSON: the nodes the app holds nothing on any more (no executor, no output, no reader of a moved
+   * output), `Wire.nodesLetGo`. The control plane turns them into its "node-let-go" event and hook.
+   */
+  def nodesLetGo(): String = synchronized { compact(render(Wire.nodesLetGo(nodes.values.toSeq))) }
+
   /** The figures `decom status` shows, by [[DecomShim.CounterNames]]. */
   def counters(): Map[String, Long] = synchronized {
     val ns = nodes.values.toSeq
@@ -244,7 +311,11 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
       "fetchFailuresExempt" -> exemptFetchFailures.toLong,
       "stageAttemptsExempt" -> policy.stagesWithFailures.toSeq.map(s => policy.exemptAttempts(s).size.toLong).sum,
       "stagesAborted" -> policy.abortedStages.size.toLong,
-      "tasksRetried" -> tasksRetried.toLong)
+      "tasksRetried" -> tasksRetried.toLong,
+      "outputsMigrated" -> ns.map(_.migrated.size.toLong).sum,
+      "outputsOrphaned" -> ns.map(_.orphans.size.toLong).sum,
+      "bytesMigrated" -> ns.map(_.bytesMigrated).sum,
+      "nodesLetGo" -> ns.count(_.letGoAt.isDefined).toLong)
   }
 
   /** JSON: what decom saw and did, per node and per stage. */
@@ -278,10 +349,11 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     runningTasks -= id
   }
 
-  private[decom] def taskStarted(stage: Int, taskId: Long, execId: String): Unit = synchronized {
-    runningTasks(execId) = runningTasks.getOrElse(execId, 0) + 1
-    runningAttempts(taskId) = (stage, execId)
-  }
+  private[decom] def taskStarted(stage: Int, taskId: Long, execId: String, launchTime: Long): Unit =
+    synchronized {
+      runningTasks(execId) = runningTasks.getOrElse(execId, 0) + 1
+      runningAttempts(taskId) = (stage, execId, launchTime)
+    }
 
   private[decom] def taskEnded(taskId: Long, execId: String): Unit = synchronized {
     runningAttempts -= taskId
@@ -365,7 +437,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
    */
   private def retryTasksReading(shuffles: Set[Int], lost: Set[String], at: Long): Unit = {
     val victims = runningAttempts.collect {
-      case (taskId, (stage, exec)) if !lost.contains(exec) &&
+      case (taskId, (stage, exec, _)) if !lost.contains(exec) &&
         stageReads.getOrElse(stage, Set.empty).exists(shuffles.contains) => taskId
     }.toSeq.sorted
     if (victims.isEmpty) return
@@ -439,7 +511,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     nodes.values.filter(n => n.target.isInstanceOf[NodeTarget] && n.excludedNow && !n.decommissioned).foreach { n =>
       val idle = n.executorsExcluded.toSeq.filter { id =>
         alive.contains(id) && !n.executorsReleased.contains(id) && runningTasks.getOrElse(id, 0) == 0 &&
-          !SparkInternals.isExecutorBusy(sc, id)
+          !SparkInternals.isExecutorBusy(sc, id) && (!migrate || movedOrWaited(n, id))
       }
       if (idle.nonEmpty && (keepCapacity || activeJobs.isEmpty || !holdsOutputs(n))) {
         // Killed first, the executors are lost as "killed": Spark keeps their outputs with the shuffle
@@ -459,6 +531,96 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     }
   }
 
+  /**
+   * A told executor is let go once the tracker places none of its outputs on it and the block manager
+   * master knows no cached block there (all moved), or once `spark.decom.migrationWait` has passed: what
+   * is left then stays served by the node's shuffle service until the node goes.
+   */
+  private def movedOrWaited(n: NodeRecord, id: String): Boolean =
+    n.excludedAt.exists(now() - _ >= migrationWaitMs) ||
+      (SparkInternals.outputLocations((eid, _) => eid == id).isEmpty && SparkInternals.cachedBlocks(sc, id) == 0)
+
+  /** Outputs on a node as it is excluded; those whose writer is already gone are orphans. */
+  private def snapshotOutputs(n: NodeRecord): Unit = n.target match {
+    case NodeTarget(h, None) =>
+      SparkInternals.outputLocations((_, host) => host == h).foreach { case (k, (eid, _)) =>
+        n.outputsSeen(k) = eid
+        if (!alive.contains(eid)) n.orphans += k
+      }
+    case _ => ()
+  }
+
+  private def migrating: Seq[NodeRecord] = nodes.values.filter { n =>
+    n.excludedNow && !n.decommissioned && (n.target match { case NodeTarget(_, None) => true; case _ => false })
+  }.toSeq
+
+  /**
+   * Follow told executors' outputs to their receivers. Spark's `updateMapOutput` moves an output's
+   * location without a new epoch, so executors would keep serving reducers the old location from their
+   * cache: each move bumps the epoch, and the tasks launched from then on read where the outputs are now.
+   */
+  private def followMigration(t: Long): Unit = {
+    val nodesNow = migrating
+    if (nodesNow.isEmpty) return
+    val locs = SparkInternals.outputLocations()
+    nodesNow.foreach { n =>
+      val h = n.target.asInstanceOf[NodeTarget].host
+      locs.foreach { case (k, (eid, host)) => if (host == h && !n.outputsSeen.contains(k)) n.outputsSeen(k) = eid }
+      val moved = n.outputsSeen.keys.filter(k => !n.migrated.contains(k) && locs.get(k).exists(_._2 != h)).toSeq
+      if (moved.nonEmpty) {
+        n.migrated ++= moved
+        n.lastMigrationAt = Some(t)
+        SparkInternals.bumpEpoch()
+        val left = locs.count(_._2._2 == h)
+        event("outputs-migrated", n.target.key, ("outputs" -> moved.size) ~ ("migrated" -> n.migrated.size) ~
+          ("left" -> left) ~ ("orphans" -> n.orphans.size) ~ ("shuffles" -> moved.map(_._1).distinct.sorted))
+      }
+    }
+    releaseIdleExcluded()
+  }
+
+  /**
+   * Say when the app holds nothing on a node that a job needs: no live executor there (so no cached
+   * block either), no map output placed there, and no running task that may still read a moved output
+   * from there (launched before the last move, in a stage reading a shuffle with moved outputs). The
+   * cluster agent can then finish the node's decommission without waiting for the app to end.
+   */
+  private def letGoOfNodes(t: Long): Unit = {
+    val candidates = nodes.values.filter { n =>
+      n.letGoAt.isEmpty && n.excludedAt.isDefined && (n.excludedNow || n.decommissioned) &&
+        (n.target match { case NodeTarget(_, None) => true; case _ => false })
+    }
+    if (candidates.isEmpty) return
+    candidates.foreach { n =>
+      val h = n.target.asInstanceOf[NodeTarget].host
+      lazy val noExecutor = !executors.values.exists(e => e.runsOn(n.target) && alive.contains(e.id)) &&
+        SparkInternals.executorsAliveOnHost(sc, h).isEmpty
+      lazy val noOutput = SparkInternals.outputLocations((_, host) => host == h).isEmpty
+      lazy val noReader = {
+        val shuffles = n.migratedShuffles
+        !runningAttempts.values.exists { case (stage, _, launched) =>
+          n.lastMigrationAt.exists(launched <= _) && stageReads.getOrElse(stage, Set.empty).exists(shuffles.contains)
+        }
+      }
+      if (noExecutor && noOutput && noReader) {
+        n.letGoAt = Some(t)
+        event("node-let-go", n.target.key, ("outputsMigrated" -> n.migrated.size) ~
+          ("outputsOrphaned" -> n.orphans.size) ~ ("outputsUnregistered" -> n.outputsUnregistered) ~
+          ("bytesMigrated" -> n.bytesMigrated) ~ ("executorsReleased" -> n.executorsReleased.toList))
+      }
+    }
+  }
+
+  /** A block a told executor moved: shuffle data blocks count the bytes moved off their node. */
+  private[decom] def blockUpdated(shuffle: Int, mapId: Long, host: String, bytes: Long): Unit = synchronized {
+    nodes.values.foreach { n =>
+      n.target match {
+        case NodeTarget(h, None) if h != host && n.outputsSeen.contains((shuffle, mapId)) => n.bytesMigrated += bytes
+        case _ => ()
+      }
+    }
+  }
+
   private def holdsOutputs(n: NodeRecord): Boolean =
     SparkInternals.outputsMatching(outputsOf(n.target, n.executorsExcluded)).nonEmpty
 
@@ -468,13 +630,16 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     case _ => (eid, _) => execs.contains(eid)
   }
 
-  private def expireExclusions(): Unit = try {
+  /** Every 500 ms: expire exclusions, follow migrations, let go of nodes. */
+  private def tick(): Unit = try {
     synchronized {
       val t = now()
       nodes.values.filter(n => n.excludedNow && !n.decommissioned && n.excludedUntil.exists(_ <= t))
         .foreach(unexcludeRecord(_, "exclusion timeout expired"))
+      if (tellExecutors) followMigration(t)
+      letGoOfNodes(t)
     }
-  } catch { case NonFatal(e) => log.warn("decom: exclusion expiry failed", e) }
+  } catch { case NonFatal(e) => log.warn("decom: periodic check failed", e) }
 
   private def event(action: String, target: String, detail: JObject): Unit = {
     val e = ("time" -> now()) ~ ("action" -> action) ~ ("target" -> target) ~ ("detail" -> detail)
@@ -498,7 +663,7 @@ object DecomShim {
 
   val CounterNames: Seq[String] = Seq("nodesDecommissioning", "nodesDecommissioned", "executorsExcluded",
     "executorsReleased", "outputsUnregistered", "fetchFailures", "fetchFailuresExempt", "stageAttemptsExempt",
-    "stagesAborted", "tasksRetried")
+    "stagesAborted", "tasksRetried", "outputsMigrated", "outputsOrphaned", "bytesMigrated", "nodesLetGo")
 
   /** The counters of this context's shim (empty before it is installed). */
   def counters(sc: SparkContext): Map[String, Long] = {
@@ -561,7 +726,8 @@ private[decom] final class DecomListener(shim: DecomShim) extends SparkListener 
   }
 
   override def onTaskStart(e: SparkListenerTaskStart): Unit =
-    safely("task start")(shim.taskStarted(e.stageId, e.taskInfo.taskId, e.taskInfo.executorId))
+    safely("task start")(shim.taskStarted(e.stageId, e.taskInfo.taskId, e.taskInfo.executorId,
+      e.taskInfo.launchTime))
 
   override def onTaskEnd(e: SparkListenerTaskEnd): Unit = {
     e.reason match {
@@ -569,6 +735,15 @@ private[decom] final class DecomListener(shim: DecomShim) extends SparkListener 
       case _ => ()
     }
     safely("task end")(shim.taskEnded(e.taskInfo.taskId, e.taskInfo.executorId))
+  }
+
+  override def onBlockUpdated(e: SparkListenerBlockUpdated): Unit = safely("block updated") {
+    val info = e.blockUpdatedInfo
+    info.blockId match {
+      case org.apache.spark.storage.ShuffleDataBlockId(shuffle, mapId, _) if info.diskSize > 0 =>
+        shim.blockUpdated(shuffle, mapId, info.blockManagerId.host, info.diskSize)
+      case _ => ()
+    }
   }
 
   override def onJobStart(e: SparkListenerJobStart): Unit =

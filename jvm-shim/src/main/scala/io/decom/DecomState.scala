@@ -62,6 +62,19 @@ final class NodeRecord(val target: Target) {
   /** shuffle id -> times decom unregistered outputs of that shuffle on this node. */
   val cleanups: mutable.Map[Int, mutable.ArrayBuffer[Long]] = mutable.Map.empty
   val exemptedAttempts: mutable.LinkedHashSet[String] = mutable.LinkedHashSet.empty
+  /** Map outputs seen on the node since its exclusion: (shuffle, map id) -> the executor serving it then. */
+  val outputsSeen: mutable.Map[(Int, Long), String] = mutable.Map.empty
+  /** Outputs on the node at its exclusion whose writer executor was already gone: only the node's
+   * shuffle service has them, so they can't move. */
+  val orphans: mutable.Set[(Int, Long)] = mutable.Set.empty
+  /** Outputs seen on the node that the map output tracker now places on another node. */
+  val migrated: mutable.Set[(Int, Long)] = mutable.Set.empty
+  var bytesMigrated: Long = 0L
+  var lastMigrationAt: Option[Long] = None
+  /** When decom found the app holding nothing on the node any more (see DecomShim.letGoOfNodes). */
+  var letGoAt: Option[Long] = None
+
+  def migratedShuffles: Set[Int] = migrated.iterator.map(_._1).toSet
 
   def excludedNow: Boolean = excludedAt.isDefined && unexcludedAt.forall(u => excludedAt.exists(_ > u))
   def decommissioned: Boolean = decommissionedAt.exists(d => unexcludedAt.forall(_ < d))

@@ -31,8 +31,20 @@ object Wire {
     "executorsExcluded" -> JArray(n.executorsExcluded.toList.map(JString(_))),
     "executorsReleased" -> JArray(n.executorsReleased.toList.map(JString(_))),
     "outputsUnregistered" -> JInt(n.outputsUnregistered),
+    "outputsMigrated" -> JInt(n.migrated.size), "outputsOrphaned" -> JInt(n.orphans.size),
+    "bytesMigrated" -> JLong(n.bytesMigrated), "letGoAt" -> opt(n.letGoAt),
     "shuffles" -> JArray(n.cleanups.keys.toList.sorted.map(JInt(_))),
     "exemptedStageAttempts" -> JArray(n.exemptedAttempts.toList.map(JString(_))))
+
+  /** nodesLetGo: the nodes the app holds nothing on any more, with what happened to their outputs. */
+  def nodesLetGo(nodes: Seq[NodeRecord]): JObject =
+    "nodes" -> JArray(nodes.toList.flatMap { n =>
+      n.letGoAt.map { at =>
+        JObject("key" -> JString(n.target.key), "at" -> JLong(at), "outputsMigrated" -> JInt(n.migrated.size),
+          "outputsOrphaned" -> JInt(n.orphans.size), "outputsUnregistered" -> JInt(n.outputsUnregistered),
+          "bytesMigrated" -> JLong(n.bytesMigrated))
+      }
+    })
 
   def stages(policy: RetryPolicy): List[JObject] = policy.stagesWithFailures.toList.sorted.map { s =>
     JObject("stage" -> JInt(s),
@@ -71,6 +83,7 @@ object Wire {
   /** Every Spark conf key the shim reads; the Python side reads the spark.decom.* ones it doesn't. */
   val ConfigKeys: Seq[String] =
     Seq(Keys.ExemptEnabled, Keys.SparkMaxAttempts, Keys.UserMaxAttempts, Keys.ExtraAttempts, Keys.ReleaseIdle,
-      Keys.KeepCapacity, Keys.RetryFetching, Keys.ShuffleService, Keys.NativeDecommission,
-      Keys.StorageDecommission)
+      Keys.KeepCapacity, Keys.RetryFetching, Keys.MigrateBlocks, Keys.MigrationWait, Keys.DecommissionSetByDecom,
+      Keys.ShuffleService,
+      Keys.ShuffleTracking, Keys.NativeDecommission, Keys.StorageDecommission, Keys.ShuffleBlocks, Keys.RddBlocks)
 }

@@ -33,6 +33,10 @@ class WireContractSuite extends AnyFunSuite {
     node.cleanups.getOrElseUpdate(2, collection.mutable.ArrayBuffer.empty) += 5000L
     node.cleanups.getOrElseUpdate(0, collection.mutable.ArrayBuffer.empty) += 5000L
     node.exemptedAttempts += "3.0"
+    node.migrated += ((0, 11L))
+    node.orphans += ((2, 12L))
+    node.bytesMigrated = 2048L
+    node.letGoAt = Some(6000L)
     val exec = new NodeRecord(ExecutorTarget("7"))
     exec.excludedAt = Some(2000L)
     exec.excludedUntil = Some(3602000L)
@@ -60,6 +64,22 @@ class WireContractSuite extends AnyFunSuite {
       actions \ "exclude")
     assert(normal(Wire.actionReply(Nil, Seq("executor:7"))) == actions \ "unexclude")
     assert(normal(Wire.decommissionedReply(Seq("198.18.0.11"), 7, Seq("2"))) == actions \ "decommissioned")
+  }
+
+  test("the nodes let go are the checked-in sample") {
+    val gone = new NodeRecord(Target.node("198.18.0.11"))
+    gone.excludedAt = Some(1000L)
+    gone.decommissionedAt = Some(5000L)
+    gone.migrated ++= Seq((0, 1L), (0, 2L))
+    gone.orphans += ((1, 3L))
+    gone.outputsUnregistered = 1
+    gone.bytesMigrated = 5L * 1024 * 1024 * 1024 // past Int.MaxValue: a Long on the wire
+    gone.letGoAt = Some(7000L)
+    val held = new NodeRecord(Target.node("198.18.0.12"))
+    held.excludedAt = Some(2000L)
+    held.migrated += ((0, 4L))
+    held.bytesMigrated = 512L
+    assert(normal(Wire.nodesLetGo(Seq(gone, held))) == sample("let_go.json"))
   }
 
   test("the decommissioning timeouts read over RPC are the checked-in sample") {

@@ -97,6 +97,40 @@ object SparkInternals {
       }.toMap
     }.getOrElse(Map.empty)
 
+  /** Registered map outputs as (shuffle id, map id) -> (executor id, host) of where they are served. */
+  def outputLocations(keep: (String, String) => Boolean = (_, _) => true): Map[(Int, Long), (String, String)] =
+    mapOutputTracker.map { t =>
+      t.shuffleStatuses.iterator.flatMap { case (shuffleId, status) =>
+        status.withMapStatuses { statuses =>
+          statuses.iterator.filter(s => s != null && keep(s.location.executorId, s.location.host))
+            .map(s => (shuffleId, s.mapId) -> ((s.location.executorId, s.location.host))).toList
+        }
+      }.toMap
+    }.getOrElse(Map.empty)
+
+  /**
+   * A new map-output epoch. Spark's `updateMapOutput` (a migrated output's new location) does not bump
+   * it, and executors keep cached map statuses until a task brings a newer epoch.
+   */
+  def bumpEpoch(): Unit = mapOutputTracker.foreach(_.incrementEpoch())
+
+  /** Cached RDD blocks the block manager master knows on this executor (asks the master endpoint). */
+  def cachedBlocks(sc: SparkContext, execId: String): Int =
+    sc.env.blockManager.master.getStorageStatus.find(_.blockManagerId.executorId == execId)
+      .map(_.rddBlocks.size).getOrElse(0)
+
+  /**
+   * With `spark.decommission.enabled`, dynamic allocation decommissions (migrates, then stops) idle
+   * executors instead of killing them. decom turns that setting on only so executors can act on its
+   * decommission message; this keeps Spark's own scale-down as it was (kill). False if not applied.
+   */
+  def killIdleExecutorsOnScaleDown(sc: SparkContext): Boolean =
+    sc.executorAllocationManager.exists { m =>
+      val f = field(m, "decommissionEnabled")
+      f.setBoolean(m, false)
+      true
+    }
+
   def removeOutputsOnHost(host: String): Unit = mapOutputTracker.foreach(_.removeOutputsOnHost(host))
 
   def removeOutputsOnExecutor(execId: String): Unit =
