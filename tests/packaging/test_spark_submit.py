@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import decom
+from bench.local_scenarios import QUICK_JVM_CONF
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,6 +69,10 @@ def test_dist_zip_is_self_contained(tmp_path: Path) -> None:
     assert httpx_file.startswith(str(zpath)) and yaml_file.startswith(str(zpath))
 
 
+#: Short-lived JVMs: C1 only (see bench.local_scenarios.QUICK_JVM_CONF).
+_QUICK_JVMS = [arg for k, v in QUICK_JVM_CONF.items() for arg in ("--conf", f"{k}={v}")]
+
+
 @pytest.mark.spark
 def test_unmodified_job_runs_with_decom_through_spark_submit(fresh_venv: Path, tmp_path: Path) -> None:
     py = fresh_venv / "bin" / "python"
@@ -84,7 +89,7 @@ def test_unmodified_job_runs_with_decom_through_spark_submit(fresh_venv: Path, t
          "--py-files", zpath, "--jars", shim_jar,
          "--conf", "spark.plugins=io.decom.DecomPlugin",
          "--conf", f"spark.decom.eventLog={events}",
-         "--conf", "spark.stage.maxConsecutiveAttempts=3",
+         "--conf", "spark.stage.maxConsecutiveAttempts=3", *_QUICK_JVMS,
          "job.py"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=_clean_env(PYSPARK_PYTHON=str(py)))
     assert run.returncode == 0, run.stderr[-3000:]
@@ -93,7 +98,7 @@ def test_unmodified_job_runs_with_decom_through_spark_submit(fresh_venv: Path, t
     # The plugin took over the retry limit before the scheduler started, the shim started, and the
     # Python control plane was enabled by the zip's hook, not by the job.
     assert "spark.stage.maxConsecutiveAttempts raised to 19, the user's limit 3" in log, log[-3000:]
-    assert 'decom: shim-started driver {"retryPolicy":"plugin","userLimit":3}' in log
+    assert 'decom: shim-started driver {"retryPolicy":"plugin","userLimit":3,' in log
     assert "by the decom.zip hook" in log
     assert "could not enable decom" not in log
 
@@ -109,7 +114,8 @@ def test_decom_enabled_false_keeps_the_hook_quiet(fresh_venv: Path, tmp_path: Pa
         [str(fresh_venv / "bin" / "spark-submit"), "--master", "local-cluster[1,1,1024]",
          "--py-files", str(tmp_path / "dist" / "decom.zip"),
          "--jars", str(tmp_path / "dist" / f"decom-shim-{decom.__version__}.jar"),
-         "--conf", "spark.plugins=io.decom.DecomPlugin", "--conf", "spark.decom.enabled=false", "job.py"],
+         "--conf", "spark.plugins=io.decom.DecomPlugin", "--conf", "spark.decom.enabled=false", *_QUICK_JVMS,
+         "job.py"],
         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=_clean_env(PYSPARK_PYTHON=str(py)))
     assert run.returncode == 0, run.stderr[-3000:]
     assert f"ANSWER {EXPECTED}" in run.stdout

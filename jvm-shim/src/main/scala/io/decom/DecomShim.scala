@@ -480,10 +480,13 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
 
   private def markOn(rec: NodeRecord, execIds: Seq[String], reason: String): Seq[String] = {
     val fresh = execIds.filterNot(SparkInternals.isMarkedDecommissioning(sc, _))
+    // Only a leaving node's executors are told to move their blocks: a told executor exits once done, so
+    // an exclusion of single executors (by hand) stays one its owner can undo.
+    val tell = tellExecutors && rec.target.isInstanceOf[NodeTarget]
     // A told executor is marked as Spark's own trigger marks it, with no worker host: when it exits after
     // migrating, only its own (already moved) outputs are dropped, not the whole host's.
     val marked = SparkInternals.markDecommissioning(sc, fresh,
-      if (tellExecutors) None else rec.target.workerHost, reason, tellExecutors = tellExecutors)
+      if (tell) None else rec.target.workerHost, reason, tellExecutors = tell)
     rec.executorsExcluded ++= execIds
     marked
   }
