@@ -405,6 +405,8 @@ def _driver_main(argv: list[str] | None = None) -> int:
                 result = kept[str(spec.get("name", "kept"))].read(group)
                 time.sleep(1.0)  # the status store is fed asynchronously by the listener bus
                 _emit(event="reread", group=group, **result, attempts=records(group))
+            elif cmd == "kill_executor":  # as an operator or dynamic allocation would; no replacement asked
+                _emit(event="killed", executor=spec["id"], ok=bool(sc._jsc.sc().killExecutor(str(spec["id"]))))
             elif cmd == "stop":
                 break
             else:
@@ -581,6 +583,10 @@ class SparkApp:
         """Read the kept shuffle and cached RDD again; what was recomputed shows in maps_computed and
         cached_computed, Spark's records in attempts."""
         return self.request("reread", "reread", timeout, name=name)
+
+    def kill_executor(self, executor_id: str, timeout: float = 60.0) -> bool:
+        """SparkContext.killExecutor: the executor goes and the target drops by one (no replacement)."""
+        return bool(self.request("kill_executor", "killed", timeout, id=executor_id)["ok"])
 
     def executors_ever(self, timeout: float = 60.0) -> dict[str, str]:
         """Every executor the app has had, live or gone: id -> host (Spark's status API)."""

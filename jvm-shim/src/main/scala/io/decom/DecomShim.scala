@@ -514,7 +514,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     nodes.values.filter(n => n.target.isInstanceOf[NodeTarget] && n.excludedNow && !n.decommissioned).foreach { n =>
       val idle = n.executorsExcluded.toSeq.filter { id =>
         alive.contains(id) && !n.executorsReleased.contains(id) && runningTasks.getOrElse(id, 0) == 0 &&
-          !SparkInternals.isExecutorBusy(sc, id) && (!migrate || movedOrWaited(n, id))
+          !SparkInternals.isExecutorBusy(sc, id) && (!tellExecutors || movedOrWaited(n, id))
       }
       if (idle.nonEmpty && (keepCapacity || activeJobs.isEmpty || !holdsOutputs(n))) {
         // Killed first, the executors are lost as "killed": Spark keeps their outputs with the shuffle
