@@ -225,7 +225,8 @@ def test_a_short_yarn_timeout_read_over_rpc_is_handled_as_gone_at_once(lab: Any,
     assert rep is not None
     node = rep["nodes"][victim]
     print(f"\n{shuffle}: decom: gone {gone_s:.1f}s after the 15 s graceful request (YARN then: {yarn_state}); "
-          f"deadline from {node['deadline_source']}; job {out['wall_s']}s; fetch failures {rep['fetch_failures']}")
+          f"deadline from {node['deadline_source']}; job {out['wall_s']}s; moved {node['outputs_migrated']}, dropped "
+          f"{node['outputs_unregistered']}; fetch failures {rep['fetch_failures']}")
     assert node["deadline_source"] == "rpc", node
     assert node["deadline"] is not None and abs(node["deadline"] - (node["transitions"][0]["at"] + 15)) < 1
     assert gone_s < 15, f"decom acted {gone_s:.1f}s after the request: not before YARN's own timeout"
@@ -237,7 +238,10 @@ def test_a_short_yarn_timeout_read_over_rpc_is_handled_as_gone_at_once(lab: Any,
     assert max(per_stage.values()) <= 2, f"more than one extra attempt of a stage: {per_stage}"
     failures = rep["fetch_failures"]
     assert failures["total"] == failures["exempt"], f"a FetchFailed decom did not cause: {failures}"
-    assert node["outputs_unregistered"] >= 0
+    # What the node's executors moved before decom dropped the rest is read from the receivers: with
+    # nothing left to drop, no reducer may fail to fetch.
+    if node["outputs_unregistered"] == 0:
+        assert failures["total"] == 0, f"FetchFailed though every output moved: {failures}, {node}"
 
 
 @SHUFFLE
