@@ -123,6 +123,10 @@ def test_moved_outputs_and_cached_blocks_outlive_the_node(lab: Any, shuffle: str
     assert again["maps_computed"] == node["outputs_unregistered"] == node["outputs_orphaned"] == 0
     assert sum(a["fetch_failed"] for a in again["attempts"]) == 0, "a reducer fetched from the gone node"
     assert all(n == 1 for n in told.values()), f"executors told to decommission other than once: {told}"
+    # The plugin turned spark.decommission.enabled on for the executors' sake only: dynamic allocation
+    # still kills idle executors (shuffle service or shuffle tracking on) instead of decommissioning them.
+    started = next(e for e in rep["shim"]["events"] if e["action"] == "shim-started")["detail"]
+    assert started["tellExecutors"] and started["sparkScaleDownKept"], started
     assert "already started decommissioning" not in logs, "decom and Spark's own trigger both told one executor"
 
 
