@@ -13,26 +13,12 @@ from typing import Any
 import pytest
 
 from bench.yarn_scenarios import pick_victims
+from tests.yarn.graceful import CONF, EXECUTORS, STATIC
+from tests.yarn.graceful import wait_for as _wait
 from yarnlab.sparkapp import SparkApp, job_checksum
 
 pytestmark = pytest.mark.yarn
 
-EXECUTORS = 4
-#: Dynamic allocation up to 4, as a notebook or ETL app would; executors stay while idle for the test.
-CONF = {
-    "spark.dynamicAllocation.enabled": "true",
-    "spark.dynamicAllocation.minExecutors": "0",
-    "spark.dynamicAllocation.initialExecutors": str(EXECUTORS),
-    "spark.dynamicAllocation.maxExecutors": str(EXECUTORS),
-    "spark.dynamicAllocation.executorIdleTimeout": "600s",
-    "spark.dynamicAllocation.schedulerBacklogTimeout": "1s",
-    "spark.python.worker.reuse": "true",
-}
-
-
-#: Static executors: dynamic allocation off, spark.executor.instances (SparkApp's `executors`) fixed.
-STATIC = {k: v for k, v in CONF.items() if not k.startswith("spark.dynamicAllocation.")} | {
-    "spark.dynamicAllocation.enabled": "false"}
 
 #: The shuffle service off, with Spark's own decommissioning on (its executors migrate their blocks when
 #: told; Spark's YARN trigger acts on DECOMMISSIONING nodes only with the shuffle service off).
@@ -51,15 +37,6 @@ SHUFFLE = pytest.mark.parametrize("shuffle", ["service", pytest.param("native", 
 
 def _shuffle_conf(shuffle: str) -> dict[str, str]:
     return {**CONF, **NATIVE} if shuffle == "native" else dict(CONF)
-
-
-def _wait(what: str, cond: Any, timeout: float, poll: float = 0.5) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if cond():
-            return time.monotonic() - t0
-        time.sleep(poll)
-    raise TimeoutError(f"not within {timeout:.0f} s: {what}")
 
 
 def _tasks(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -277,7 +254,6 @@ def test_a_reducer_fetching_from_a_vanished_host_is_retried_within_seconds(lab: 
     assert node["state"] == "DECOMMISSIONED"
     gone_at = next(tr["at"] for tr in node["transitions"] if tr["state"] == "DECOMMISSIONED")
     assert all(e["time"] / 1000 - gone_at < 5 for e in retried), "tasks were retried late"
-
 
 
 @pytest.mark.long  # ~2 min

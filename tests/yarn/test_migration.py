@@ -7,42 +7,21 @@ Every figure comes from Spark's own records (status REST API, accumulators) or t
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
 from bench.yarn_scenarios import pick_victims
+from tests.yarn.graceful import CONF, EXECUTORS, STATIC
+from tests.yarn.graceful import wait_for as _wait
 from yarnlab.sparkapp import SparkApp, shuffle_checksum
 
 pytestmark = pytest.mark.yarn
 
-EXECUTORS = 4
-CONF = {
-    "spark.dynamicAllocation.enabled": "true",
-    "spark.dynamicAllocation.minExecutors": "0",
-    "spark.dynamicAllocation.initialExecutors": str(EXECUTORS),
-    "spark.dynamicAllocation.maxExecutors": str(EXECUTORS),
-    "spark.dynamicAllocation.executorIdleTimeout": "600s",
-    "spark.python.worker.reuse": "true",
-}
-
 
 #: The shuffle service off, shuffle tracking on: outputs live in the executors, which move them to peers.
 NO_SERVICE = {"spark.shuffle.service.enabled": "false", "spark.dynamicAllocation.shuffleTracking.enabled": "true"}
-#: Static executors: dynamic allocation off.
-STATIC = {k: v for k, v in CONF.items() if not k.startswith("spark.dynamicAllocation.")} | {
-    "spark.dynamicAllocation.enabled": "false"}
 SPEC = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 8, "parts": 8}
-
-
-def _wait(what: str, cond: Any, timeout: float, poll: float = 0.5) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if cond():
-            return time.monotonic() - t0
-        time.sleep(poll)
-    raise TimeoutError(f"not within {timeout:.0f} s: {what}")
 
 
 def _written(kept: dict[str, Any], which: str, where: Any) -> int:
@@ -52,6 +31,13 @@ def _written(kept: dict[str, Any], which: str, where: Any) -> int:
     stage = stages[0] if which == "map" else stages[-1]
     return sum(1 for a in kept["attempts"] if a["stage"] == stage
                for t in a["tasks"] if t["status"] == "SUCCESS" and where(t))
+
+
+def _assert_right(read: dict[str, Any]) -> None:
+    """The kept data read again: no abort and both answers right."""
+    assert not read["aborted"], read["error"]
+    assert read["checksum"] == shuffle_checksum(SPEC["n"], SPEC["keys"]), "wrong answer (shuffle)"
+    assert read["cached_sum"] == sum(range(SPEC["n"])), "wrong answer (cached)"
 
 
 def _node(app: SparkApp, host: str) -> dict[str, Any]:
@@ -114,9 +100,7 @@ def test_moved_outputs_and_cached_blocks_outlive_the_node(lab: Any, shuffle: str
           f"{again['maps_computed']}, cached partitions {again['cached_computed']}, "
           f"fetch failures {rep['fetch_failures']}")
     assert held > 0, f"the victim {victim} held no map output: nothing to move"
-    assert not again["aborted"], again["error"]
-    assert again["checksum"] == shuffle_checksum(SPEC["n"], SPEC["keys"]), "wrong answer (shuffle)"
-    assert again["cached_sum"] == sum(range(SPEC["n"])), "wrong answer (cached)"
+    _assert_right(again)
     assert moved["outputs_migrated"] == held, f"moved {moved['outputs_migrated']} of the {held} outputs there"
     assert moved["bytes_migrated"] > 0
     assert again["cached_computed"] == 0, "cached partitions were recomputed: their blocks were lost"
@@ -161,9 +145,7 @@ def test_orphaned_outputs_are_recomputed_exactly_once_the_node_goes(lab: Any) ->
           f"map tasks {again['maps_computed']}, cached partitions {again['cached_computed']}, "
           f"fetch failures {rep['fetch_failures']}")
     assert orphans > 0, f"the killed executor {killed} wrote no map output"
-    assert not again["aborted"], again["error"]
-    assert again["checksum"] == shuffle_checksum(SPEC["n"], SPEC["keys"]), "wrong answer (shuffle)"
-    assert again["cached_sum"] == sum(range(SPEC["n"])), "wrong answer (cached)"
+    _assert_right(again)
     assert node["outputs_orphaned"] == orphans, "decom's orphan count is not Spark's"
     assert held.get("let_go_at") is None, "decom let go of a node whose shuffle service held orphans"
     assert again["maps_computed"] == node["outputs_unregistered"] == orphans, "recomputed other than the orphans"
