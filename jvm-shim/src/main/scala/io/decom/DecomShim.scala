@@ -30,6 +30,8 @@ object Keys {
   /** A DECOMMISSIONING node's executors move their shuffle outputs and cached blocks to healthy nodes
    * (Spark's own migration, which decom triggers and follows), with the shuffle service on or off. */
   val MigrateBlocks = "spark.decom.migrateBlocks"
+  /** decom on or off; the Python side reads it too (it then starts no control plane). */
+  val Enabled = "spark.decom.enabled"
   /** How long a told executor may take to move its blocks before decom lets it go anyway (what is left
    * stays served by the node's shuffle service until the node goes). */
   val MigrationWait = "spark.decom.migrationWait"
@@ -81,7 +83,9 @@ object Migration {
 
   /** Sets the unset keys to true and returns them; nothing when the user turned migration off. */
   def prepare(conf: SparkConf): Seq[String] = {
-    if (!conf.getBoolean(Keys.MigrateBlocks, defaultValue = true)) return Nil
+    // decom turned off (spark.decom.enabled=false, read by the Python side too) leaves Spark as it was.
+    if (!conf.getBoolean(Keys.Enabled, defaultValue = true) ||
+      !conf.getBoolean(Keys.MigrateBlocks, defaultValue = true)) return Nil
     val unset = ExecutorKeys.filterNot(conf.contains)
     unset.foreach(conf.set(_, "true"))
     if (unset.contains(Keys.NativeDecommission)) conf.set(Keys.DecommissionSetByDecom, "true")
