@@ -557,8 +557,10 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     case _ => ()
   }
 
+  // A node let go holds nothing more to follow: no scan of the map statuses for it from then on.
   private def migrating: Seq[NodeRecord] = nodes.values.filter { n =>
-    n.excludedNow && !n.decommissioned && (n.target match { case NodeTarget(_, None) => true; case _ => false })
+    n.excludedNow && !n.decommissioned && n.letGoAt.isEmpty &&
+      (n.target match { case NodeTarget(_, None) => true; case _ => false })
   }.toSeq
 
   /**
