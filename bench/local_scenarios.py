@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from operator import add
 from typing import TYPE_CHECKING, Any
 
+from yarnlab.layout import QUICK_JVM_OPTIONS
+
 from .spark_probe import (
     SparkProbe,
     StageAttempt,
@@ -47,8 +49,8 @@ BASE_CONF = {
 }
 #: Short-lived JVMs (the tests): C1 only and the serial GC start faster on two cores; benchmarks leave
 #: them off.
-QUICK_JVM_CONF = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
-                  "spark.executor.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
+QUICK_JVM_CONF = {"spark.driver.extraJavaOptions": QUICK_JVM_OPTIONS,
+                  "spark.executor.extraJavaOptions": QUICK_JVM_OPTIONS}
 KEYS = 97
 N = 40_000
 _runs = itertools.count()

@@ -33,6 +33,15 @@ def _written(kept: dict[str, Any], which: str, where: Any) -> int:
                for t in a["tasks"] if t["status"] == "SUCCESS" and where(t))
 
 
+def _keep_and_pick(app: SparkApp) -> tuple[dict[str, Any], str]:
+    """Materialise the kept data (SPEC), then pick a node with executors that is not the AM's."""
+    first = app.keep(**SPEC)
+    assert not first["aborted"], first["error"]
+    victims, _ = pick_victims(app, 1, {app.am_host()})
+    assert victims, f"no executor node besides the AM's: {app.executor_ids()}"
+    return first, victims[0]
+
+
 def _assert_right(read: dict[str, Any]) -> None:
     """The kept data read again: no abort and both answers right."""
     assert not read["aborted"], read["error"]
@@ -78,11 +87,7 @@ def test_moved_outputs_and_cached_blocks_outlive_the_node(lab: Any, shuffle: str
     each executor is told once, by one of the two)."""
     conf = CONF if shuffle == "service" else {**CONF, **NO_SERVICE}
     with SparkApp(lab, executors=EXECUTORS, conf=conf, decom=True, name=f"migrate-{shuffle}") as app:
-        first = app.keep(**SPEC)
-        assert not first["aborted"], first["error"]
-        victims, _ = pick_victims(app, 1, {app.am_host()})
-        assert victims, f"no executor node besides the AM's: {app.executor_ids()}"
-        victim = victims[0]
+        first, victim = _keep_and_pick(app)
         on_victim = sorted(e for e, h in app.executor_ids().items() if h == victim)
         held = _written(first, "map", lambda t: t["host"] == victim)
         lab.decommission([victim], timeout=600)
@@ -123,11 +128,7 @@ def test_orphaned_outputs_are_recomputed_exactly_once_the_node_goes(lab: Any) ->
     registered. The node vanishes: decom drops what is left in one step, and the re-read recomputes
     exactly the orphans (and the killed executor's cached partitions), with no FetchFailed."""
     with SparkApp(lab, executors=EXECUTORS, conf=STATIC, decom=True, name="migrate-orphans") as app:
-        first = app.keep(**SPEC)
-        assert not first["aborted"], first["error"]
-        victims, _ = pick_victims(app, 1, {app.am_host()})
-        assert victims, f"no executor node besides the AM's: {app.executor_ids()}"
-        victim = victims[0]
+        first, victim = _keep_and_pick(app)
         killed = min(e for e, h in app.executor_ids().items() if h == victim)
         assert app.kill_executor(killed)
         _wait(f"executor {killed} gone", lambda: killed not in app.executor_ids(), timeout=60)

@@ -548,32 +548,24 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
       (SparkInternals.outputLocations((eid, _) => eid == id).isEmpty && SparkInternals.cachedBlocks(sc, id) == 0)
 
   /** Outputs on a node as it is excluded; those whose writer is already gone are orphans. */
-  private def snapshotOutputs(n: NodeRecord): Unit = n.target match {
-    case NodeTarget(h, None) =>
-      SparkInternals.outputLocations((_, host) => host == h).foreach { case (k, (eid, _)) =>
-        n.outputsSeen(k) = eid
-        if (!alive.contains(eid)) n.orphans += k
-      }
-    case _ => ()
+  private def snapshotOutputs(n: NodeRecord): Unit = n.wholeHost.foreach { h =>
+    SparkInternals.outputLocations((_, host) => host == h).foreach { case (k, (eid, _)) =>
+      n.outputsSeen(k) = eid
+      if (!alive.contains(eid)) n.orphans += k
+    }
   }
-
-  // A node let go holds nothing more to follow: no scan of the map statuses for it from then on.
-  private def migrating: Seq[NodeRecord] = nodes.values.filter { n =>
-    n.excludedNow && !n.decommissioned && n.letGoAt.isEmpty &&
-      (n.target match { case NodeTarget(_, None) => true; case _ => false })
-  }.toSeq
 
   /**
    * Follow told executors' outputs to their receivers. Spark's `updateMapOutput` moves an output's
    * location without a new epoch, so executors would keep serving reducers the old location from their
    * cache: each move bumps the epoch, and the tasks launched from then on read where the outputs are now.
+   * A node let go holds nothing more to follow.
    */
-  private def followMigration(t: Long): Unit = {
-    val nodesNow = migrating
+  private def followMigration(t: Long, locs: => Map[(Int, Long), (String, String)]): Unit = {
+    val nodesNow = nodes.values.filter(n => n.excludedNow && !n.decommissioned && n.letGoAt.isEmpty)
+      .flatMap(n => n.wholeHost.map(n -> _))
     if (nodesNow.isEmpty) return
-    val locs = SparkInternals.outputLocations()
-    nodesNow.foreach { n =>
-      val h = n.target.asInstanceOf[NodeTarget].host
+    nodesNow.foreach { case (n, h) =>
       locs.foreach { case (k, (eid, host)) => if (host == h && !n.outputsSeen.contains(k)) n.outputsSeen(k) = eid }
       val moved = n.outputsSeen.keys.filter(k => !n.migrated.contains(k) && locs.get(k).exists(_._2 != h)).toSeq
       if (moved.nonEmpty) {
@@ -594,17 +586,14 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
    * from there (launched before the last move, in a stage reading a shuffle with moved outputs). The
    * cluster agent can then finish the node's decommission without waiting for the app to end.
    */
-  private def letGoOfNodes(t: Long): Unit = {
-    val candidates = nodes.values.filter { n =>
-      n.letGoAt.isEmpty && n.excludedAt.isDefined && (n.excludedNow || n.decommissioned) &&
-        (n.target match { case NodeTarget(_, None) => true; case _ => false })
-    }
-    if (candidates.isEmpty) return
-    candidates.foreach { n =>
-      val h = n.target.asInstanceOf[NodeTarget].host
+  private def letGoOfNodes(t: Long, locs: => Map[(Int, Long), (String, String)]): Unit = {
+    val candidates = nodes.values
+      .filter(n => n.letGoAt.isEmpty && n.excludedAt.isDefined && (n.excludedNow || n.decommissioned))
+      .flatMap(n => n.wholeHost.map(n -> _))
+    candidates.foreach { case (n, h) =>
       lazy val noExecutor = !executors.values.exists(e => e.runsOn(n.target) && alive.contains(e.id)) &&
         SparkInternals.executorsAliveOnHost(sc, h).isEmpty
-      lazy val noOutput = SparkInternals.outputLocations((_, host) => host == h).isEmpty
+      lazy val noOutput = !locs.valuesIterator.exists(_._2 == h)
       lazy val noReader = {
         val shuffles = n.migratedShuffles
         !runningAttempts.values.exists { case (stage, _, launched) =>
@@ -623,10 +612,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   /** A block a told executor moved: shuffle data blocks count the bytes moved off their node. */
   private[decom] def blockUpdated(shuffle: Int, mapId: Long, host: String, bytes: Long): Unit = synchronized {
     nodes.values.foreach { n =>
-      n.target match {
-        case NodeTarget(h, None) if h != host && n.outputsSeen.contains((shuffle, mapId)) => n.bytesMigrated += bytes
-        case _ => ()
-      }
+      if (n.wholeHost.exists(_ != host) && n.outputsSeen.contains((shuffle, mapId))) n.bytesMigrated += bytes
     }
   }
 
@@ -645,8 +631,10 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
       val t = now()
       nodes.values.filter(n => n.excludedNow && !n.decommissioned && n.excludedUntil.exists(_ <= t))
         .foreach(unexcludeRecord(_, "exclusion timeout expired"))
-      if (tellExecutors) followMigration(t)
-      letGoOfNodes(t)
+      // One read of the map output tracker serves both, and only if either needs it.
+      lazy val locs = SparkInternals.outputLocations()
+      if (tellExecutors) followMigration(t, locs)
+      letGoOfNodes(t, locs)
     }
   } catch { case NonFatal(e) => log.warn("decom: periodic check failed", e) }
 

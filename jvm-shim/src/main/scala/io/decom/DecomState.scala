@@ -76,6 +76,12 @@ final class NodeRecord(val target: Target) {
 
   def migratedShuffles: Set[Int] = migrated.iterator.map(_._1).toSet
 
+  /** The host, when the target is a whole host (not one executor, nor a YARN node id "host:port"). */
+  def wholeHost: Option[String] = target match {
+    case NodeTarget(h, None) => Some(h)
+    case _ => None
+  }
+
   def excludedNow: Boolean = excludedAt.isDefined && unexcludedAt.forall(u => excludedAt.exists(_ > u))
   def decommissioned: Boolean = decommissionedAt.exists(d => unexcludedAt.forall(_ < d))
   /** A node whose fetch failures are decom-caused: decommissioning (excluded) or decommissioned. */

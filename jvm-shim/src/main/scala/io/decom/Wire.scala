@@ -83,7 +83,7 @@ object Wire {
   /** Every Spark conf key the shim reads; the Python side reads the spark.decom.* ones it doesn't. */
   val ConfigKeys: Seq[String] =
     Seq(Keys.ExemptEnabled, Keys.SparkMaxAttempts, Keys.UserMaxAttempts, Keys.ExtraAttempts, Keys.ReleaseIdle,
-      Keys.KeepCapacity, Keys.RetryFetching, Keys.Enabled, Keys.MigrateBlocks, Keys.MigrationWait, Keys.DecommissionSetByDecom,
-      Keys.ShuffleService,
-      Keys.ShuffleTracking, Keys.NativeDecommission, Keys.StorageDecommission, Keys.ShuffleBlocks, Keys.RddBlocks)
+      Keys.KeepCapacity, Keys.RetryFetching, Keys.Enabled, Keys.MigrateBlocks, Keys.MigrationWait,
+      Keys.DecommissionSetByDecom, Keys.ShuffleService, Keys.ShuffleTracking, Keys.NativeDecommission,
+      Keys.StorageDecommission, Keys.ShuffleBlocks, Keys.RddBlocks)
 }

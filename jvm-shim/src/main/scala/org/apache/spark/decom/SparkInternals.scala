@@ -88,14 +88,7 @@ object SparkInternals {
 
   /** Shuffle ids, and the number of map outputs, whose location matches `lost`. */
   def outputsMatching(lost: (String, String) => Boolean): Map[Int, Int] =
-    mapOutputTracker.map { t =>
-      t.shuffleStatuses.iterator.flatMap { case (shuffleId, status) =>
-        val n = status.withMapStatuses { statuses =>
-          statuses.count(s => s != null && lost(s.location.executorId, s.location.host))
-        }
-        if (n > 0) Some(shuffleId -> n) else None
-      }.toMap
-    }.getOrElse(Map.empty)
+    outputLocations(lost).keys.groupMapReduce(_._1)(_ => 1)(_ + _)
 
   /** Registered map outputs as (shuffle id, map id) -> (executor id, host) of where they are served. */
   def outputLocations(keep: (String, String) => Boolean = (_, _) => true): Map[(Int, Long), (String, String)] =
