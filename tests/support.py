@@ -61,7 +61,8 @@ class RecordingShim:
     (exclude), the cleanup flag (decommissioned) or None (unexclude). ``fail=True`` fails every call the
     way a busy py4j gateway does; ``failures=N`` fails the first N, then works (``attempts`` counts all).
     ``let_go`` is what :meth:`nodes_let_go` answers (tests set it); ``let_go_asks`` counts the questions,
-    which ``fail`` fails too. What the real shim does with these calls is shown on Spark in tests/spark."""
+    which ``fail`` fails too; ``moving`` names the hosts whose executors an exclude says were told to move.
+    What the real shim does with these calls is shown on Spark in tests/spark."""
 
     def __init__(self, fail: bool = False, failures: int = 0) -> None:
         self.calls: list[tuple[str, list[str], list[str], float | bool | None]] = []
@@ -71,6 +72,8 @@ class RecordingShim:
         self.exempt: bool | None = None
         self.let_go: tuple[NodeLetGo, ...] = ()
         self.let_go_asks = 0
+        #: Hosts whose executors :meth:`exclude` says it told to move their blocks off.
+        self.moving: set[str] = set()
 
     def set_exemption_enabled(self, enabled: bool) -> None:
         self.exempt = enabled
@@ -78,7 +81,8 @@ class RecordingShim:
     def exclude(self, hosts: Sequence[str], executors: Sequence[str], timeout_s: float,
                 reason: str) -> ActionResult:
         self._call(Action.EXCLUDE, hosts, executors, timeout_s)
-        return ActionResult(Action.EXCLUDE, tuple(hosts) + tuple(f"executor:{e}" for e in executors))
+        return ActionResult(Action.EXCLUDE, tuple(hosts) + tuple(f"executor:{e}" for e in executors),
+                            moving=tuple(h for h in hosts if h in self.moving))
 
     def unexclude(self, hosts: Sequence[str], executors: Sequence[str], reason: str) -> ActionResult:
         self._call(Action.UNEXCLUDE, hosts, executors, None)

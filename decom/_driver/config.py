@@ -166,6 +166,11 @@ class DecomConfig:
     deadline_threshold: float = _setting(
         "spark.decommissioning.timeout.threshold", parse_duration, 20.0,
         "EMR: a node whose decommission deadline is nearer than this is handled as gone now.")
+    migration_margin: float = _setting(
+        "spark.decom.migrationMargin", parse_duration, 5.0,
+        "A node inside the deadline threshold whose executors were told to move their blocks "
+        "(spark.decom.migrateBlocks) is handled as gone only this long before its deadline: what has not "
+        "moved by then is dropped in one step.")
     enabled: bool = _setting("spark.decom.enabled", _parse_bool, True, "Turn decom off without removing it.")
     rm_addresses: tuple[str, ...] = _setting(
         "spark.decom.yarn.rm.addresses", _parse_addresses, (),

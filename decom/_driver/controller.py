@@ -52,6 +52,9 @@ class _Node:
         self.awaiting_let_go = False
         #: The shim's time (epoch ms) of the last let-go the hooks were told of.
         self.let_go_at: int | None = None
+        #: The shim told the node's executors to move their blocks off: inside the deadline threshold the
+        #: node is handled as gone only ``spark.decom.migrationMargin`` before its deadline.
+        self.moving = False
 
 
 def _deadline_epoch(deadline: float | datetime | None) -> float | None:
@@ -221,10 +224,10 @@ class Controller:
                     node.deadline, node.deadline_source = deadline, "rpc"
                     self._log_event("deadline", node.key, {"timeout_s": timeout, "deadline": deadline,
                                                            "source": "rpc"})
-                    if deadline - now < self.config.deadline_threshold:
+                    if self._due(node, now):
                         due.append(NodeStatus(node.key, DECOMMISSIONING, deadline))
                     else:
-                        self._arm_deadline(node, now)
+                        self._arm_deadline(node, now)  # inside the threshold too, if its data is moving
                 if due:  # under the lock: a RUNNING from the poller can't come between the check and the act
                     self._apply(due, from_rm=True)
         except Exception:  # noqa: BLE001 - the reader's thread must survive anything the shim throws
@@ -289,12 +292,19 @@ class Controller:
             raise DecomError("hosts and executors take lists, e.g. hosts=['node-1'], executors=['3']")
         return [str(h) for h in hosts] + [f"executor:{e}" for e in executors]
 
-    def _target_state(self, status: NodeStatus, now: float) -> str:
+    def _target_state(self, status: NodeStatus, node: _Node | None, now: float) -> str:
         if status.state in GONE_STATES:
             return DECOMMISSIONED
         if status.state == DECOMMISSIONING:
-            if status.deadline is not None and status.deadline - now < self.config.deadline_threshold:
-                return DECOMMISSIONED  # spot reclaim: too close to the end to drain
+            left = None if status.deadline is None else status.deadline - now
+            if left is not None and left < self.config.deadline_threshold:
+                # Spot reclaim: too close to the end to drain. Executors that can move their blocks still
+                # get until the margin: a node not yet excluded is excluded first (its executors are told),
+                # and one whose executors were told stays DECOMMISSIONING until then.
+                excluded = node is not None and node.state == DECOMMISSIONING
+                if left > self.config.migration_margin and (node is None or not excluded or node.moving):
+                    return DECOMMISSIONING
+                return DECOMMISSIONED
             return DECOMMISSIONING
         if status.state == RUNNING:
             return RUNNING
@@ -313,8 +323,8 @@ class Controller:
                     return
                 raise DecomError("this decom controller was stopped; call decom.enable(spark) again")
             for status in statuses:
-                target = self._target_state(status, now)
                 node = self._nodes.get(status.target)
+                target = self._target_state(status, node, now)
                 if node is None:
                     if target in ("", RUNNING):
                         continue  # a healthy node we never acted on: nothing to do
@@ -337,24 +347,42 @@ class Controller:
                     continue
                 if node.state == DECOMMISSIONED and target == DECOMMISSIONING:
                     continue  # the RM answered out of order; gone is final until RUNNING again
-                node.transitions.append({"state": target, "yarn_state": status.state, "at": now})
-                self._log_event("transition", status.target,
-                                {"from": node.state, "to": target, "yarn_state": status.state,
-                                 "deadline": status.deadline})
-                node.state = target
-                if target == RUNNING:
-                    node.awaiting_let_go = False  # back in service: nothing to let go of
-                for keys in self._pending.values():
-                    keys.discard(status.target)  # the new state's action supersedes a failed one
+                self._transition(node, target, status.state, now)
                 {DECOMMISSIONING: exclude, DECOMMISSIONED: gone, RUNNING: back}[target].append(
                     status.target)
-                self._arm_deadline(node, now)
             # One shim call per action for the whole batch: nodes lost together are cleaned
             # together, so the next map-stage attempt recomputes all their outputs at once.
             errors = [e for e in (self._act(Action.DECOMMISSIONED, gone), self._act(Action.EXCLUDE, exclude),
                                   self._act(Action.UNEXCLUDE, back)) if e is not None]
+            # Excluded inside the threshold so their executors could move their blocks: those that had
+            # none told (no executor there, or migration off) are gone now, as without migration.
+            unmoved = [k for k in exclude if self._due(self._nodes[k], now)]
+            for key in unmoved:
+                node = self._nodes[key]
+                self._transition(node, DECOMMISSIONED, node.yarn_state or DECOMMISSIONING, now)
+            error = self._act(Action.DECOMMISSIONED, unmoved)
+            if error is not None:
+                errors.append(error)
         if errors:
             raise errors[0]
+
+    def _due(self, node: _Node, now: float) -> bool:
+        """A DECOMMISSIONING node whose deadline is inside the threshold and that can't wait longer."""
+        if node.state != DECOMMISSIONING or node.deadline is None:
+            return False
+        return self._target_state(NodeStatus(node.key, DECOMMISSIONING, node.deadline), node, now) == DECOMMISSIONED
+
+    def _transition(self, node: _Node, target: str, yarn_state: str, now: float) -> None:
+        """Record the node's new state (lock held); the caller asks the shim for its action."""
+        node.transitions.append({"state": target, "yarn_state": yarn_state, "at": now})
+        self._log_event("transition", node.key, {"from": node.state, "to": target, "yarn_state": yarn_state,
+                                                 "deadline": node.deadline})
+        node.state = target
+        if target == RUNNING:
+            node.awaiting_let_go = node.moving = False  # back in service: nothing to let go of
+        for keys in self._pending.values():
+            keys.discard(node.key)  # the new state's action supersedes a failed one
+        self._arm_deadline(node, now)
 
     def _call_shim(self, action: Action, hosts: list[str], executors: list[str]) -> ActionResult:
         if action is Action.DECOMMISSIONED:
@@ -365,13 +393,15 @@ class Controller:
 
     def _arm_deadline(self, node: _Node, now: float) -> None:
         """A DECOMMISSIONING node with a known deadline is handled as gone once the deadline is
-        nearer than the threshold, even if the RM says nothing more before YARN forces it out."""
+        nearer than the threshold (the margin, if its executors were told to move their blocks), even if
+        the RM says nothing more before YARN forces it out."""
         old = self._timers.pop(node.key, None)
         if old is not None:
             old.cancel()
         if node.state != DECOMMISSIONING or node.deadline is None:
             return
-        delay = max(0.0, node.deadline - self.config.deadline_threshold - now)
+        before = self.config.migration_margin if node.moving else self.config.deadline_threshold
+        delay = max(0.0, node.deadline - before - now)
         timer = threading.Timer(delay, self._deadline_reached, args=(node.key, node.deadline))
         timer.daemon = True
         timer.name = f"decom-deadline-{node.key}"
@@ -407,10 +437,16 @@ class Controller:
         if action in self._pending:
             self._pending[action].difference_update(keys)
         if action is Action.EXCLUDE:
-            for key in keys:  # the shim now watches for the app to hold nothing there
+            now = time.time()
+            for key in keys:
                 node = self._nodes.get(key)
-                if node is not None and node.state == DECOMMISSIONING and _shim_may_let_go(key):
-                    node.awaiting_let_go = True
+                if node is None or node.state != DECOMMISSIONING:
+                    continue
+                if _shim_may_let_go(key):
+                    node.awaiting_let_go = True  # the shim now watches for the app to hold nothing there
+                node.moving = key in result.moving
+                if node.moving:
+                    self._arm_deadline(node, now)  # its data gets until the margin to move
         self._log_event(action.method, ",".join(keys), result.to_json())
         return None
 

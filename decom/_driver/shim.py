@@ -79,12 +79,14 @@ def _object(text: str | Mapping[str, Any], where: str) -> Mapping[str, Any]:
 
 @dataclass(frozen=True)
 class ActionResult:
-    """What one action did. ``executors``: excluded (exclude) or un-excluded (unexclude); for
-    decommissioned, ``outputs_unregistered`` and ``executors_released``."""
+    """What one action did. ``executors``: excluded (exclude) or un-excluded (unexclude); ``moving``
+    (exclude): the targets whose executors were told to move their blocks off; for decommissioned,
+    ``outputs_unregistered`` and ``executors_released``."""
 
     action: Action
     targets: tuple[str, ...]
     executors: tuple[str, ...] = ()
+    moving: tuple[str, ...] = ()
     outputs_unregistered: int = 0
     executors_released: tuple[str, ...] = ()
 
@@ -96,14 +98,15 @@ class ActionResult:
             return cls(action, _strs(data, "targets", where),
                        outputs_unregistered=int(_field(data, "outputsUnregistered", int, where)),
                        executors_released=_strs(data, "executorsReleased", where))
-        return cls(action, _strs(data, "targets", where), executors=_strs(data, "executors", where))
+        return cls(action, _strs(data, "targets", where), executors=_strs(data, "executors", where),
+                   moving=_strs(data, "moving", where))
 
     def to_json(self) -> dict[str, Any]:
         """The event-log form: the same keys the shim sent."""
         if self.action is Action.DECOMMISSIONED:
             return {"targets": list(self.targets), "outputsUnregistered": self.outputs_unregistered,
                     "executorsReleased": list(self.executors_released)}
-        return {"targets": list(self.targets), "executors": list(self.executors)}
+        return {"targets": list(self.targets), "executors": list(self.executors), "moving": list(self.moving)}
 
 
 @dataclass(frozen=True)

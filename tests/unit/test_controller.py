@@ -52,10 +52,29 @@ def test_unknown_and_unhealthy_states_cause_no_action():
 
 def test_deadline_inside_threshold_is_handled_as_gone():
     c, shim = make(deadline_threshold="20s")
-    c.decommissioning(hosts=["spot-1"], deadline=time.time() + 5)
+    c.decommissioning(hosts=["spot-1"], deadline=time.time() + 3)  # inside the 5 s migration margin too
     c.decommissioning(hosts=["calm-1"], deadline=time.time() + 600)
     assert shim.calls == [("decommissioned", ["spot-1"], [], True),
                           ("exclude", ["calm-1"], [], 3600.0)]
+
+
+def test_inside_the_threshold_a_node_whose_executors_cannot_move_data_is_gone_right_after_its_exclusion():
+    c, shim = make(deadline_threshold="20s")
+    c.decommissioning(hosts=["spot-1"], deadline=time.time() + 15)
+    assert [x[0] for x in shim.calls] == ["exclude", "decommissioned"]
+    assert [t["state"] for t in c.report()["nodes"]["spot-1"]["transitions"]] == ["DECOMMISSIONING", "DECOMMISSIONED"]
+    c.stop()
+
+
+def test_inside_the_threshold_a_node_whose_executors_move_data_is_gone_only_at_the_margin():
+    c, shim = make(deadline_threshold="20s", migration_margin="14s")
+    shim.moving = {"spot-1"}
+    c.decommissioning(hosts=["spot-1"], deadline=time.time() + 15)
+    assert [x[0] for x in shim.calls] == ["exclude"], "dropped before the executors could move their data"
+    assert c.report()["nodes"]["spot-1"]["state"] == "DECOMMISSIONING"
+    assert wait_for(lambda: [x[0] for x in shim.calls] == ["exclude", "decommissioned"], 5.0)
+    assert c.report()["nodes"]["spot-1"]["state"] == "DECOMMISSIONED"
+    c.stop()
 
 
 @pytest.mark.parametrize("option,expected", [
@@ -188,6 +207,18 @@ def test_an_rpc_timeout_inside_the_threshold_handles_the_node_as_gone_at_once():
     assert [x[0] for x in shim.calls] == ["exclude", "decommissioned"]
     node = c.report()["nodes"]["198.18.0.12"]
     assert node["state"] == "DECOMMISSIONED" and node["deadline_source"] == "rpc"
+
+
+def test_an_rpc_timeout_inside_the_threshold_gives_moving_executors_until_the_margin():
+    from decom._driver.shim import NodeTimeout
+
+    c, shim = make(deadline_threshold="20s", migration_margin="14.5s")
+    shim.moving = {"198.18.0.12"}
+    c.on_node_states([NodeStatus("198.18.0.12", "DECOMMISSIONING")])  # REST: no deadline; executors told
+    c.on_decommissioning_timeouts([NodeTimeout("198.18.0.12:45454", "198.18.0.12", 15)])
+    assert [x[0] for x in shim.calls] == ["exclude"]
+    assert wait_for(lambda: [x[0] for x in shim.calls] == ["exclude", "decommissioned"], 5.0)
+    c.stop()
 
 
 def test_an_rpc_deadline_counts_from_first_seen_and_survives_rest_updates():

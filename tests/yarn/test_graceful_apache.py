@@ -177,16 +177,22 @@ def test_a_full_cluster_never_blocks_the_job(lab: Any) -> None:
 
 
 @SHUFFLE
-def test_a_short_yarn_timeout_read_over_rpc_is_handled_as_gone_at_once(lab: Any, shuffle: str) -> None:
-    """The node's graceful timeout is 15 s, which YARN reports only over RPC. decom reads it in the driver
-    and, 15 s being inside spark.decommissioning.timeout.threshold (20 s), handles the node as gone at
-    once: its outputs are dropped in one step before YARN takes the node. No abort, at most one extra
-    attempt of each stage, and every FetchFailed is one decom caused on purpose (all exempt). With the
-    shuffle service, and without it next to Spark's native decommissioning."""
+def test_a_short_yarn_timeout_read_over_rpc_moves_the_data_then_drops_the_rest(lab: Any, shuffle: str) -> None:
+    """The node's graceful timeout is 15 s, which YARN reports only over RPC, mid-reduce. decom reads it in
+    the driver; 15 s is inside spark.decommissioning.timeout.threshold (20 s), but the node's executors
+    were told to move their blocks when decom excluded it, so decom handles the node as gone only
+    spark.decom.migrationMargin (5 s) before the deadline, dropping in one step what did not move. Every
+    output whose writer lived moves; the job reads them from the receivers: no abort, at most one extra
+    attempt of each stage, and every FetchFailed is one decom caused on purpose (all exempt; none if nothing
+    was left to drop). With the shuffle service, and without it next to Spark's native decommissioning."""
     spec = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 32, "map_sleep": 0.5, "reduce_sleep": 1.0}
     with SparkApp(lab, executors=EXECUTORS, conf=_shuffle_conf(shuffle), decom=True,
                   name=f"graceful-rpc-deadline-{shuffle}") as app:
         victim = _victim_mid_reduce(app, spec)
+        attempts = app.attempts()
+        map_stage = min(a["stage"] for a in attempts)
+        held = sum(1 for a in attempts if a["stage"] == map_stage
+                   for t in a["tasks"] if t["status"] == "SUCCESS" and t["host"] == victim)
         t_request = time.time()
         lab.decommission([victim], timeout=15)
 
@@ -201,22 +207,25 @@ def test_a_short_yarn_timeout_read_over_rpc_is_handled_as_gone_at_once(lab: Any,
         rep = app.report()
     assert rep is not None
     node = rep["nodes"][victim]
-    print(f"\n{shuffle}: decom: gone {gone_s:.1f}s after the 15 s graceful request (YARN then: {yarn_state}); "
-          f"deadline from {node['deadline_source']}; job {out['wall_s']}s; moved {node['outputs_migrated']}, dropped "
-          f"{node['outputs_unregistered']}; fetch failures {rep['fetch_failures']}")
+    gone_at = next(tr["at"] for tr in node["transitions"] if tr["state"] == "DECOMMISSIONED")
+    print(f"\n{shuffle}: decom: gone {gone_s:.1f}s after the 15 s graceful request, {node['deadline'] - gone_at:.1f}s "
+          f"before the deadline (YARN then: {yarn_state}); deadline from {node['deadline_source']}; job "
+          f"{out['wall_s']}s; {held} map output(s) there: moved {node['outputs_migrated']}, orphaned "
+          f"{node['outputs_orphaned']}, dropped {node['outputs_unregistered']}; fetch failures {rep['fetch_failures']}")
     assert node["deadline_source"] == "rpc", node
     assert node["deadline"] is not None and abs(node["deadline"] - (node["transitions"][0]["at"] + 15)) < 1
     assert gone_s < 15, f"decom acted {gone_s:.1f}s after the request: not before YARN's own timeout"
+    assert 4 <= node["deadline"] - gone_at <= 6, "not handled as gone at the 5 s migration margin"
     assert not out["aborted"], out["error"]
     assert out["checksum"] == job_checksum(spec), "wrong answer"
+    assert held > 0 and node["outputs_migrated"] == held - node["outputs_orphaned"], "an output that could move did not"
+    assert node["outputs_unregistered"] == node["outputs_orphaned"], "dropped outputs that could have moved"
     per_stage: dict[int, int] = {}
     for a in out["attempts"]:
         per_stage[a["stage"]] = per_stage.get(a["stage"], 0) + 1
     assert max(per_stage.values()) <= 2, f"more than one extra attempt of a stage: {per_stage}"
     failures = rep["fetch_failures"]
     assert failures["total"] == failures["exempt"], f"a FetchFailed decom did not cause: {failures}"
-    # What the node's executors moved before decom dropped the rest is read from the receivers: with
-    # nothing left to drop, no reducer may fail to fetch.
     if node["outputs_unregistered"] == 0:
         assert failures["total"] == 0, f"FetchFailed though every output moved: {failures}, {node}"
 

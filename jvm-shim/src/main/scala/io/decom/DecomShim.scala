@@ -152,6 +152,13 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   private val runningAttempts = mutable.Map.empty[Long, (Int, String, Long)]
   /** Stage -> the shuffles it reads (its parents' outputs), from the active jobs' stage infos. */
   private val stageReads = mutable.Map.empty[Int, Set[Int]]
+  /** Stage -> the shuffle it writes, from the active jobs' stage infos. */
+  private val stageWrites = mutable.Map.empty[Int, Int]
+  /** Where each map output was written (its task's executor and host), kept only when decom tells
+   * executors to move: an output moved off a node before decom excluded it (by Spark's own YARN trigger,
+   * shuffle service off) is still the node's. Pruned to the tracker's outputs as it grows. */
+  private val writers = mutable.HashMap.empty[(Int, Long), (String, String)]
+  private var writersAfterPrune = 0
   private val jobStages = mutable.Map.empty[Int, Seq[Int]]
   /** Tasks started minus ended per executor, as the listener saw them (results already handled). */
   private val runningTasks = mutable.Map.empty[String, Int]
@@ -189,7 +196,9 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   /**
    * A node (or executors) is decommissioning: no new tasks there until `timeoutMs` has passed or
    * it is recommissioned; running tasks finish. Executors that register there later are excluded
-   * too. Returns JSON: {"executors": [ids newly excluded], "targets": [keys]}.
+   * too. Returns JSON: {"executors": [ids newly excluded], "targets": [keys], "moving": [keys whose
+   * executors were told to move their blocks off]}: the control plane gives those until just before the
+   * deadline to move, before it drops what is left.
    */
   def exclude(hosts: JList[String], execs: JList[String], timeoutMs: Long, reason: String): String =
     guarded {
@@ -200,6 +209,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
           rec.excludedAt = Some(t)
           rec.unexcludeReason = None
           rec.letGoAt = None
+          rec.executorsTold.clear()
           if (tellExecutors) snapshotOutputs(rec)
         }
         rec.excludedUntil = Some(t + timeoutMs)
@@ -208,14 +218,16 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
         marked
       }
       releaseIdleExcluded()
-      compact(render(Wire.actionReply(newly, keys(hosts, execs))))
+      val ts = targets(hosts, execs)
+      val moving = ts.filter(t => nodes.get(t.key).exists(_.executorsTold.nonEmpty)).map(_.key)
+      compact(render(Wire.actionReply(newly, ts.map(_.key), moving)))
     }
 
   /** The node is back (recommissioned, or the exclusion expired): tasks may run there again. */
   def unexclude(hosts: JList[String], execs: JList[String], reason: String): String =
     guarded {
       val freed = targets(hosts, execs).flatMap { target => unexcludeRecord(record(target), reason) }
-      compact(render(Wire.actionReply(freed, keys(hosts, execs))))
+      compact(render(Wire.actionReply(freed, keys(hosts, execs), Nil)))
     }
 
   /**
@@ -351,6 +363,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   private[decom] def executorRemoved(id: String): Unit = synchronized {
     alive -= id
     runningTasks -= id
+    if (tellExecutors && !shuffleService) retryReadersOfMovedOutputs(id)
   }
 
   private[decom] def taskStarted(stage: Int, taskId: Long, execId: String, launchTime: Long): Unit =
@@ -359,8 +372,18 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
       runningAttempts(taskId) = (stage, execId, launchTime)
     }
 
-  private[decom] def taskEnded(taskId: Long, execId: String): Unit = synchronized {
-    runningAttempts -= taskId
+  /** A task ended; `written`: its host, if it succeeded (a map task's output is then registered). */
+  private[decom] def taskEnded(taskId: Long, execId: String, written: Option[String]): Unit = synchronized {
+    val stage = runningAttempts.remove(taskId).map(_._1)
+    if (tellExecutors) for (host <- written; s <- stage; shuffle <- stageWrites.get(s)) {
+      // A map task's output is (shuffle, task attempt id): Spark's map id is the attempt id.
+      writers((shuffle, taskId)) = (execId, host)
+      if (writers.size > 2 * writersAfterPrune + 10000) {
+        val registered = SparkInternals.outputLocations().keySet
+        writers.filterInPlace((k, _) => registered.contains(k))
+        writersAfterPrune = writers.size
+      }
+    }
     val left = math.max(0, runningTasks.getOrElse(execId, 0) - 1)
     runningTasks(execId) = left
     if (left == 0) releaseIdleExcluded()
@@ -370,6 +393,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     activeJobs += job
     val writes = stages.flatMap(s => SparkInternals.shuffleWrittenBy(s).map(s.stageId -> _)).toMap
     stages.foreach(s => stageReads(s.stageId) = s.parentIds.flatMap(writes.get).toSet)
+    stageWrites ++= writes
     jobStages(job) = stages.map(_.stageId)
   }
 
@@ -377,7 +401,10 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     activeJobs -= job
     // A stage can belong to several jobs (a reused shuffle's map stage): forget it with its last job.
     val stillUsed = jobStages.view.filterKeys(_ != job).values.flatten.toSet
-    jobStages.remove(job).foreach(_.filterNot(stillUsed.contains).foreach(stageReads.remove))
+    jobStages.remove(job).foreach(_.filterNot(stillUsed.contains).foreach { s =>
+      stageReads.remove(s)
+      stageWrites.remove(s)
+    })
     if (activeJobs.isEmpty) releaseIdleExcluded()
   }
 
@@ -439,17 +466,37 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
    * as they are after the clean-up: a retry that needs a dropped output fails at once with a fetch
    * failure decom is blamed for (exempt), and the map stage recomputes all dropped outputs in one step.
    */
-  private def retryTasksReading(shuffles: Set[Int], lost: Set[String], at: Long): Unit = {
+  private def retryTasksReading(shuffles: Set[Int], lost: Set[String], at: Long,
+      launchedBy: Long = Long.MaxValue,
+      why: String = "a node this task may be fetching from is gone"): Unit = {
     val victims = runningAttempts.collect {
-      case (taskId, (stage, exec, _)) if !lost.contains(exec) &&
+      case (taskId, (stage, exec, launched)) if !lost.contains(exec) && launched <= launchedBy &&
         stageReads.getOrElse(stage, Set.empty).exists(shuffles.contains) => taskId
     }.toSeq.sorted
     if (victims.isEmpty) return
     val killed = SparkInternals.retryAgainstCurrentOutputs(sc, victims,
-      "decom: a node this task may be fetching from is gone; retried against the current map outputs")
+      s"decom: $why; retried against the current map outputs")
     tasksRetried += killed.size
     event("fetching-tasks-retried", "driver", ("tasks" -> killed.map(_.toString)) ~
       ("shuffles" -> shuffles.toSeq.sorted) ~ ("at" -> at))
+  }
+
+  /**
+   * With the shuffle service off, a told executor serves its outputs itself until it exits, which Spark's
+   * executor does on its own once its blocks have moved. A reducer launched before the move holds the old
+   * location and would fail to fetch (after spark.shuffle.io.maxRetries waits): such readers are retried
+   * now, against the outputs' new locations.
+   */
+  private def retryReadersOfMovedOutputs(id: String): Unit = {
+    val t = now()
+    followMigration(t, SparkInternals.outputLocations()) // the exit may come before the tick saw the move
+    nodes.values.filter(_.executorsTold.contains(id)).foreach { n =>
+      val shuffles = n.outputsSeen.collect { case (k, eid) if eid == id && n.migrated.contains(k) => k._1 }.toSet
+      n.lastMigrationAt.foreach { movedAt =>
+        if (shuffles.nonEmpty) retryTasksReading(shuffles, Set(id), t, launchedBy = movedAt,
+          why = s"executor $id, which served outputs this task may read before they moved, is gone")
+      }
+    }
   }
 
   // ---- internals ---------------------------------------------------------------------------------
@@ -492,6 +539,8 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     val marked = SparkInternals.markDecommissioning(sc, fresh,
       if (tell) None else rec.target.workerHost, reason, tellExecutors = tell)
     rec.executorsExcluded ++= execIds
+    // Those not marked now were already told, by Spark's own YARN trigger (shuffle service off).
+    if (tell) rec.executorsTold ++= execIds
     marked
   }
 
@@ -547,11 +596,20 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     n.excludedAt.exists(now() - _ >= migrationWaitMs) ||
       (SparkInternals.outputLocations((eid, _) => eid == id).isEmpty && SparkInternals.cachedBlocks(sc, id) == 0)
 
-  /** Outputs on a node as it is excluded; those whose writer is already gone are orphans. */
+  /**
+   * Outputs on a node as it is excluded (those whose writer is already gone are orphans), and outputs
+   * written there that have already moved (they count as migrated on the next tick).
+   */
   private def snapshotOutputs(n: NodeRecord): Unit = n.wholeHost.foreach { h =>
-    SparkInternals.outputLocations((_, host) => host == h).foreach { case (k, (eid, _)) =>
-      n.outputsSeen(k) = eid
-      if (!alive.contains(eid)) n.orphans += k
+    val locs = SparkInternals.outputLocations()
+    locs.foreach { case (k, (eid, host)) =>
+      if (host == h) {
+        n.outputsSeen(k) = eid
+        if (!alive.contains(eid)) n.orphans += k
+      }
+    }
+    writers.foreach { case (k, (eid, host)) =>
+      if (host == h && locs.contains(k) && !n.outputsSeen.contains(k)) n.outputsSeen(k) = eid
     }
   }
 
@@ -571,7 +629,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
       if (moved.nonEmpty) {
         n.migrated ++= moved
         n.lastMigrationAt = Some(t)
-        SparkInternals.bumpEpoch()
+        SparkInternals.bumpEpoch(sc)
         val left = locs.count(_._2._2 == h)
         event("outputs-migrated", n.target.key, ("outputs" -> moved.size) ~ ("migrated" -> n.migrated.size) ~
           ("left" -> left) ~ ("orphans" -> n.orphans.size) ~ ("shuffles" -> moved.map(_._1).distinct.sorted))
@@ -731,7 +789,8 @@ private[decom] final class DecomListener(shim: DecomShim) extends SparkListener 
       case f: FetchFailed => safely("fetch failure")(shim.fetchFailed(e.stageId, e.stageAttemptId, f))
       case _ => ()
     }
-    safely("task end")(shim.taskEnded(e.taskInfo.taskId, e.taskInfo.executorId))
+    val written = if (e.reason == org.apache.spark.Success) Some(e.taskInfo.host) else None
+    safely("task end")(shim.taskEnded(e.taskInfo.taskId, e.taskInfo.executorId, written))
   }
 
   override def onBlockUpdated(e: SparkListenerBlockUpdated): Unit = safely("block updated") {

@@ -58,6 +58,8 @@ final class NodeRecord(val target: Target) {
   val executorsReleased: mutable.LinkedHashSet[String] = mutable.LinkedHashSet.empty
   /** Executors that were on the node when it was reported decommissioned (alive or not). */
   val executorsLost: mutable.LinkedHashSet[String] = mutable.LinkedHashSet.empty
+  /** Executors decom told to move their blocks off the node (Spark's decommission message). */
+  val executorsTold: mutable.LinkedHashSet[String] = mutable.LinkedHashSet.empty
   var outputsUnregistered: Int = 0
   /** shuffle id -> times decom unregistered outputs of that shuffle on this node. */
   val cleanups: mutable.Map[Int, mutable.ArrayBuffer[Long]] = mutable.Map.empty

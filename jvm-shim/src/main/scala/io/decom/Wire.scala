@@ -9,9 +9,10 @@ import org.json4s.JsonDSL._
  * compare with the samples in `tests/contract/` that the Python suite parses.
  */
 object Wire {
-  /** exclude / unexclude: the executors newly (un)excluded and the targets as keys. */
-  def actionReply(executors: Seq[String], targets: Seq[String]): JObject =
-    ("executors" -> executors.distinct) ~ ("targets" -> targets)
+  /** exclude / unexclude: the executors newly (un)excluded, the targets as keys, and the targets whose
+   * executors were told to move their blocks off (exclude only). */
+  def actionReply(executors: Seq[String], targets: Seq[String], moving: Seq[String]): JObject =
+    ("executors" -> executors.distinct) ~ ("targets" -> targets) ~ ("moving" -> moving)
 
   def decommissionedReply(targets: Seq[String], outputsUnregistered: Int, executorsReleased: Seq[String])
       : JObject =

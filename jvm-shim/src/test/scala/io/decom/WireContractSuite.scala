@@ -60,9 +60,9 @@ class WireContractSuite extends AnyFunSuite {
 
   test("the action answers are the checked-in samples") {
     val actions = sample("actions.json")
-    assert(normal(Wire.actionReply(Seq("1", "2", "1"), Seq("198.18.0.11", "executor:7"))) ==
+    assert(normal(Wire.actionReply(Seq("1", "2", "1"), Seq("198.18.0.11", "executor:7"), Seq("198.18.0.11"))) ==
       actions \ "exclude")
-    assert(normal(Wire.actionReply(Nil, Seq("executor:7"))) == actions \ "unexclude")
+    assert(normal(Wire.actionReply(Nil, Seq("executor:7"), Nil)) == actions \ "unexclude")
     assert(normal(Wire.decommissionedReply(Seq("198.18.0.11"), 7, Seq("2"))) == actions \ "decommissioned")
   }
 

@@ -102,10 +102,22 @@ object SparkInternals {
     }.getOrElse(Map.empty)
 
   /**
-   * A new map-output epoch. Spark's `updateMapOutput` (a migrated output's new location) does not bump
-   * it, and executors keep cached map statuses until a task brings a newer epoch.
+   * A new map-output epoch, handed to the running task sets too. Spark's `updateMapOutput` (a migrated
+   * output's new location) does not bump it; executors keep cached map statuses until a task brings a
+   * newer epoch; and a task set gives each task the epoch its stage attempt started with. So from now on
+   * every task launched, in running stages too, makes its executor read the map statuses afresh.
    */
-  def bumpEpoch(): Unit = mapOutputTracker.foreach(_.incrementEpoch())
+  def bumpEpoch(sc: SparkContext): Unit = mapOutputTracker.foreach { tracker =>
+    tracker.incrementEpoch()
+    val epoch = tracker.getEpoch
+    taskScheduler(sc).foreach { ts =>
+      val sets = field(ts, "taskSetsByStageIdAndAttempt").get(ts)
+        .asInstanceOf[mutable.HashMap[Int, mutable.HashMap[Int, org.apache.spark.scheduler.TaskSetManager]]]
+      ts.synchronized {
+        sets.valuesIterator.flatMap(_.valuesIterator).foreach(_.tasks.foreach(t => if (t.epoch < epoch) t.epoch = epoch))
+      }
+    }
+  }
 
   /** Cached RDD blocks the block manager master knows on this executor (asks the master endpoint). */
   def cachedBlocks(sc: SparkContext, execId: String): Int =
