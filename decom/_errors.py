@@ -12,6 +12,8 @@ __all__ = [
     "ResourceManagerError",
     "LivyError",
     "LivySessionNotFoundError",
+    "AgentError",
+    "ExcludeFileError",
 ]
 
 
@@ -49,3 +51,12 @@ class LivyError(DecomError):
 
 class LivySessionNotFoundError(LivyError):
     """Livy does not know the session (HTTP 404 ``Session 'N' not found.``): it ended or expired."""
+
+
+class AgentError(DecomError):
+    """The decom agent can't start or act as asked (its message says what to fix)."""
+
+
+class ExcludeFileError(AgentError):
+    """YARN's exclude file is not one the agent may edit: missing, unreadable, not Hadoop's XML form, or
+    it does not list the host. Nothing was written."""

@@ -16,7 +16,7 @@ from .supervisor import STATE_PATH, cleanup_stale, pid_alive, read_state
 
 def _up(args: argparse.Namespace) -> int:
     lab = YarnLab(nodes=args.nodes, shuffle_service=args.shuffle_service, workdir=args.workdir,
-                  ha=args.ha, emulate_emr_drain=args.emulate_emr_drain,
+                  ha=args.ha, emulate_emr_drain=args.emulate_emr_drain, agent=args.agent,
                   lock_timeout=args.lock_timeout)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -34,6 +34,8 @@ def _up(args: argparse.Namespace) -> int:
         print(f"  rm_url          {lab.rm_url}")
         print(f"  HADOOP_CONF_DIR {lab.hadoop_conf_dir}")
         print(f"  workdir         {lab.workdir}")
+        if lab.agent:
+            print(f"  decom agent     {lab.agent_url} (secret: {lab.agent_secret_file})")
         print(f"  shuffle service {lab.shuffle.impl + ' ' + lab.shuffle.class_name if lab.shuffle else 'off'}")
         for n in lab.nodes:
             print(f"  {n.name}  {n.host}  netns {n.netns}")
@@ -88,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--nodes", type=int, default=4)
     up.add_argument("--shuffle-service", action="store_true", help="run Spark's shuffle service in each NM")
     up.add_argument("--ha", action="store_true", help="two ResourceManagers, manual failover")
+    up.add_argument("--agent", action="store_true",
+                    help="also run the decom agent (decom agent run) next to the RM; its URL is printed")
     up.add_argument("--emulate-emr-drain", action="store_true",
                     help="let a DECOMMISSIONING node go once its containers are gone, as EMR's private "
                          "wait-for-applications=false does (Apache Hadoop waits for the apps to end)")

@@ -18,6 +18,8 @@ NM_LOCALIZER_PORT = 8040
 NM_HTTP_PORT = 8042
 NM_COLLECTOR_PORT = 8048
 SHUFFLE_PORT = 7337
+#: The decom agent's HTTP endpoint, on the bridge address.
+AGENT_PORT = 8788
 
 LOG4J = """\
 log4j.rootLogger=INFO,console

@@ -35,7 +35,7 @@ class YarnLab(Faults):
     """A real YARN cluster on this machine. See the module docstring; all waits have deadlines.
 
     YarnLab(nodes=4, shuffle_service=True, workdir=None, *, nm_memory_mb=4096, nm_vcores=2,
-    rm_heap_mb=768, nm_heap_mb=512, ha=False, emulate_emr_drain=False, quick_spark_jvms=False,
+    rm_heap_mb=768, nm_heap_mb=512, ha=False, emulate_emr_drain=False, agent=False, quick_spark_jvms=False,
     nm_expiry_ms=10_000, decom_poll_secs=1, graceful_timeout_secs=3600, extra_yarn_site=None,
     start_timeout=240.0, lock_timeout=None, jar_dir=None, state_path=None): the constructor is LabLayout's
     (yarnlab/layout.py).
@@ -86,6 +86,8 @@ class YarnLab(Faults):
             if isinstance(e, LabError) and not isinstance(e, LabUnavailable):
                 raise LabError(f"{e}\n{detail}" if detail else str(e)) from e
             raise
+        if self.agent:
+            self.start_agent()
         self.startup_seconds = time.monotonic() - t0
         self._watch_stop.clear()
         self._watcher = threading.Thread(target=self._emr_drain_watcher, name="yarnlab-drain", daemon=True)
@@ -151,3 +153,7 @@ class YarnLab(Faults):
         self._restart_stopped_nms(self.nodes)
         self.wait_for_nodes({n.host: "RUNNING" for n in self.nodes},
                             timeout=max(10.0, timeout - (time.monotonic() - t0)))
+        # The agent as the lab started it: a test may have stopped it or run it with other options.
+        self.stop_agent()
+        if self._defaults["agent"]:
+            self.start_agent()

@@ -81,6 +81,7 @@ class LabLayout:
         nm_heap_mb: int = 512,
         ha: bool = False,
         emulate_emr_drain: bool = False,
+        agent: bool = False,
         quick_spark_jvms: bool = False,
         nm_expiry_ms: int = 10_000,
         decom_poll_secs: int = 1,
@@ -104,6 +105,8 @@ class LabLayout:
         # Apache Hadoop keeps a DECOMMISSIONING node until every app that ran there ends (or the timeout);
         # EMR's private wait-for-applications=false lets it go once its containers are gone. Opt-in only.
         self.emulate_emr_drain = emulate_emr_drain
+        # The decom agent (one per cluster, next to the RM): started with the lab, or by start_agent().
+        self.agent = agent
         # Short-lived Spark JVMs (the tests): C1 only and the serial GC, as the lab's own daemons run.
         # An app then starts in ~30 s instead of ~50 s on two cores. Off for benchmarks, whose work is
         # long enough for the C2 compiler to pay.
@@ -143,7 +146,7 @@ class LabLayout:
         self._drained_early: set[str] = set()
         self._watch_stop = threading.Event()
         self._watcher: threading.Thread | None = None
-        self._defaults = {"emulate_emr_drain": emulate_emr_drain}  # what reset() restores
+        self._defaults = {"emulate_emr_drain": emulate_emr_drain, "agent": agent}  # what reset() restores
 
     # -- addresses and look-ups ----------------------------------------------------------------
     @property
@@ -164,6 +167,15 @@ class LabLayout:
     @property
     def log_dir(self) -> Path:
         return self.workdir / "logs"
+
+    @property
+    def agent_url(self) -> str:
+        """The decom agent's endpoint (drivers in nodes reach the bridge address too)."""
+        return f"http://{net.BRIDGE_IP}:{config.AGENT_PORT}"
+
+    @property
+    def agent_secret_file(self) -> Path:
+        return self.workdir / "agent.secret"
 
     @property
     def _procs(self) -> dict[str, Proc]:
@@ -323,6 +335,10 @@ class LabLayout:
             "spark.shuffle.service.enabled": "true" if self.shuffle_service else "false",
             "spark.shuffle.service.port": str(config.SHUFFLE_PORT),
         }
+        agent = self._procs.get("agent")
+        if agent is not None and agent.alive():
+            c["spark.decom.agent.url"] = self.agent_url
+            c["spark.decom.agent.secretFile"] = str(self.agent_secret_file)
         if self.quick_spark_jvms:
             for key in ("spark.driver.extraJavaOptions", "spark.yarn.am.extraJavaOptions",
                         "spark.executor.extraJavaOptions"):

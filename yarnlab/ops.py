@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import getpass
 import json
+import secrets
+import shlex
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -19,7 +22,9 @@ import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from . import config, jars
+from decom._agent import ExcludeFile
+
+from . import config, jars, net
 from .errors import LabError
 from .layout import LabLayout, Node
 from .supervisor import tail
@@ -138,10 +143,18 @@ class ClusterOps(LabLayout):
             f"==== {time.strftime('%H:%M:%S')} rmadmin (background) {' '.join(args)}\n",
             env=self._env(self.hadoop_conf_dir))
 
-    def _write_exclude(self) -> None:
-        tmp = self.exclude_path.with_suffix(".tmp")
-        tmp.write_text(config.exclude_xml(self._excluded))
-        tmp.replace(self.exclude_path)
+    def _write_exclude(self, changed: Iterable[str] = ()) -> None:
+        """Bring the exclude file to the lab's list, as an operator edits it next to the decom agent: under
+        the file's lock, on what the file says now. Hosts the lab no longer excludes go, hosts it added
+        come, and only the `changed` hosts get the lab's timeout: any other host keeps the timeout the
+        file has (the agent's 0 for a node it released, say)."""
+        redo = set(changed)
+        with ExcludeFile(self.exclude_path).edit() as hosts:
+            for h in [h for h in hosts if h not in self._excluded]:
+                del hosts[h]
+            for h, t in self._excluded.items():
+                if h not in hosts or h in redo:
+                    hosts[h] = t
 
     def decommission(self, hosts: Iterable[str | Node], timeout: int | None = None, *, graceful: bool = True,
                      mode: str = "server", wait: bool = False, wait_timeout: float = 300.0) -> None:
@@ -162,7 +175,7 @@ class ClusterOps(LabLayout):
                 t = self.graceful_timeout_secs if timeout is None else int(timeout)
                 self._excluded[h] = t if graceful else None
                 self._drained_early.discard(h)
-            self._write_exclude()
+            self._write_exclude(changed=hs)
             if not graceful:
                 # NB: a forceful refresh decommissions *every* excluded host at once
                 self.rmadmin("-refreshNodes")
@@ -174,6 +187,60 @@ class ClusterOps(LabLayout):
                     self._rmadmin_background(*args)
         if wait:
             self.wait_for_nodes({h: "DECOMMISSIONED" for h in hs}, timeout=wait_timeout)
+
+    # -- the decom agent ----------------------------------------------------------------------
+    def start_agent(self, other_apps: str = "wait", *, dry_run: bool = False, timeout: float = 60.0) -> str:
+        """Start (or restart) the decom agent as an operator runs it (`decom agent run`, next to the RM,
+        with `yarn rmadmin` and this lab's exclude file); returns its URL once healthy. Spark apps started
+        from now on report to it (lab.spark_conf() adds spark.decom.agent.url and .secretFile)."""
+        self.stop_agent()
+        if not self.agent_secret_file.exists():
+            self.agent_secret_file.write_text(secrets.token_hex(32) + "\n")
+            self.agent_secret_file.chmod(0o600)
+        argv = [sys.executable, "-m", "decom", "agent", "run",
+                "--rm", ",".join(self.rm_url_of(r) for r in self.rm_ids),
+                "--exclude-file", str(self.exclude_path), "--secret-file", str(self.agent_secret_file),
+                "--bind", f"{net.BRIDGE_IP}:{config.AGENT_PORT}", "--interval", "1s", "--other-apps", other_apps,
+                "--rmadmin", shlex.join(self._rmadmin_argv(())),
+                "--records", str(self.log_dir / "agent-releases.jsonl")]
+        if dry_run:
+            argv.append("--dry-run")
+        env = self._env(self.hadoop_conf_dir)
+        self._sup.spawn("agent", argv, self.log_dir / "agent.log", env, None, cwd=self.workdir)
+        self._write_state()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            p = self._procs["agent"]
+            if not p.alive():
+                raise LabError(f"the decom agent exited ({p.popen.returncode}):\n{tail(p.log_path, 30)}")
+            try:
+                with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                        self.agent_url + "/healthz", timeout=5) as r:
+                    if r.status == 200:
+                        return self.agent_url
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.5)
+        raise LabError(f"the decom agent was not healthy within {timeout:.0f}s:\n"
+                       f"{tail(self.log_dir / 'agent.log', 30)}")
+
+    def stop_agent(self) -> None:
+        """Stop the decom agent (SIGTERM, as systemd would), if it runs."""
+        p = self._procs.get("agent")
+        if p is None or not p.alive():
+            return
+        p.popen.terminate()
+        try:
+            p.popen.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.popen.kill()
+            p.popen.wait(timeout=10)
+
+    def agent_status(self) -> dict[str, Any]:
+        """The agent's own view (`decom agent status --json`)."""
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                self.agent_url + "/v1/status", timeout=10) as r:
+            return dict(json.loads(r.read()))
 
     def recommission(self, hosts: Iterable[str | Node], *, wait: bool = True, timeout: float = 180.0) -> None:
         """Take hosts out of the exclude file and `-refreshNodes`.
@@ -250,7 +317,7 @@ class ClusterOps(LabLayout):
                 for h in hosts:
                     self._excluded[h] = 0
                     self._drained_early.add(h)
-                self._write_exclude()
+                self._write_exclude(changed=hosts)
                 try:
                     r = self.rmadmin("-refreshNodes", "-g", "-server", check=False)
                     msg = f"rc={r.returncode}"

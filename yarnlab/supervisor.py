@@ -315,7 +315,8 @@ class Supervisor:
                 bg.kill()
         nms = [p for r, p in self.procs.items() if r.startswith("nm-")]
         rms = [p for r, p in self.procs.items() if r.startswith("rm")]
-        for group in (nms, rms):
+        others = [p for r, p in self.procs.items() if not r.startswith(("nm-", "rm"))]  # the decom agent
+        for group in (others, nms, rms):
             for p in group:
                 if p.alive():
                     p.popen.terminate()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from .._version import __version__
-from . import cluster, sessions
+from . import agent, cluster, sessions
 
 __all__ = ["main"]
 
@@ -22,5 +22,5 @@ def main() -> None:
     """decom: decommission-aware scheduling for Apache Spark on YARN."""
 
 
-for _command in cluster.COMMANDS + sessions.COMMANDS:
+for _command in cluster.COMMANDS + sessions.COMMANDS + agent.COMMANDS:
     main.add_command(_command)

@@ -153,8 +153,25 @@ def enable(spark: Any, *, strict: bool = False, start_poller: bool = True,
             from .deadlines import DeadlineReader
 
             controller.attach_deadline_reader(DeadlineReader(shim, controller).start())
+        if start_poller and config.enabled and config.agent_url:
+            _link_agent(controller, config, str(sc.applicationId))
         _controllers[key] = controller
         return controller
+
+
+def _link_agent(controller: Controller, config: DecomConfig, app_id: str) -> None:
+    """Report nodes let go to the cluster agent; a set-up problem is logged and decom runs without it."""
+    from .._errors import AgentError
+    from .agent_link import AgentLink
+
+    try:
+        link = AgentLink(config.agent_url, config.agent_secret_file, app_id, controller.nodes_let_go)
+    except AgentError as e:
+        log.error("decom: not reporting to the decom agent: %s", e)
+        return
+    controller.on_node_let_go(link.changed)
+    controller.on_stop(link.stop)
+    link.start()
 
 
 def _ensure_log_handler() -> None:

@@ -193,6 +193,13 @@ class DecomConfig:
     event_log: str = _setting(
         "spark.decom.eventLog", _parse_log_path, "",
         "Append decom's transitions and actions as JSON lines to this file.")
+    agent_url: str = _setting(
+        "spark.decom.agent.url", _parse_str, "",
+        "The cluster's decom agent (http://host:port): the driver tells it which DECOMMISSIONING nodes the "
+        "app holds nothing on, so the agent can finish their decommission before the app ends.")
+    agent_secret_file: str = _setting(
+        "spark.decom.agent.secretFile", _parse_file, "",
+        "A file holding the agent's shared secret (signs the driver's reports); needed with agent.url.")
     config_file: str = _setting("spark.decom.config", _parse_str, "", "A YAML file with any of these keys.")
     #: Problems found while resolving; each names the key and the fix. Empty when all is well.
     errors: tuple[str, ...] = field(default=(), compare=False)

@@ -89,6 +89,7 @@ class Controller:
         self._stopped = False
         self._event_log = config.event_log or None
         self._let_go_hooks: list[Callable[[NodeLetGo], None]] = []
+        self._stop_hooks: list[Callable[[], None]] = []
         self._let_go_failing = False
         shim.set_exemption_enabled(config.exempt_enabled)
         for problem in config.errors:
@@ -167,6 +168,17 @@ class Controller:
         with self._lock:
             self._let_go_hooks.append(callback)
 
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once when this controller stops (after polling has stopped)."""
+        with self._lock:
+            self._stop_hooks.append(callback)
+
+    def nodes_let_go(self) -> frozenset[str]:
+        """The DECOMMISSIONING (or gone) nodes the app holds nothing on any more, as the shim last said."""
+        with self._lock:
+            return frozenset(k for k, n in self._nodes.items() if n.state in (DECOMMISSIONING, DECOMMISSIONED)
+                             and not n.awaiting_let_go and n.let_go_at is not None)
+
     def stop(self) -> None:
         """Stop polling and acting. Exclusions in place stay until they expire or are lifted."""
         with self._lock:
@@ -183,6 +195,13 @@ class Controller:
             poller.stop()
         if reader is not None:
             reader.stop()
+        with self._lock:
+            hooks, self._stop_hooks = self._stop_hooks, []
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - stopping must finish
+                log.exception("decom: a stop hook failed")
 
     # ---- what the poller calls ---------------------------------------------------------------
 

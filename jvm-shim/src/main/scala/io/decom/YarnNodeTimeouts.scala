@@ -45,6 +45,22 @@ final class YarnNodeTimeouts(appConf: Configuration) {
 }
 
 object YarnNodeTimeouts {
+  /**
+   * For the decom agent, outside Spark: prints `json` of the cluster's DECOMMISSIONING nodes, with the
+   * Hadoop configuration on the classpath (HADOOP_CONF_DIR) and the client jars pyspark ships. Exit 1
+   * with the reason on stderr if the RM can't be asked.
+   */
+  def main(args: Array[String]): Unit = {
+    val reader = new YarnNodeTimeouts(new org.apache.hadoop.yarn.conf.YarnConfiguration())
+    try {
+      println(org.json4s.jackson.JsonMethods.compact(org.json4s.jackson.JsonMethods.render(json(reader.read()))))
+    } catch {
+      case NonFatal(e) =>
+        System.err.println(s"cannot read decommissioning timeouts from the ResourceManager: $e")
+        sys.exit(1)
+    } finally reader.close()
+  }
+
   def json(nodes: Seq[NodeTimeout]): JObject =
     "nodes" -> nodes.map(n => ("nodeId" -> n.nodeId) ~ ("host" -> n.host) ~
       ("timeoutSeconds" -> n.timeoutSeconds.map(JInt(_)).getOrElse(JNull)))

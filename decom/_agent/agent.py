@@ -1,0 +1,351 @@
+"""The agent's loop: one read of the RM's nodes per interval; a DECOMMISSIONING node with no container
+is finished (per-host ``<timeout>0</timeout>`` + ``rmadmin -refreshNodes -g``) once every app still
+running there agrees: decom drivers by letting go of it, other apps per ``--other-apps``.
+
+Why: Apache Hadoop keeps a DECOMMISSIONING node until every app that ever ran a container there ends
+(``DecommissioningNodesWatcher`` WAIT_APP), or until the graceful timeout (1 h by default).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from .._errors import AgentError, DecomError
+from .._yarn.client import ResourceManagerClient, RMNode
+from .exclude_file import ExcludeFile
+from .wire import HEARTBEAT_S, AppReport
+from .yarn_admin import YarnAdmin
+
+__all__ = ["Agent", "OtherApps", "Release"]
+
+log = logging.getLogger("decom.agent")
+
+_ALL_STATES = ("NEW", "RUNNING", "UNHEALTHY", "DECOMMISSIONING", "DECOMMISSIONED", "LOST", "REBOOTED",
+               "SHUTDOWN")
+#: An app that has not reported for this long is forgotten (it ended, or its driver lost the agent).
+_APP_FORGET_S = 10 * HEARTBEAT_S
+
+
+class OtherApps(str, Enum):
+    """What to do with apps running on a node that don't report to the agent (no decom, or no agent
+    URL): MapReduce or Spark without decom may still need the node's shuffle data."""
+
+    WAIT = "wait"
+    RELEASE = "release"
+
+
+@dataclass
+class Release:
+    """One node the agent finished (or, with --dry-run, would have)."""
+
+    host: str
+    node_id: str
+    at: float
+    #: Apps that let go of the node (decom drivers).
+    apps_agreed: tuple[str, ...]
+    #: Apps that did not report, released anyway under --other-apps release.
+    other_apps: tuple[str, ...]
+    dry_run: bool
+    #: The host's per-host timeout before the agent set 0 (None: it had none); restored once it is gone.
+    previous_timeout: int | None = None
+    restored_at: float | None = None
+    decommissioned_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "apps_agreed": list(self.apps_agreed), "other_apps": list(self.other_apps)}
+
+
+@dataclass
+class _App:
+    report: AppReport
+    received: float
+
+
+@dataclass
+class _Counters:
+    polls: int = 0
+    poll_errors: int = 0
+    releases: int = 0
+    release_errors: int = 0
+    reports: int = 0
+    unauthenticated: int = 0
+    bad_requests: int = 0
+    last_poll_ok: float | None = None
+    last_poll_s: float = 0.0
+    last_error: str = ""
+
+
+class Agent:
+    """Thread-safe: the HTTP server calls :meth:`app_reported` and :meth:`status` while :meth:`run` polls."""
+
+    def __init__(self, rm: ResourceManagerClient, admin: YarnAdmin, exclude: ExcludeFile, *,
+                 interval: float = 2.0, other_apps: OtherApps = OtherApps.WAIT, dry_run: bool = False,
+                 records: Path | None = None) -> None:
+        self.rm = rm
+        self.admin = admin
+        self.exclude = exclude
+        self.interval = interval
+        self.other_apps = other_apps
+        self.dry_run = dry_run
+        self.records = records
+        self._lock = threading.Lock()
+        self._apps: dict[str, _App] = {}
+        self._nodes: list[RMNode] = []
+        self._releases: list[Release] = []
+        self._waiting: dict[str, dict[str, Any]] = {}
+        self.counters = _Counters()
+        self._stop = threading.Event()
+        exclude.read()  # a missing, unreadable or non-XML exclude file stops the agent at start
+
+    # ---- what drivers send ----------------------------------------------------------------------
+
+    def app_reported(self, report: AppReport) -> None:
+        with self._lock:
+            old = self._apps.get(report.app_id)
+            if old is not None and report.sent_at < old.report.sent_at:
+                return  # an older report that arrived late
+            self._apps[report.app_id] = _App(report, time.time())
+            self.counters.reports += 1
+        if old is None or old.report.let_go != report.let_go:
+            log.info("decom agent: %s lets go of %s", report.app_id, sorted(report.let_go) or "no node")
+
+    def count(self, what: str) -> None:
+        with self._lock:
+            setattr(self.counters, what, getattr(self.counters, what) + 1)
+
+    # ---- the loop ----------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Poll until :meth:`stop`; a failed poll is logged and retried next interval."""
+        log.info("decom agent: polling %s every %g s (other apps: %s%s)", ", ".join(self.rm.addresses),
+                 self.interval, self.other_apps.value, ", dry run" if self.dry_run else "")
+        while not self._stop.is_set():
+            self.poll_once()
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def poll_once(self) -> None:
+        t0 = time.monotonic()
+        try:
+            nodes = self.rm.nodes(_ALL_STATES)
+        except DecomError as e:
+            with self._lock:
+                self.counters.polls += 1
+                self.counters.poll_errors += 1
+                self.counters.last_error = str(e)
+            log.warning("decom agent: cannot read the RM's nodes (nothing is released meanwhile): %s", e)
+            return
+        now = time.time()
+        with self._lock:
+            self._nodes = nodes
+            self.counters.polls += 1
+            self.counters.last_poll_ok = now
+            self.counters.last_poll_s = time.monotonic() - t0
+            for app_id in [a for a, s in self._apps.items() if now - s.received > _APP_FORGET_S]:
+                del self._apps[app_id]
+        self._restore_timeouts(nodes)
+        ready = self._ready(nodes)
+        if ready:
+            self._release(ready, nodes)
+
+    # ---- deciding ------------------------------------------------------------------------------------
+
+    def _ready(self, nodes: Iterable[RMNode]) -> list[tuple[RMNode, tuple[str, ...], tuple[str, ...]]]:
+        """DECOMMISSIONING nodes with no container whose running apps all agree."""
+        with self._lock:
+            released = {r.host for r in self._releases if r.decommissioned_at is None and not r.dry_run}
+            dry = {r.host for r in self._releases if r.dry_run}
+            apps = {a: s.report for a, s in self._apps.items()}
+        ready = []
+        waiting: dict[str, dict[str, Any]] = {}
+        for n in nodes:
+            if n.state != "DECOMMISSIONING" or n.host in released or n.host in dry:
+                continue
+            if n.num_containers > 0:
+                waiting[n.host] = {"containers": n.num_containers}
+                continue
+            if not n.http_address:
+                continue
+            try:
+                running = self.admin.node_apps(n.host, n.http_address).apps
+            except AgentError as e:
+                waiting[n.host] = {"error": str(e)}
+                continue
+            if not running:
+                continue  # no app holds it: YARN finishes it by itself
+            agreed = tuple(sorted(a for a in running if a in apps and
+                                  (n.host in apps[a].let_go or n.node_id in apps[a].let_go)))
+            holding = sorted(a for a in running if a in apps and a not in agreed)
+            others = tuple(sorted(a for a in running if a not in apps))
+            if holding or (others and self.other_apps is OtherApps.WAIT):
+                waiting[n.host] = {"apps_holding": holding, "other_apps": list(others)}
+                continue
+            ready.append((n, agreed, others))
+        with self._lock:
+            self._waiting = waiting
+        return ready
+
+    # ---- acting ----------------------------------------------------------------------------------------
+
+    def _release(self, ready: list[tuple[RMNode, tuple[str, ...], tuple[str, ...]]], nodes: list[RMNode]) -> None:
+        now = time.time()
+        if self.dry_run:
+            for n, agreed, others in ready:
+                log.info("decom agent: DRY RUN: would release %s (apps agreed: %s; other apps: %s)",
+                         n.host, list(agreed), list(others))
+                self._record(Release(n.host, n.node_id, now, agreed, others, dry_run=True))
+            return
+        state = {n.host: n.state for n in nodes}
+        hosts = {n.host for n, _, _ in ready}
+        try:
+            with self.exclude.edit() as excluded:
+                missing = sorted(h for h in hosts if h not in excluded)
+                if missing:
+                    raise AgentError(f"{missing} are DECOMMISSIONING but not in the exclude file {self.exclude.path} "
+                                     "(decommissioned another way?): the agent finishes only what the file lists")
+                # A refresh would also act on every other host the file lists: never start a decommission
+                # the operator has written but not yet refreshed.
+                pending = sorted(h for h in excluded if state.get(h) in ("RUNNING", "NEW", "UNHEALTHY"))
+                if pending:
+                    raise AgentError(f"the exclude file lists {pending}, which the RM still has in service (an "
+                                     "operator's edit not refreshed yet): no refresh now, it would start their "
+                                     "decommission")
+                # A bare -g gives every DECOMMISSIONING host without a per-host timeout the RM's default:
+                # write the timeout each has now first.
+                bare = [h for h, t in excluded.items() if t is None and h not in hosts
+                        and state.get(h) == "DECOMMISSIONING"]
+                if bare:
+                    timeouts = self.admin.decommissioning_timeouts()
+                    for h in bare:
+                        if timeouts.get(h) is not None:
+                            excluded[h] = timeouts[h]
+                previous = {h: excluded[h] for h in hosts}
+                for h in hosts:
+                    excluded[h] = 0
+            self.admin.refresh_nodes_graceful()
+        except (AgentError, OSError) as e:
+            with self._lock:
+                self.counters.release_errors += 1
+                self.counters.last_error = str(e)
+            log.error("decom agent: not releasing %s: %s", sorted(hosts), e)
+            return
+        for n, agreed, others in ready:
+            log.info("decom agent: released %s: no container, apps agreed %s, other apps %s (%s); per-host "
+                     "timeout %s -> 0, rmadmin -refreshNodes -g", n.host, list(agreed), list(others),
+                     self.other_apps.value, previous[n.host])
+            self._record(Release(n.host, n.node_id, now, agreed, others, dry_run=False,
+                                 previous_timeout=previous[n.host]))
+
+    def _restore_timeouts(self, nodes: Iterable[RMNode]) -> None:
+        """Once a released node has left DECOMMISSIONING, give it back its old per-host timeout: left at 0,
+        a later decommission of the host would kill its containers at once."""
+        state = {n.host: n.state for n in nodes}
+        with self._lock:
+            due = [r for r in self._releases if not r.dry_run and r.restored_at is None
+                   and state.get(r.host, "DECOMMISSIONING") != "DECOMMISSIONING"]
+        if not due:
+            return
+        try:
+            with self.exclude.edit() as excluded:
+                for r in due:
+                    if excluded.get(r.host, -1) == 0:  # still the agent's 0 (an operator may have changed it)
+                        excluded[r.host] = r.previous_timeout
+        except (AgentError, OSError) as e:
+            log.warning("decom agent: cannot restore the per-host timeouts of %s yet: %s", [r.host for r in due], e)
+            return
+        now = time.time()
+        with self._lock:
+            for r in due:
+                r.restored_at = now
+                if state.get(r.host) == "DECOMMISSIONED":
+                    r.decommissioned_at = now
+        for r in due:
+            log.info("decom agent: %s is %s: its per-host timeout is %s again", r.host, state.get(r.host),
+                     r.previous_timeout)
+            self._append_record({"event": "restored", **r.to_json()})
+
+    def _record(self, r: Release) -> None:
+        with self._lock:
+            self._releases.append(r)
+            del self._releases[:-1000]
+            if not r.dry_run:
+                self.counters.releases += 1
+        self._append_record({"event": "released", **r.to_json()})
+
+    def _append_record(self, item: dict[str, Any]) -> None:
+        if self.records is None:
+            return
+        try:
+            with open(self.records, "a") as f:
+                f.write(json.dumps(item, sort_keys=True) + "\n")
+        except OSError as e:
+            log.warning("decom agent: cannot append to the records file %s: %s", self.records, e)
+
+    # ---- what it says ------------------------------------------------------------------------------------
+
+    def healthy(self) -> tuple[bool, float | None]:
+        """Whether the last good RM poll is recent (within 3 intervals + the RM timeout); its age."""
+        with self._lock:
+            ok = self.counters.last_poll_ok
+        if ok is None:
+            return False, None
+        age = time.time() - ok
+        return age <= 3 * self.interval + self.rm.timeout + 5, age
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            c = self.counters
+            return {
+                "dry_run": self.dry_run,
+                "other_apps": self.other_apps.value,
+                "interval_s": self.interval,
+                "exclude_file": str(self.exclude.path),
+                "rm": self.rm.active_address or (self.rm.addresses[0] if self.rm.addresses else None),
+                "last_poll_ok": c.last_poll_ok,
+                "last_error": c.last_error,
+                "nodes_decommissioning": sorted(n.host for n in self._nodes if n.state == "DECOMMISSIONING"),
+                "waiting": dict(self._waiting),
+                "apps": {a: {"let_go": sorted(s.report.let_go), "received": s.received}
+                         for a, s in sorted(self._apps.items())},
+                "releases": [r.to_json() for r in self._releases],
+                "counters": {"polls": c.polls, "poll_errors": c.poll_errors, "releases": c.releases,
+                             "release_errors": c.release_errors, "reports": c.reports,
+                             "unauthenticated": c.unauthenticated, "bad_requests": c.bad_requests},
+            }
+
+    def metrics(self) -> str:
+        """Prometheus text exposition."""
+        s = self.status()
+        c = s["counters"]
+        healthy, age = self.healthy()
+        lines = []
+
+        def metric(name: str, kind: str, help_: str, value: float) -> None:
+            lines.extend([f"# HELP decom_agent_{name} {help_}", f"# TYPE decom_agent_{name} {kind}",
+                          f"decom_agent_{name} {value:g}"])
+
+        metric("polls_total", "counter", "RM node polls.", c["polls"])
+        metric("poll_errors_total", "counter", "RM node polls that failed.", c["poll_errors"])
+        metric("releases_total", "counter", "Nodes finished early (not dry-run).", c["releases"])
+        metric("release_errors_total", "counter", "Releases refused or failed.", c["release_errors"])
+        metric("reports_total", "counter", "Authenticated driver reports.", c["reports"])
+        metric("unauthenticated_requests_total", "counter", "Requests refused: bad or no signature.",
+               c["unauthenticated"])
+        metric("bad_requests_total", "counter", "Authenticated requests that were malformed.", c["bad_requests"])
+        metric("apps_reporting", "gauge", "Apps whose driver reports to the agent.", len(s["apps"]))
+        metric("nodes_decommissioning", "gauge", "DECOMMISSIONING nodes at the last poll.",
+               len(s["nodes_decommissioning"]))
+        metric("up", "gauge", "1 if the last RM poll is recent.", 1 if healthy else 0)
+        metric("last_poll_age_seconds", "gauge", "Seconds since the last good RM poll (-1: none yet).",
+               -1 if age is None else age)
+        return "\n".join(lines) + "\n"

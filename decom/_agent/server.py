@@ -1,0 +1,113 @@
+"""The agent's HTTP endpoint: drivers' signed reports in; health, metrics and status out.
+
+- ``POST /v1/apps/<app id>``: an :class:`~.wire.AppReport`, signed (see :mod:`.wire`);
+- ``GET /healthz``: 200 while the RM is polled, else 503;
+- ``GET /metrics``: Prometheus text;
+- ``GET /v1/status``: what the agent sees and has done (``decom agent status``).
+
+Reads change nothing and need no signature; bind the endpoint where only the cluster reaches it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from .agent import Agent
+from .wire import AppReport, WireError, verify
+
+__all__ = ["AgentServer"]
+
+log = logging.getLogger("decom.agent")
+_APP_PATH = re.compile(r"^/v1/apps/([A-Za-z0-9_]{1,64})$")
+_MAX_BODY = 1 << 20
+
+
+class AgentServer:
+    """Serves ``agent`` on ``host:port`` (port 0: any free one, see :attr:`port`) in a daemon thread."""
+
+    def __init__(self, agent: Agent, secret: bytes, host: str = "127.0.0.1", port: int = 0) -> None:
+        handler = _handler(agent, secret)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="decom-agent-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = str(self._server.server_address[0])
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
+
+    def start(self) -> AgentServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler(agent: Agent, secret: bytes) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "decom-agent"
+        sys_version = ""
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            log.debug("decom agent: %s %s", self.address_string(), format % args)
+
+        def _reply(self, code: int, body: dict[str, Any] | str, content_type: str = "application/json") -> None:
+            data = (body if isinstance(body, str) else json.dumps(body, sort_keys=True)).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if self.path == "/healthz":
+                ok, age = agent.healthy()
+                self._reply(200 if ok else 503, {"ok": ok, "last_poll_age_s": age})
+            elif self.path == "/metrics":
+                self._reply(200, agent.metrics(), "text/plain; version=0.0.4")
+            elif self.path == "/v1/status":
+                self._reply(200, agent.status())
+            else:
+                self._reply(404, {"error": "no such endpoint: GET /healthz, /metrics, /v1/status"})
+
+        def do_POST(self) -> None:  # noqa: N802
+            m = _APP_PATH.match(self.path)
+            if m is None:
+                self._reply(404, {"error": "no such endpoint: POST /v1/apps/<application id>"})
+                return
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0 or length > _MAX_BODY:
+                agent.count("bad_requests")
+                self._reply(400, {"error": f"Content-Length must be 0..{_MAX_BODY}"})
+                return
+            body = self.rfile.read(length)
+            why = verify(secret, "POST", self.path, body, self.headers)
+            if why is not None:
+                agent.count("unauthenticated")
+                log.warning("decom agent: refused a report from %s: %s", self.address_string(), why)
+                self._reply(401, {"error": f"unauthenticated: {why}"})
+                return
+            try:
+                report = AppReport.parse(body, m.group(1))
+            except WireError as e:
+                agent.count("bad_requests")
+                self._reply(400, {"error": str(e)})
+                return
+            agent.app_reported(report)
+            self._reply(200, {"accepted": True})
+
+    return Handler

@@ -1,0 +1,328 @@
+"""The decom agent's decisions and its endpoint, with the RM behind httpx.MockTransport and YARN's admin
+tools replaced by a recording stand-in (what the real ones do is shown on the lab, tests/yarn/test_agent.py).
+The exclude file, the HTTP endpoint and the driver's link are the real ones."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from decom._agent import Agent, AgentServer, AppReport, ExcludeFile, OtherApps, sign
+from decom._agent.yarn_admin import NodeApps
+from decom._driver.agent_link import AgentLink
+from decom._errors import AgentError, ExcludeFileError
+from decom._yarn import ResourceManagerClient
+
+SECRET = b"0123456789abcdef0123456789abcdef"
+APP_A = "application_1700000000000_0001"
+APP_B = "application_1700000000000_0002"
+
+
+def rm_node(host: str, state: str, containers: int = 0) -> dict[str, Any]:
+    return {"id": f"{host}:8041", "nodeHostName": host, "state": state, "numContainers": containers,
+            "nodeHTTPAddress": f"{host}:8042" if state not in ("DECOMMISSIONED", "LOST") else ""}
+
+
+class FakeRM:
+    def __init__(self) -> None:
+        self.nodes: list[dict[str, Any]] = []
+        self.down = False
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json={"nodes": {"node": self.nodes}})
+
+
+class FakeAdmin:
+    """YarnAdmin's three calls, recorded; apps per host and RPC timeouts set by the test."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, set[str]] = {}
+        self.timeouts: dict[str, int | None] = {}
+        self.timeouts_fail = False
+        self.refreshes = 0
+
+    def node_apps(self, node: str, http_address: str) -> NodeApps:
+        return NodeApps(node, frozenset(self.apps.get(node, set())))
+
+    def decommissioning_timeouts(self) -> dict[str, int | None]:
+        if self.timeouts_fail:
+            raise AgentError("cannot read the decommissioning timeouts: RM down")
+        return dict(self.timeouts)
+
+    def refresh_nodes_graceful(self) -> None:
+        self.refreshes += 1
+
+
+def exclude_xml(hosts: dict[str, int | None]) -> str:
+    items = "".join(f"<host><name>{h}</name>{'' if t is None else f'<timeout>{t}</timeout>'}</host>"
+                    for h, t in hosts.items())
+    return f'<?xml version="1.0"?>\n<hosts>{items}</hosts>\n'
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Any:
+    rm = FakeRM()
+    admin = FakeAdmin()
+    path = tmp_path / "exclude.xml"
+    path.write_text(exclude_xml({"d1": 3600}))
+    client = ResourceManagerClient(["http://rm:8088"], transport=httpx.MockTransport(rm.handler))
+
+    def make(**kw: Any) -> Agent:
+        return Agent(client, admin, ExcludeFile(path), records=tmp_path / "releases.jsonl", **kw)  # type: ignore[arg-type]
+
+    return rm, admin, path, make
+
+
+def test_a_node_is_released_once_every_app_there_lets_go(setup: Any) -> None:
+    rm, admin, path, make = setup
+    agent = make()
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING"), rm_node("r1", "RUNNING", 3)]
+    admin.apps = {"d1": {APP_A, APP_B}}
+    agent.app_reported(AppReport(APP_A, frozenset({"d1"}), 1.0))
+    agent.app_reported(AppReport(APP_B, frozenset(), 1.0))
+    agent.poll_once()
+    assert admin.refreshes == 0 and ExcludeFile(path).read() == {"d1": 3600}, "released while B holds the node"
+    assert agent.status()["waiting"]["d1"] == {"apps_holding": [APP_B], "other_apps": []}
+    agent.app_reported(AppReport(APP_B, frozenset({"d1"}), 2.0))
+    agent.poll_once()
+    assert admin.refreshes == 1 and ExcludeFile(path).read() == {"d1": 0}
+    release = agent.status()["releases"][0]
+    assert release["apps_agreed"] == [APP_A, APP_B] and release["previous_timeout"] == 3600
+    agent.poll_once()
+    assert admin.refreshes == 1, "released twice"
+    # Once YARN has it DECOMMISSIONED, the host's own timeout is back (a 0 would kill a later decommission).
+    rm.nodes = [rm_node("d1", "DECOMMISSIONED")]
+    agent.poll_once()
+    assert ExcludeFile(path).read() == {"d1": 3600}
+    lines = [json.loads(x) for x in (path.parent / "releases.jsonl").read_text().splitlines()]
+    assert [x["event"] for x in lines] == ["released", "restored"]
+
+
+def test_an_older_report_arriving_late_does_not_win(setup: Any) -> None:
+    rm, admin, path, make = setup
+    agent = make()
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING")]
+    admin.apps = {"d1": {APP_A}}
+    agent.app_reported(AppReport(APP_A, frozenset(), 5.0))  # re-excluded: holds the node again
+    agent.app_reported(AppReport(APP_A, frozenset({"d1"}), 4.0))
+    agent.poll_once()
+    assert admin.refreshes == 0
+
+
+def test_containers_on_the_node_hold_it(setup: Any) -> None:
+    rm, admin, _, make = setup
+    agent = make()
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING", containers=1)]
+    admin.apps = {"d1": {APP_A}}
+    agent.app_reported(AppReport(APP_A, frozenset({"d1"}), 1.0))
+    agent.poll_once()
+    assert admin.refreshes == 0 and agent.status()["waiting"]["d1"] == {"containers": 1}
+
+
+@pytest.mark.parametrize("other_apps,released", [(OtherApps.WAIT, False), (OtherApps.RELEASE, True)])
+def test_apps_without_decom_hold_the_node_only_under_wait(setup: Any, other_apps: OtherApps, released: bool) -> None:
+    rm, admin, path, make = setup
+    agent = make(other_apps=other_apps)
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING")]
+    admin.apps = {"d1": {APP_A, APP_B}}  # B never reports (MapReduce, or Spark without decom)
+    agent.app_reported(AppReport(APP_A, frozenset({"d1"}), 1.0))
+    agent.poll_once()
+    assert (admin.refreshes == 1) is released
+    assert (ExcludeFile(path).read()["d1"] == 0) is released
+    if released:
+        assert agent.status()["releases"][0]["other_apps"] == [APP_B]
+
+
+def test_other_decommissioning_hosts_get_their_timeouts_written_before_a_bare_refresh(setup: Any) -> None:
+    rm, admin, path, make = setup
+    path.write_text(exclude_xml({"d1": 3600, "d2": None, "gone": None}))
+    agent = make()
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING"), rm_node("d2", "DECOMMISSIONING", 2),
+                rm_node("gone", "DECOMMISSIONED")]
+    admin.apps = {"d1": {APP_A}}
+    admin.timeouts = {"d1": 3600, "d2": 7200}
+    agent.app_reported(AppReport(APP_A, frozenset({"d1"}), 1.0))
+    agent.poll_once()
+    assert ExcludeFile(path).read() == {"d1": 0, "d2": 7200, "gone": None}
+    assert admin.refreshes == 1
+
+
+def test_no_release_when_the_other_hosts_timeouts_cannot_be_read(setup: Any) -> None:
+    rm, admin, path, make = setup
+    path.write_text(exclude_xml({"d1": 3600, "d2": None}))
+    before = path.read_bytes()
+    agent = make()
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING"), rm_node("d2", "DECOMMISSIONING", 2)]
+    admin.apps = {"d1": {APP_A}}
+    admin.timeouts_fail = True
+    agent.app_reported(AppReport(APP_A, frozenset({"d1"}), 1.0))
+    agent.poll_once()
+    assert path.read_bytes() == before and admin.refreshes == 0
+    assert "RM down" in agent.status()["last_error"]
+
+
+def test_no_refresh_while_the_file_lists_a_host_still_in_service(setup: Any) -> None:
+    """An operator wrote r1 into the file but has not refreshed yet: a refresh would start its decommission."""
+    rm, admin, path, make = setup
+    path.write_text(exclude_xml({"d1": 3600, "r1": 600}))
+    before = path.read_bytes()
+    agent = make()
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING"), rm_node("r1", "RUNNING", 1)]
+    admin.apps = {"d1": {APP_A}}
+    agent.app_reported(AppReport(APP_A, frozenset({"d1"}), 1.0))
+    agent.poll_once()
+    assert path.read_bytes() == before and admin.refreshes == 0
+    assert "r1" in agent.status()["last_error"]
+
+
+def test_a_host_not_in_the_exclude_file_is_never_added(setup: Any) -> None:
+    rm, admin, path, make = setup
+    before = path.read_bytes()
+    agent = make()
+    rm.nodes = [rm_node("elsewhere", "DECOMMISSIONING")]
+    admin.apps = {"elsewhere": {APP_A}}
+    agent.app_reported(AppReport(APP_A, frozenset({"elsewhere"}), 1.0))
+    agent.poll_once()
+    assert path.read_bytes() == before and admin.refreshes == 0
+    assert "not in the exclude file" in agent.status()["last_error"]
+
+
+def test_dry_run_changes_nothing_and_records_what_it_would_do(setup: Any) -> None:
+    rm, admin, path, make = setup
+    before = path.read_bytes()
+    agent = make(dry_run=True)
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING")]
+    admin.apps = {"d1": {APP_A}}
+    agent.app_reported(AppReport(APP_A, frozenset({"d1"}), 1.0))
+    agent.poll_once()
+    agent.poll_once()
+    assert path.read_bytes() == before and admin.refreshes == 0
+    assert [(r["host"], r["dry_run"]) for r in agent.status()["releases"]] == [("d1", True)]
+
+
+def test_nothing_is_released_while_the_rm_cannot_be_read(setup: Any) -> None:
+    rm, admin, path, make = setup
+    agent = make()
+    rm.down = True
+    agent.poll_once()
+    assert admin.refreshes == 0 and agent.status()["counters"]["poll_errors"] == 1
+    assert agent.healthy()[0] is False
+
+
+def test_a_non_xml_exclude_file_stops_the_agent_at_start(setup: Any) -> None:
+    _, _, path, make = setup
+    path.write_text("d1\nd2\n")
+    with pytest.raises(ExcludeFileError, match="XML"):
+        make()
+
+
+# ---- the endpoint --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served(setup: Any) -> Any:
+    rm, admin, path, make = setup
+    agent = make()
+    server = AgentServer(agent, SECRET).start()
+    yield agent, server, rm, admin
+    server.stop()
+
+
+def _post(server: AgentServer, body: bytes, secret: bytes = SECRET, app: str = APP_A, **headers: str) -> httpx.Response:
+    path = f"/v1/apps/{app}"
+    signed = sign(secret, "POST", path, body)
+    return httpx.post(server.url + path, content=body, headers={**signed, **headers}, trust_env=False)
+
+
+def test_a_signed_report_is_accepted(served: Any) -> None:
+    agent, server, _, _ = served
+    body = json.dumps(AppReport(APP_A, frozenset({"d1"}), 1.0).to_json()).encode()
+    assert _post(server, body).status_code == 200
+    assert agent.status()["apps"][APP_A]["let_go"] == ["d1"]
+
+
+@pytest.mark.parametrize("case", ["wrong secret", "unsigned", "replayed", "tampered"])
+def test_unauthenticated_reports_change_nothing(served: Any, case: str) -> None:
+    agent, server, _, _ = served
+    body = json.dumps(AppReport(APP_A, frozenset({"d1"}), 1.0).to_json()).encode()
+    path = f"/v1/apps/{APP_A}"
+    if case == "wrong secret":
+        resp = _post(server, body, secret=b"not-the-secret-at-all-0000000000")
+    elif case == "unsigned":
+        resp = httpx.post(server.url + path, content=body, trust_env=False)
+    elif case == "replayed":
+        resp = httpx.post(server.url + path, content=body, trust_env=False,
+                          headers=sign(SECRET, "POST", path, body, now=time.time() - 3600))
+    else:
+        headers = sign(SECRET, "POST", path, body)
+        resp = httpx.post(server.url + path, content=body.replace(b"d1", b"d9"), headers=headers, trust_env=False)
+    assert resp.status_code == 401
+    assert agent.status()["apps"] == {} and agent.status()["counters"]["unauthenticated"] == 1
+
+
+@pytest.mark.parametrize("body,why", [
+    (b"\xff\xfe garbage", "not JSON"),
+    (b"[1, 2]", "JSON object"),
+    (b'{"app_id": "x"}', "YARN application id"),
+    (json.dumps({"app_id": APP_B}).encode(), "not the one in the path"),
+    (json.dumps({"app_id": APP_A, "let_go": "d1"}).encode(), "list of host"),
+    (json.dumps({"app_id": APP_A, "let_go": ["d1; rm -rf /"]}).encode(), "list of host"),
+])
+def test_garbage_is_refused_with_what_is_wrong(served: Any, body: bytes, why: str) -> None:
+    agent, server, _, _ = served
+    resp = _post(server, body)
+    assert resp.status_code == 400 and why in resp.json()["error"]
+    assert agent.status()["apps"] == {}
+
+
+def test_health_and_metrics(served: Any) -> None:
+    agent, server, rm, _ = served
+    assert httpx.get(server.url + "/healthz", trust_env=False).status_code == 503, "healthy before any poll"
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING", 1)]
+    agent.poll_once()
+    assert httpx.get(server.url + "/healthz", trust_env=False).status_code == 200
+    text = httpx.get(server.url + "/metrics", trust_env=False).text
+    assert "decom_agent_polls_total 1" in text and "decom_agent_nodes_decommissioning 1" in text
+    assert "decom_agent_up 1" in text
+
+
+def test_the_drivers_link_reports_and_retries_until_the_agent_is_back(served: Any, tmp_path: Path) -> None:
+    agent, server, rm, admin = served
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(SECRET + b"\n")
+    let_go: set[str] = set()
+    port = server.port
+    server.stop()  # the agent is down when the driver starts
+    link = AgentLink(f"http://127.0.0.1:{port}", str(secret_file), APP_A, lambda: frozenset(let_go),
+                     heartbeat=0.2).start()
+    try:
+        time.sleep(0.5)
+        assert link.sent == 0
+        again = AgentServer(agent, SECRET, port=port).start()
+        try:
+            let_go.add("d1")
+            link.changed()
+            deadline = time.monotonic() + 10
+            while agent.status()["apps"].get(APP_A, {}).get("let_go") != ["d1"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert agent.status()["apps"][APP_A]["let_go"] == ["d1"], "the link never got through"
+        finally:
+            again.stop()
+    finally:
+        link.stop()
+
+
+def test_the_link_refuses_a_missing_or_short_secret(tmp_path: Path) -> None:
+    with pytest.raises(AgentError, match="secretFile is not"):
+        AgentLink("http://127.0.0.1:1", "", APP_A, frozenset)
+    short = tmp_path / "s"
+    short.write_text("abc")
+    with pytest.raises(AgentError, match="at least 16 bytes"):
+        AgentLink("http://127.0.0.1:1", str(short), APP_A, frozenset)
