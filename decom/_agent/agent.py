@@ -18,10 +18,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from .._agent_contract import HEARTBEAT_S, AppReport
 from .._errors import AgentError, DecomError
 from .._yarn.client import ResourceManagerClient, RMNode
 from .exclude_file import ExcludeFile
-from .wire import HEARTBEAT_S, AppReport
 from .yarn_admin import YarnAdmin
 
 __all__ = ["Agent", "OtherApps", "Release"]

@@ -17,8 +17,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .._agent_contract import AppReport, WireError, verify
 from .agent import Agent
-from .wire import AppReport, WireError, verify
 
 __all__ = ["AgentServer"]
 

@@ -40,7 +40,7 @@ def default_timeouts_command() -> list[str]:
     beyond the configuration and ``yarn rmadmin``)."""
     import pyspark
 
-    from .._driver.api import jar_path
+    from .._jar import jar_path
 
     jars = Path(pyspark.__file__).parent / "jars"
     conf = os.environ.get("HADOOP_CONF_DIR") or os.environ.get("YARN_CONF_DIR") or ""

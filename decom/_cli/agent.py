@@ -57,7 +57,7 @@ def run(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, excl
         records: Path | None) -> None:
     """Run the agent in the foreground (logs to stderr; stop with SIGTERM or Ctrl-C)."""
     from .._agent import Agent, AgentServer, ExcludeFile, OtherApps, YarnAdmin, default_timeouts_command
-    from .._agent.wire import read_secret
+    from .._agent_contract import read_secret
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     host, port = _bind(bind)

@@ -1,6 +1,6 @@
 """The driver's side of the cluster agent (``spark.decom.agent.url``): it reports which DECOMMISSIONING
 nodes the app holds nothing on any more (the controller's "let go"), on every change and every
-heartbeat, signed with the shared secret. The contract is in :mod:`decom._agent.wire`.
+heartbeat, signed with the shared secret. The contract is in :mod:`decom._agent_contract`.
 
 A report that fails (agent down, 5xx) is retried with backoff; meanwhile nothing is released, so the
 nodes wait for the app, as without an agent. A 400/401 is a set-up error: logged once per outage.
@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from .._agent.wire import HEARTBEAT_S, AppReport, read_secret, sign
+from .._agent_contract import HEARTBEAT_S, AppReport, read_secret, sign
 from .._errors import AgentError
 from .._redact import display_url
 

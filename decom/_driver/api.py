@@ -9,8 +9,8 @@ import threading
 from typing import Any, TypeVar
 
 from .._errors import ShimNotFoundError
+from .._jar import jar_path
 from .._redact import SPARK_REDACTION_DEFAULT, USERINFO_REDACTION
-from .._version import PACKAGE_DIR, __version__
 from .config import DecomConfig
 from .controller import Controller
 from .jvm import JvmShim, _spark_context
@@ -23,18 +23,6 @@ B = TypeVar("B")
 
 _controllers: dict[int, Controller] = {}
 _lock = threading.Lock()
-
-
-def jar_path() -> str:
-    """The shim jar of this decom version: the one inside the wheel, or a source tree's build."""
-    here = PACKAGE_DIR
-    name = f"decom-shim-{__version__}.jar"
-    for candidate in (here / "jars" / name, here.parent / "jvm-shim" / "target" / name):
-        if candidate.is_file():
-            return str(candidate)
-    raise ShimNotFoundError(
-        f"{name} is neither inside the decom package nor built in this source tree: "
-        "install the decom wheel, or run `make jar` in the decom checkout.")
 
 
 def _append(options: dict[str, Any], key: str, value: str) -> None:

@@ -71,11 +71,16 @@ def test_no_import_cycle_among_decom_modules() -> None:
 
 
 def test_the_parts_keep_apart() -> None:
-    """The driver side and the shared-cluster side don't import each other; the YARN client and the
-    shared modules import neither; nothing but the CLI imports the CLI."""
+    """The driver side, the shared-cluster side and the agent don't import each other (driver and agent
+    share only their wire contract); the YARN client and the shared modules import none of them; nothing
+    but the CLI imports the CLI."""
     graph = _imports()
     allowed = {
-        "_driver": {"_driver", "_yarn", "_errors", "_redact", "_units", "_version", "_http"},
+        "_driver": {"_driver", "_yarn", "_errors", "_redact", "_units", "_version", "_http", "_jar",
+                    "_agent_contract"},
+        "_agent": {"_agent", "_yarn", "_errors", "_redact", "_units", "_http", "_jar", "_agent_contract"},
+        "_agent_contract": {"_errors"},
+        "_jar": {"_errors", "_version"},
         "_sessions": {"_sessions", "_yarn", "_errors", "_redact", "_units", "_http"},
         "_yarn": {"_yarn", "_errors", "_redact", "_units", "_http"},
         "_http": {"_errors", "_redact"},
@@ -86,4 +91,4 @@ def test_the_parts_keep_apart() -> None:
     wrong = sorted(f"{m} imports {t}" for m, targets in graph.items() for t in targets
                    if _part(m) in allowed and _part(t) not in allowed[_part(m)] | {_part(m)})
     assert wrong == []
-    assert {_part(m) for m in graph} >= {"_driver", "_sessions", "_yarn", "_cli"}
+    assert {_part(m) for m in graph} >= {"_driver", "_sessions", "_yarn", "_cli", "_agent"}

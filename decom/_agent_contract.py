@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._errors import AgentError
+from ._errors import AgentError
 
 __all__ = ["AppReport", "WireError", "sign", "verify", "read_secret", "HEARTBEAT_S", "MAX_SKEW_S"]
 
