@@ -31,7 +31,7 @@ from ._errors import AgentError
 __all__ = ["AppReport", "WireError", "sign", "verify", "read_secret", "HEARTBEAT_S", "MAX_SKEW_S"]
 
 #: How often a driver repeats its report while nothing changes.
-HEARTBEAT_S = 30.0
+HEARTBEAT_S = 10.0
 #: How far a request's timestamp may be from the agent's clock (replays older than this are refused).
 MAX_SKEW_S = 300.0
 TIMESTAMP_HEADER = "X-Decom-Timestamp"

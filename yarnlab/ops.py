@@ -202,7 +202,8 @@ class ClusterOps(LabLayout):
                 "--exclude-file", str(self.exclude_path), "--secret-file", str(self.agent_secret_file),
                 "--bind", f"{net.BRIDGE_IP}:{config.AGENT_PORT}", "--interval", "1s", "--other-apps", other_apps,
                 "--rmadmin", shlex.join(self._rmadmin_argv(())),
-                "--records", str(self.log_dir / "agent-releases.jsonl")]
+                "--records", str(self.log_dir / "agent-releases.jsonl"),
+                "--state-file", str(self.workdir / "agent-state.json")]
         if dry_run:
             argv.append("--dry-run")
         env = self._env(self.hadoop_conf_dir)

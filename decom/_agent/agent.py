@@ -88,7 +88,7 @@ class Agent:
 
     def __init__(self, rm: ResourceManagerClient, admin: YarnAdmin, exclude: ExcludeFile, *,
                  interval: float = 2.0, other_apps: OtherApps = OtherApps.WAIT, dry_run: bool = False,
-                 records: Path | None = None) -> None:
+                 records: Path | None = None, state_file: Path | None = None) -> None:
         self.rm = rm
         self.admin = admin
         self.exclude = exclude
@@ -104,6 +104,9 @@ class Agent:
         self.counters = _Counters()
         self._stop = threading.Event()
         exclude.read()  # a missing, unreadable or non-XML exclude file stops the agent at start
+        # The apps' last reports and the releases not yet restored survive a restart of the agent.
+        self.state_file = state_file
+        self._load_state()
 
     # ---- what drivers send ----------------------------------------------------------------------
 
@@ -116,6 +119,7 @@ class Agent:
             self.counters.reports += 1
         if old is None or old.report.let_go != report.let_go:
             log.info("decom agent: %s lets go of %s", report.app_id, sorted(report.let_go) or "no node")
+            self._save_state()
 
     def count(self, what: str) -> None:
         with self._lock:
@@ -273,6 +277,7 @@ class Agent:
             log.info("decom agent: %s is %s: its per-host timeout is %s again", r.host, state.get(r.host),
                      r.previous_timeout)
             self._append_record({"event": "restored", **r.to_json()})
+        self._save_state()
 
     def _record(self, r: Release) -> None:
         with self._lock:
@@ -281,6 +286,37 @@ class Agent:
             if not r.dry_run:
                 self.counters.releases += 1
         self._append_record({"event": "released", **r.to_json()})
+        self._save_state()
+
+    def _save_state(self) -> None:
+        if self.state_file is None:
+            return
+        with self._lock:
+            state = {"apps": {a: {**s.report.to_json(), "received": s.received} for a, s in self._apps.items()},
+                     "releases": [r.to_json() for r in self._releases if not r.dry_run and r.restored_at is None]}
+        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(state, sort_keys=True))
+            tmp.replace(self.state_file)
+        except OSError as e:
+            log.warning("decom agent: cannot save its state to %s: %s", self.state_file, e)
+
+    def _load_state(self) -> None:
+        if self.state_file is None or not self.state_file.exists():
+            return
+        try:
+            state = json.loads(self.state_file.read_text())
+            apps = {a: _App(AppReport(a, frozenset(v["let_go"]), float(v["sent_at"])), float(v["received"]))
+                    for a, v in state["apps"].items()}
+            releases = [Release(**{**r, "apps_agreed": tuple(r["apps_agreed"]), "other_apps": tuple(r["other_apps"])})
+                        for r in state["releases"]]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("decom agent: ignoring its unreadable state file %s (apps report again within %g s): %s",
+                        self.state_file, HEARTBEAT_S, e)
+            return
+        self._apps, self._releases = apps, releases
+        log.info("decom agent: state from %s: %d app(s), %d release(s) to restore", self.state_file, len(apps),
+                 len(releases))
 
     def _append_record(self, item: dict[str, Any]) -> None:
         if self.records is None:

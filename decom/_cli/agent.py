@@ -52,9 +52,11 @@ def _bind(value: str) -> tuple[str, int]:
               "(default: the decom jar's RPC reader with pyspark's Hadoop client and HADOOP_CONF_DIR).")
 @click.option("--records", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Append every release as a JSON line to this file.")
+@click.option("--state-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep the apps' reports and the releases to restore here, so a restart loses neither.")
 def run(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, exclude_file: Path, secret_file: Path,
         bind: str, interval: str, other_apps: str, dry_run: bool, rmadmin: str, timeouts_cmd: str,
-        records: Path | None) -> None:
+        records: Path | None, state_file: Path | None) -> None:
     """Run the agent in the foreground (logs to stderr; stop with SIGTERM or Ctrl-C)."""
     from .._agent import Agent, AgentServer, ExcludeFile, OtherApps, YarnAdmin, default_timeouts_command
     from .._agent_contract import read_secret
@@ -71,7 +73,8 @@ def run(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, excl
         admin = YarnAdmin(shlex.split(rmadmin), shlex.split(timeouts_cmd) if timeouts_cmd
                           else default_timeouts_command())
         the_agent = Agent(client, admin, ExcludeFile(exclude_file), interval=seconds,
-                          other_apps=OtherApps(other_apps), dry_run=dry_run, records=records)
+                          other_apps=OtherApps(other_apps), dry_run=dry_run, records=records,
+                          state_file=state_file)
         server = AgentServer(the_agent, secret, host, port).start()
     except (AgentError, OSError) as e:
         raise fail(str(e), EXIT_USAGE) from None

@@ -24,7 +24,7 @@ from .._redact import display_url
 __all__ = ["AgentLink"]
 
 log = logging.getLogger("decom")
-_BACKOFF_MAX = 30.0
+_BACKOFF_MAX = 5.0
 
 
 class AgentLink:

@@ -216,6 +216,25 @@ def test_nothing_is_released_while_the_rm_cannot_be_read(setup: Any) -> None:
     assert agent.healthy()[0] is False
 
 
+def test_a_restarted_agent_keeps_the_apps_reports_and_what_it_must_restore(setup: Any, tmp_path: Path) -> None:
+    rm, admin, path, make = setup
+    state = tmp_path / "agent-state.json"
+    agent = make(state_file=state)
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING")]
+    admin.apps = {"d1": {APP_A, APP_B}}
+    agent.app_reported(AppReport(APP_A, frozenset({"d1"}), 1.0))
+    agent.poll_once()
+    assert admin.refreshes == 0  # B ran there and never reported: it holds the node under wait
+    again = make(state_file=state, other_apps=OtherApps.RELEASE)
+    assert again.status()["apps"][APP_A]["let_go"] == ["d1"], "the report was lost with the restart"
+    again.poll_once()
+    assert admin.refreshes == 1 and ExcludeFile(path).read() == {"d1": 0}
+    third = make(state_file=state)  # restarted once more before the node is gone
+    rm.nodes = [rm_node("d1", "DECOMMISSIONED")]
+    third.poll_once()
+    assert ExcludeFile(path).read() == {"d1": 3600}, "the agent's 0 outlived the restart"
+
+
 def test_a_non_xml_exclude_file_stops_the_agent_at_start(setup: Any) -> None:
     _, _, path, make = setup
     path.write_text("d1\nd2\n")
