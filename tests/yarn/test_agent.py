@@ -43,11 +43,27 @@ def _start_on(lab: Any, hosts: set[str], avoid_am: str, **kw: Any) -> SparkApp:
     raise AssertionError(f"the AM landed on {avoid_am} six times in a row")
 
 
+def _rpc_timeouts(lab: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, int | None]:
+    """What the agent writes for the other DECOMMISSIONING hosts before a bare `-refreshNodes -g`: each
+    one's timeout as the RM's client RPC reports it (REST has none), read by the decom jar's reader run on
+    its own with pyspark's Hadoop client and the cluster's configuration."""
+    from decom._agent import YarnAdmin, default_timeouts_command
+
+    monkeypatch.setenv("HADOOP_CONF_DIR", str(lab.hadoop_conf_dir))
+    monkeypatch.setenv("JAVA_HOME", lab.spark_env()["JAVA_HOME"])
+    admin = YarnAdmin(["true"], default_timeouts_command())
+    try:
+        return admin.decommissioning_timeouts()
+    finally:
+        admin.close()
+
+
 def _rm_state(lab: Any, app: SparkApp) -> str:
     return str(lab.rest(f"/ws/v1/cluster/apps/{app.app_id}")["app"]["state"])
 
 
-def test_a_node_two_decom_apps_let_go_of_is_freed_by_the_agent_while_both_stay_up(lab: Any) -> None:
+def test_a_node_two_decom_apps_let_go_of_is_freed_by_the_agent_while_both_stay_up(
+        lab: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch app (shuffle + cached data on a node) and an idle notebook-like session (one executor
     there) share a node, gracefully decommissioned with a 1 h timeout. Without the agent, both apps let
     go of it (the batch's data moved off) and YARN still holds it DECOMMISSIONING. With the agent, it is
@@ -67,6 +83,7 @@ def test_a_node_two_decom_apps_let_go_of_is_freed_by_the_agent_while_both_stay_u
             _wait("both apps let go of the node",
                   lambda: bool(_node(batch, victim).get("let_go_at")) and bool(_node(session, victim).get("let_go_at")),
                   timeout=120)
+            rpc = _rpc_timeouts(lab, monkeypatch)
             time.sleep(15)
             held = lab.node_states()[victim]
             t_agent = time.time()
@@ -86,6 +103,7 @@ def test_a_node_two_decom_apps_let_go_of_is_freed_by_the_agent_while_both_stay_u
           f"{states}; re-read: map tasks {again['maps_computed']}, cached {again['cached_computed']}, "
           f"fetch failures {rep['fetch_failures']}")
     assert held == "DECOMMISSIONING", "Apache YARN let the node go without the agent"
+    assert rpc == {victim: TIMEOUT_S}, f"the agent's RPC reader: {rpc}"
     assert gone_s < 30, f"the agent took {gone_s:.0f}s"
     assert states == ("RUNNING", "RUNNING"), "an app did not stay up"
     assert not again["aborted"], again["error"]
@@ -132,3 +150,4 @@ def test_an_app_without_decom_holds_the_node_under_wait_and_not_under_release(la
     assert gone_s < 30
     assert release["apps_agreed"] == [with_decom.app_id] and release["other_apps"] == [plain.app_id]
     assert states == ("RUNNING", "RUNNING")
+

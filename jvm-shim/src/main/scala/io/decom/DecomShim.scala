@@ -158,6 +158,9 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
    * executors to move: an output moved off a node before decom excluded it (by Spark's own YARN trigger,
    * shuffle service off) is still the node's. Pruned to the tracker's outputs as it grows. */
   private val writers = mutable.HashMap.empty[(Int, Long), (String, String)]
+  /** The data size of each map output a migration placed on a receiver (Spark reports only migrated
+   * shuffle blocks to the master), counted for the node it left whenever decom sees the move. */
+  private val migratedBlockBytes = mutable.HashMap.empty[(Int, Long), Long]
   private var writersAfterPrune = 0
   private val jobStages = mutable.Map.empty[Int, Seq[Int]]
   /** Tasks started minus ended per executor, as the listener saw them (results already handled). */
@@ -628,6 +631,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
       val moved = n.outputsSeen.keys.filter(k => !n.migrated.contains(k) && locs.get(k).exists(_._2 != h)).toSeq
       if (moved.nonEmpty) {
         n.migrated ++= moved
+        countBytes(n)
         n.lastMigrationAt = Some(t)
         SparkInternals.bumpEpoch(sc)
         val left = locs.count(_._2._2 == h)
@@ -667,12 +671,15 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     }
   }
 
-  /** A block a told executor moved: shuffle data blocks count the bytes moved off their node. */
+  /** A block a told executor moved (also before decom excluded its node, by Spark's own trigger). */
   private[decom] def blockUpdated(shuffle: Int, mapId: Long, host: String, bytes: Long): Unit = synchronized {
-    nodes.values.foreach { n =>
-      if (n.wholeHost.exists(_ != host) && n.outputsSeen.contains((shuffle, mapId))) n.bytesMigrated += bytes
-    }
+    if (!tellExecutors) return
+    migratedBlockBytes((shuffle, mapId)) = bytes
+    nodes.values.filter(n => n.migrated.contains((shuffle, mapId))).foreach(countBytes)
   }
+
+  private def countBytes(n: NodeRecord): Unit =
+    n.bytesMigrated = n.migrated.iterator.map(k => migratedBlockBytes.getOrElse(k, 0L)).sum
 
   private def holdsOutputs(n: NodeRecord): Boolean =
     SparkInternals.outputsMatching(outputsOf(n.target, n.executorsExcluded)).nonEmpty
