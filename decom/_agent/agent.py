@@ -329,6 +329,12 @@ class Agent:
 
     # ---- what it says ------------------------------------------------------------------------------------
 
+    def nodes_snapshot(self) -> tuple[float | None, list[RMNode]]:
+        """When the RM's nodes were last read (epoch seconds; None: never) and what it said: what drivers
+        with spark.decom.agent.url poll instead of the RM."""
+        with self._lock:
+            return self.counters.last_poll_ok, list(self._nodes)
+
     def healthy(self) -> tuple[bool, float | None]:
         """Whether the last good RM poll is recent (within 3 intervals + the RM timeout); its age."""
         with self._lock:

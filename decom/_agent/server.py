@@ -3,7 +3,9 @@
 - ``POST /v1/apps/<app id>``: an :class:`~.wire.AppReport`, signed (see :mod:`.wire`);
 - ``GET /healthz``: 200 while the RM is polled, else 503;
 - ``GET /metrics``: Prometheus text;
-- ``GET /v1/status``: what the agent sees and has done (``decom agent status``).
+- ``GET /v1/status``: what the agent sees and has done (``decom agent status``);
+- ``GET /v1/nodes``: the RM's nodes as the agent last read them, in the RM's own JSON form (``polled_at``,
+  ``interval_s``, ``nodes.node``): what drivers poll instead of the RM.
 
 Reads change nothing and need no signature; bind the endpoint where only the cluster reaches it.
 """
@@ -18,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .._agent_contract import AppReport, WireError, verify
+from .._yarn import RMNode
 from .agent import Agent
 
 __all__ = ["AgentServer"]
@@ -78,8 +81,12 @@ def _handler(agent: Agent, secret: bytes) -> type[BaseHTTPRequestHandler]:
                 self._reply(200, agent.metrics(), "text/plain; version=0.0.4")
             elif self.path == "/v1/status":
                 self._reply(200, agent.status())
+            elif self.path == "/v1/nodes":
+                at, nodes = agent.nodes_snapshot()
+                self._reply(200, {"polled_at": at, "interval_s": agent.interval,
+                                  "nodes": {"node": [_node_json(n) for n in nodes]}})
             else:
-                self._reply(404, {"error": "no such endpoint: GET /healthz, /metrics, /v1/status"})
+                self._reply(404, {"error": "no such endpoint: GET /healthz, /metrics, /v1/status, /v1/nodes"})
 
         def do_POST(self) -> None:  # noqa: N802
             m = _APP_PATH.match(self.path)
@@ -111,3 +118,13 @@ def _handler(agent: Agent, secret: bytes) -> type[BaseHTTPRequestHandler]:
             self._reply(200, {"accepted": True})
 
     return Handler
+
+
+def _node_json(n: RMNode) -> dict[str, Any]:
+    """An RMNode in the RM's REST form (webapp.dao.NodeInfo's names), which the driver's parser reads."""
+    return {"id": n.node_id, "nodeHostName": n.host, "state": n.state, "rack": n.rack,
+            "nodeHTTPAddress": n.http_address, "numContainers": n.num_containers,
+            "lastHealthUpdate": n.last_health_update, "usedMemoryMB": n.used_memory_mb,
+            "availMemoryMB": n.avail_memory_mb, "usedVirtualCores": n.used_vcores,
+            "availableVirtualCores": n.avail_vcores, "healthReport": n.health_report, "version": n.version,
+            **({"decommissioningTimeout": n.decommissioning_timeout} if n.decommissioning_timeout is not None else {})}

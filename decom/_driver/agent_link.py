@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -20,8 +20,10 @@ import httpx
 from .._agent_contract import HEARTBEAT_S, AppReport, read_secret, sign
 from .._errors import AgentError
 from .._redact import display_url
+from .._yarn import ResourceManagerClient, RMNode
+from .._yarn.nodes import parse_node
 
-__all__ = ["AgentLink"]
+__all__ = ["AgentLink", "AgentFirstNodes"]
 
 log = logging.getLogger("decom")
 _BACKOFF_MAX = 5.0
@@ -104,3 +106,95 @@ class AgentLink:
             backoff = 1.0 if ok else min(_BACKOFF_MAX, backoff * 2)
             self._wake.wait(self._heartbeat if ok else backoff)
             self._wake.clear()
+
+
+class AgentFirstNodes:
+    """The node states the poller reads when spark.decom.agent.url is set: the agent's one read of the RM
+    per interval (``GET /v1/nodes``), so the RM's work does not grow with the number of drivers. While the
+    agent does not answer, or its view is older than 3 of its intervals, the RM itself is read, and the
+    agent is tried again every ``retry_after`` seconds: the driver switches back by itself.
+
+    It has the ResourceManagerClient calls the poller makes (nodes, node, cluster_metrics)."""
+
+    def __init__(self, agent_url: str, rm: ResourceManagerClient, *, timeout: float = 2.0,
+                 retry_after: float = 10.0, transport: httpx.BaseTransport | None = None) -> None:
+        self.agent_url = agent_url.rstrip("/")
+        self.rm = rm
+        self._retry_after = retry_after
+        self._http = httpx.Client(timeout=timeout, trust_env=False, transport=transport)
+        self._lock = threading.Lock()
+        self._skip_until = 0.0
+        self._cached: tuple[float, list[RMNode]] | None = None
+        self.on_agent = False
+        self.fallbacks = 0
+
+    # The poller's view of where it reads from.
+    @property
+    def addresses(self) -> list[str]:
+        return [f"agent {display_url(self.agent_url)}", *self.rm.addresses]
+
+    @property
+    def active_address(self) -> str | None:
+        return f"agent {display_url(self.agent_url)}" if self.on_agent else self.rm.active_address
+
+    @property
+    def timeout(self) -> float:
+        return self.rm.timeout
+
+    def nodes(self, states: Iterable[str] | None = None) -> list[RMNode]:
+        snap = self._snapshot()
+        if snap is None:
+            return self.rm.nodes(states)
+        wanted = None if states is None else {s.upper() for s in states}
+        return [n for n in snap if wanted is None or n.state in wanted]
+
+    def node(self, node_id: str) -> RMNode | None:
+        snap = self._snapshot()
+        if snap is None:
+            return self.rm.node(node_id)
+        return next((n for n in snap if n.node_id == node_id), None)
+
+    def cluster_metrics(self) -> dict[str, Any]:
+        snap = self._snapshot()
+        if snap is None:
+            return self.rm.cluster_metrics()
+        return {"activeNodes": sum(1 for n in snap if n.state == "RUNNING")}
+
+    def close(self) -> None:
+        self._http.close()
+        self.rm.close()
+
+    def _snapshot(self) -> list[RMNode] | None:
+        now = time.monotonic()
+        with self._lock:
+            if self._cached is not None and now - self._cached[0] < 0.25:  # one poll's several calls
+                return self._cached[1]
+            if now < self._skip_until:
+                return None
+        try:
+            resp = self._http.get(self.agent_url + "/v1/nodes")
+            resp.raise_for_status()
+            data = resp.json()
+            polled_at, interval = data["polled_at"], float(data["interval_s"])
+            if polled_at is None or time.time() - float(polled_at) > 3 * interval + 5:
+                raise AgentError(f"its view of the RM is stale (last read {polled_at})")
+            nodes = [parse_node(item) for item in data["nodes"]["node"]]
+            if any(n is None for n in nodes):
+                raise AgentError("a node without id or state")
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, AgentError) as e:
+            with self._lock:
+                self._skip_until = now + self._retry_after
+                self._cached = None
+                was, self.on_agent = self.on_agent, False
+                self.fallbacks += 1
+            log.log(logging.WARNING if was or self.fallbacks == 1 else logging.DEBUG,
+                    "decom: reading node states from the RM itself: the decom agent at %s %s (asked again in "
+                    "%g s)", display_url(self.agent_url), str(e)[:200], self._retry_after)
+            return None
+        found = [n for n in nodes if n is not None]
+        with self._lock:
+            self._cached = (now, found)
+            was, self.on_agent = self.on_agent, True
+        if not was:
+            log.info("decom: reading node states from the decom agent at %s", display_url(self.agent_url))
+        return found

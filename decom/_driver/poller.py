@@ -50,7 +50,7 @@ from .._yarn.nodes import (
 )
 from .config import DecomConfig
 
-__all__ = ["start_poller", "NodePoller", "NodeStateSink", "DOOMED_QUERY", "FULL_QUERY"]
+__all__ = ["start_poller", "NodePoller", "NodeSource", "NodeStateSink", "DOOMED_QUERY", "FULL_QUERY"]
 
 log = logging.getLogger("decom.poller")
 
@@ -60,6 +60,25 @@ assert frozenset(DOOMED_QUERY) == DOOMED_STATES
 #: What a full poll asks for.
 FULL_QUERY = DOOMED_QUERY + (RUNNING,)
 _MIN_INTERVAL = 0.05
+
+
+class NodeSource(Protocol):
+    """Where node states are read: the RM (ResourceManagerClient), or the cluster agent first
+    (agent_link.AgentFirstNodes)."""
+
+    @property
+    def addresses(self) -> list[str]: ...
+
+    @property
+    def active_address(self) -> str | None: ...
+
+    def nodes(self, states: Iterable[str] | None = None) -> list[RMNode]: ...
+
+    def node(self, node_id: str) -> RMNode | None: ...
+
+    def cluster_metrics(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 class NodeStateSink(Protocol):
@@ -81,7 +100,7 @@ class NodePoller:
     With ``every_poll``, ``on_update`` is also called (with no nodes) after a poll that saw no change.
     """
 
-    def __init__(self, client: ResourceManagerClient, interval: float,
+    def __init__(self, client: NodeSource, interval: float,
                  on_update: Callable[[list[NodeStatus]], None], *,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
@@ -393,8 +412,13 @@ def start_poller(controller: NodeStateSink, config: DecomConfig,
     except ResourceManagerError as e:
         log.error("decom: not polling the ResourceManager: %s. Nodes are reported by hand", e)
         return None
+    source: NodeSource = client
+    if config.agent_url:  # the cluster agent reads the RM once for every driver; the RM while it is down
+        from .agent_link import AgentFirstNodes
+
+        source = AgentFirstNodes(config.agent_url, client)
     # Every poll, also without changes: the controller then asks the shim which nodes it let go of.
-    poller = NodePoller(client, config.poll_interval, controller.on_node_states,
+    poller = NodePoller(source, config.poll_interval, controller.on_node_states,
                         owns_client=True, every_poll=True)
     controller.attach_poller(poller)
     poller.start()

@@ -36,7 +36,10 @@ class FakeRM:
     def handler(self, request: httpx.Request) -> httpx.Response:
         if self.down:
             raise httpx.ConnectError("connection refused", request=request)
-        return httpx.Response(200, json={"nodes": {"node": self.nodes}})
+        states = request.url.params.get("states")
+        wanted = set(states.split(",")) if states else None
+        return httpx.Response(200, json={"nodes": {"node": [n for n in self.nodes
+                                                            if wanted is None or n["state"] in wanted]}})
 
 
 class FakeAdmin:
@@ -345,3 +348,48 @@ def test_the_link_refuses_a_missing_or_short_secret(tmp_path: Path) -> None:
     short.write_text("abc")
     with pytest.raises(AgentError, match="at least 16 bytes"):
         AgentLink("http://127.0.0.1:1", str(short), APP_A, frozenset)
+
+
+# ---- drivers read node states from the agent -----------------------------------------------------
+
+
+def test_drivers_read_node_states_from_the_agent_and_from_the_rm_while_it_is_down(served: Any) -> None:
+    from decom._driver.agent_link import AgentFirstNodes
+
+    agent, server, agent_rm, _ = served
+    agent_rm.nodes = [rm_node("d1", "DECOMMISSIONING"), rm_node("r1", "RUNNING", 2), rm_node("r2", "RUNNING")]
+    agent.poll_once()
+    driver_rm = FakeRM()
+    driver_rm.nodes = [rm_node("d1", "DECOMMISSIONED"), rm_node("r1", "RUNNING")]
+    asked: list[str] = []
+
+    def rm_handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        return driver_rm.handler(request)
+
+    rm = ResourceManagerClient(["http://rm:8088"], transport=httpx.MockTransport(rm_handler))
+    source = AgentFirstNodes(server.url, rm, retry_after=0.3)
+    try:
+        assert [(n.host, n.state) for n in source.nodes(["DECOMMISSIONING"])] == [("d1", "DECOMMISSIONING")]
+        assert source.node("r1:8041") is not None and source.node("gone:1") is None
+        assert source.cluster_metrics() == {"activeNodes": 2}
+        assert asked == [], "the driver asked the RM while the agent answered"
+        assert source.active_address is not None and source.active_address.startswith("agent ")
+        port = server.port
+        server.stop()  # the agent goes away: the driver reads the RM itself
+        time.sleep(0.3)
+        assert [(n.host, n.state) for n in source.nodes(["DECOMMISSIONED"])] == [("d1", "DECOMMISSIONED")]
+        assert asked and not source.on_agent
+        again = AgentServer(agent, SECRET, port=port).start()  # back: the driver switches back by itself
+        try:
+            time.sleep(0.4)
+            asked.clear()
+            assert [n.host for n in source.nodes(["DECOMMISSIONING"])] == ["d1"] and asked == []
+            # An agent that cannot read the RM any more serves a stale view: the driver reads the RM.
+            agent.counters.last_poll_ok = time.time() - 3600
+            time.sleep(0.3)
+            assert [n.host for n in source.nodes(["DECOMMISSIONED"])] == ["d1"] and asked
+        finally:
+            again.stop()
+    finally:
+        source.close()
