@@ -62,6 +62,7 @@ def run(rm: str | None, timeout: str, auth: str, user: str, ca_bundle: str, excl
     from .._agent_contract import read_secret
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per RM poll would drown the agent's own
     host, port = _bind(bind)
     seconds = parse_seconds(interval, "--interval", positive=True)
     client = client_from_options(rm, timeout, auth, user, ca_bundle)

@@ -43,6 +43,18 @@ def _start_on(lab: Any, hosts: set[str], avoid_am: str, **kw: Any) -> SparkApp:
     raise AssertionError(f"the AM landed on {avoid_am} six times in a row")
 
 
+def _start_off_am(lab: Any, **kw: Any) -> tuple[SparkApp, str]:
+    """A started app with an executor on a node that is not its AM's, and that node."""
+    for _ in range(6):
+        app = SparkApp(lab, **kw).start()
+        am = app.am_host()
+        off = sorted(h for h in set(app.executor_ids().values()) if h != am)
+        if off:
+            return app, off[0]
+        app.stop()
+    raise AssertionError("six starts in a row put every executor on the AM's node")
+
+
 def _rpc_timeouts(lab: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, int | None]:
     """What the agent writes for the other DECOMMISSIONING hosts before a bare `-refreshNodes -g`: each
     one's timeout as the RM's client RPC reports it (REST has none), read by the decom jar's reader run on
@@ -70,12 +82,12 @@ def test_a_node_two_decom_apps_let_go_of_is_freed_by_the_agent_while_both_stay_u
     DECOMMISSIONED within seconds, both apps stay up, the batch's data reads back right with no
     FetchFailed, and the agent records the release with both apps' agreement."""
     lab.start_agent()
-    with SparkApp(lab, executors=3, conf=STATIC, decom=True, name="agent-batch") as batch:
+    small = {**STATIC, "spark.executor.memory": "512m"}  # the batch's executors and the session's fit one node
+    batch, victim = _start_off_am(lab, executors=3, conf=small, decom=True, name="agent-batch")
+    with batch:
         first = batch.keep(**SPEC)
         assert not first["aborted"], first["error"]
-        am = batch.am_host()
-        victim = sorted(h for h in set(batch.executor_ids().values()) if h != am)[0]
-        session = _start_on(lab, {victim}, victim, executors=1, conf=STATIC, decom=True, name="agent-session")
+        session = _start_on(lab, {victim}, victim, executors=1, conf=small, decom=True, name="agent-session")
         try:
             assert set(session.executor_ids().values()) == {victim}
             lab.stop_agent()  # first without it
@@ -124,8 +136,9 @@ def test_an_app_without_decom_holds_the_node_under_wait_and_not_under_release(la
                "spark.dynamicAllocation.initialExecutors": "1", "spark.dynamicAllocation.maxExecutors": "1",
                "spark.dynamicAllocation.executorIdleTimeout": "3s"}
     hosts = sorted(n.host for n in lab.nodes)
-    with SparkApp(lab, executors=1, conf=STATIC, decom=True, name="agent-decom") as with_decom:
-        victim = next(iter(with_decom.executor_ids().values()))
+    victim = hosts[-1]
+    with_decom = _start_on(lab, {victim}, victim, executors=1, conf=STATIC, decom=True, name="agent-decom")
+    try:
         plain = _start_on(lab, {victim}, victim, executors=1, conf=dynamic, decom=False, name="agent-plain")
         try:
             _wait("the plain app's idle executor goes", lambda: plain.executor_ids() == {}, timeout=60)
@@ -143,6 +156,8 @@ def test_an_app_without_decom_holds_the_node_under_wait_and_not_under_release(la
             agent = lab.agent_status()
         finally:
             plain.stop()
+    finally:
+        with_decom.stop()
     release = next(r for r in agent["releases"] if r["host"] == victim)
     print(f"\n{victim} (of {hosts}): under wait still {held}; under release DECOMMISSIONED {gone_s:.1f}s after "
           f"the agent's restart; agreed {release['apps_agreed']}, released over {release['other_apps']}")
