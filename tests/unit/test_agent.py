@@ -238,6 +238,46 @@ def test_a_restarted_agent_keeps_the_apps_reports_and_what_it_must_restore(setup
     assert ExcludeFile(path).read() == {"d1": 3600}, "the agent's 0 outlived the restart"
 
 
+def test_an_app_whose_driver_died_without_letting_go_holds_nothing_once_it_has_ended(setup: Any) -> None:
+    """Its last report kept the node; once YARN ended the app the NodeManager no longer lists it."""
+    rm, admin, path, make = setup
+    agent = make()
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING")]
+    admin.apps = {"d1": {APP_A, APP_B}}
+    agent.app_reported(AppReport(APP_A, frozenset({"d1"}), 1.0))
+    agent.app_reported(AppReport(APP_B, frozenset(), 1.0))  # B's driver then dies
+    agent.poll_once()
+    assert admin.refreshes == 0
+    admin.apps = {"d1": {APP_A}}  # the RM ended B: its containers and its hold on the node are gone
+    agent.poll_once()
+    assert admin.refreshes == 1 and agent.status()["releases"][0]["apps_agreed"] == [APP_A]
+
+
+@pytest.mark.parametrize("damage", ["not xml", "unreadable", "gone"])
+def test_an_exclude_file_broken_while_the_agent_runs_releases_nothing(setup: Any, damage: str) -> None:
+    import os
+
+    rm, admin, path, make = setup
+    agent = make()
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING")]
+    admin.apps = {"d1": {APP_A}}
+    agent.app_reported(AppReport(APP_A, frozenset({"d1"}), 1.0))
+    if damage == "not xml":
+        path.write_text("d1\n")
+    elif damage == "unreadable":
+        if os.geteuid() == 0:
+            pytest.skip("root reads a file whatever its mode")
+        path.chmod(0)
+    else:
+        path.unlink()
+    before = path.read_bytes() if path.exists() and damage != "unreadable" else None
+    agent.poll_once()
+    assert admin.refreshes == 0 and agent.status()["counters"]["release_errors"] == 1
+    assert "exclude file" in agent.status()["last_error"]
+    if before is not None:
+        assert path.read_bytes() == before
+
+
 def test_a_non_xml_exclude_file_stops_the_agent_at_start(setup: Any) -> None:
     _, _, path, make = setup
     path.write_text("d1\nd2\n")
