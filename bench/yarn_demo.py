@@ -47,6 +47,62 @@ def table(stock: dict[str, Any], dec: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: The notebook story's app: dynamic allocation, so an idle session keeps no executor (as notebooks run).
+NOTEBOOK_CONF = {"spark.dynamicAllocation.enabled": "true", "spark.dynamicAllocation.minExecutors": "0",
+                 "spark.dynamicAllocation.initialExecutors": "2", "spark.dynamicAllocation.maxExecutors": "2",
+                 "spark.dynamicAllocation.executorIdleTimeout": "10s", "spark.executor.memory": "512m"}
+NOTEBOOK_DATA = {"n": 40_000, "keys": 97, "maps": 4, "reduces": 4, "parts": 4}
+#: YARN's default graceful timeout: only the app's end, or the agent, lets the node go sooner.
+NOTEBOOK_TIMEOUT_S = 3600
+#: How long the demo watches a node held by a live app before it closes the notebook.
+NOTEBOOK_WATCH_S = 60
+
+
+def notebook_story(lab: Any, decom: bool, log: Any) -> dict[str, Any]:
+    """An idle notebook-like session that cached data and ran a shuffle, one of its nodes gracefully
+    decommissioned (1 h timeout). Stock Spark: YARN holds the node until the session ends. decom + the
+    agent: the session moves its data off and lets go, the agent finishes the node, the session stays up
+    and reads its data back right."""
+    from yarnlab.sparkapp import shuffle_checksum, start_app_on
+
+    hosts = sorted(n.host for n in lab.nodes)
+    victim, other = hosts[-1], hosts[-2]
+    app = start_app_on(lab, {victim, other}, avoid_am=victim, need_on=victim, executors=2, conf=NOTEBOOK_CONF,
+                       decom=decom, name=f"notebook-{'decom' if decom else 'stock'}")
+    out: dict[str, Any] = {"victim": victim}
+    try:
+        first = app.keep(**NOTEBOOK_DATA)
+        log(f"session {app.app_id} cached its data and ran a shuffle; then it sits idle")
+        t0 = time.time()
+        lab.decommission([victim], timeout=NOTEBOOK_TIMEOUT_S)
+        log(f"{victim} gracefully decommissioned (timeout {NOTEBOOK_TIMEOUT_S} s)")
+        deadline = t0 + NOTEBOOK_WATCH_S
+        while time.time() < deadline and lab.node_states().get(victim) != "DECOMMISSIONED":
+            time.sleep(1)
+        state = lab.node_states().get(victim)
+        out["freed_while_up_s"] = round(time.time() - t0, 1) if state == "DECOMMISSIONED" else None
+        out["session_state"] = str(lab.rest(f"/ws/v1/cluster/apps/{app.app_id}")["app"]["state"])
+        log(f"{victim} is {state} {time.time() - t0:.0f} s later, with the session {out['session_state']}")
+        if state == "DECOMMISSIONED":
+            again = app.reread()
+            out["answer_right"] = (not again["aborted"] and again["checksum"] == first["checksum"]
+                                   and again["cached_sum"] == sum(range(NOTEBOOK_DATA["n"]))
+                                   and first["checksum"] == shuffle_checksum(NOTEBOOK_DATA["n"], NOTEBOOK_DATA["keys"]))
+            out["recomputed"] = again["maps_computed"] + again["cached_computed"]
+            log(f"the session reads its data again: answer {'right' if out['answer_right'] else 'WRONG'}, "
+                f"{out['recomputed']} partition(s) recomputed")
+    finally:
+        t_end = time.time()
+        app.stop()
+    if out.get("freed_while_up_s") is None:
+        log("the notebook is closed (the app ends)")
+        while time.time() - t_end < 120 and lab.node_states().get(victim) != "DECOMMISSIONED":
+            time.sleep(1)
+        out["freed_after_app_end_s"] = round(time.time() - t_end, 1)
+        log(f"{victim} DECOMMISSIONED {out['freed_after_app_end_s']} s after the session ended")
+    return out
+
+
 def main() -> int:
     from yarnlab import LabUnavailable, YarnLab
     from yarnlab.net import preflight
@@ -66,16 +122,17 @@ def main() -> int:
     def log(msg: str) -> None:
         print(f"   {time.strftime('%H:%M:%S')} {msg}", flush=True)
 
-    print("== starting a 4-node YARN cluster (RM on the host, NodeManagers in network namespaces) ...",
-          flush=True)
+    print("== starting a 4-node YARN cluster (RM on the host, NodeManagers in network namespaces, Apache "
+          "Hadoop's behaviour) and the decom agent ...", flush=True)
     try:
-        lab = YarnLab(nodes=4, shuffle_service=True).start()
+        lab = YarnLab(nodes=4, shuffle_service=True, agent=True).start()
     except LabUnavailable as e:
         print(f"The YARN lab cannot run here ({e}); running python -m bench.demo instead.\n", flush=True)
         from . import demo
 
         return demo.main()
     results: dict[str, YarnOutcome] = {}
+    notebook: dict[bool, dict[str, Any]] = {}
     try:
         print(f"   up in {lab.startup_seconds:.0f}s: {', '.join(n.host for n in lab.nodes)}", flush=True)
         for mode in ("stock", "decom-ess-on"):
@@ -88,6 +145,13 @@ def main() -> int:
             results[mode] = out
             print(f"\n   timeline ({mode}; t = seconds since the job started):")
             print(timeline(out), flush=True)
+        for decom in (False, True):
+            print(f"\n== {'decom + the agent' if decom else 'stock Spark'}: an idle notebook session holds data on a "
+                  "node that is gracefully decommissioned (1 h timeout)", flush=True)
+            try:
+                notebook[decom] = notebook_story(lab, decom, log)
+            finally:
+                repair(lab)
     finally:
         lab.stop()
     stock, dec = results["stock"].row(), results["decom-ess-on"].row()
@@ -95,6 +159,17 @@ def main() -> int:
     print(table(stock, dec))
     if stock["error"]:
         print(f"\nstock Spark: {stock['error'][:300]}")
+    stock_nb, decom_nb = notebook[False], notebook[True]
+    print("\n== the notebook story (Apache Hadoop holds a DECOMMISSIONING node while an app that ran there lives):")
+    print(f"  {'':<40}{'stock Spark':>14}{'decom+agent':>14}")
+    rows = [("node freed while the session is up (s)", "freed_while_up_s"),
+            ("node freed after the session ended (s)", "freed_after_app_end_s"),
+            ("session state", "session_state"), ("answer right after", "answer_right"),
+            ("partitions recomputed", "recomputed")]
+    for label, k in rows:
+        print(f"  {label:<40}{str(stock_nb.get(k, '-')):>14}{str(decom_nb.get(k, '-')):>14}")
+    print(f"  (stock Spark: the node stayed DECOMMISSIONING for the {NOTEBOOK_WATCH_S} s watched, then until the "
+          "session ended; YARN's timeout was 1 h)")
     print(f"\ndemo took {time.monotonic() - t0:.0f} s")
     return 0
 

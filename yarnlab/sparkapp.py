@@ -454,7 +454,10 @@ class SparkApp:
     def start(self, attempts: int = 3) -> SparkApp:
         """Start the driver and wait for its executors. Spark 4.3's UI can fail to start on YARN with a
         ConcurrentModificationException (the AM's IP filter is added while jetty initialises its
-        handlers): that start is retried, up to `attempts` in all."""
+        handlers): that start is retried, up to `attempts` in all. An app already running is left as it is
+        (so `with app:` after start() does not start a second driver)."""
+        if self._proc is not None and self._proc.poll() is None:
+            return self
         for i in range(attempts):
             try:
                 return self._start_once()
@@ -631,3 +634,19 @@ class SparkApp:
 
 if __name__ == "__main__":
     sys.exit(_driver_main())
+
+
+def start_app_on(lab: YarnLab, hosts: set[str], *, avoid_am: str | None = None, need_on: str | None = None,
+                 attempts: int = 6, **kw: Any) -> SparkApp:
+    """A started SparkApp(lab, **kw) whose executors may run only on `hosts` (Spark's own
+    spark.yarn.exclude.nodes), whose ApplicationMaster is not on `avoid_am` (its container would stay there
+    for the app's life) and which has an executor on `need_on`: YARN places containers where it likes, so a
+    start that misses is stopped and retried."""
+    others = sorted(n.host for n in lab.nodes if n.host not in hosts)
+    conf = {**kw.pop("conf", {}), "spark.yarn.exclude.nodes": ",".join(others)}
+    for _ in range(attempts):
+        app = SparkApp(lab, conf=conf, **kw).start()
+        if app.am_host() != avoid_am and (need_on is None or need_on in app.executor_ids().values()):
+            return app
+        app.stop()
+    raise LabError(f"{attempts} starts in a row put the AM on {avoid_am} or no executor on {need_on}")

@@ -196,7 +196,10 @@ class Agent:
                 continue
             ready.append((n, agreed, others))
         with self._lock:
-            self._waiting = waiting
+            before, self._waiting = self._waiting, waiting
+        for host, why in waiting.items():
+            if before.get(host) != why:
+                log.info("decom agent: %s waits: %s", host, why)
         return ready
 
     # ---- acting ----------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import pytest
 
 from tests.yarn.graceful import STATIC
 from tests.yarn.graceful import wait_for as _wait
-from yarnlab.sparkapp import SparkApp, shuffle_checksum
+from yarnlab.sparkapp import SparkApp, shuffle_checksum, start_app_on
 
 pytestmark = pytest.mark.yarn
 
@@ -33,14 +33,7 @@ def _node(app: SparkApp, host: str) -> dict[str, Any]:
 
 def _start_on(lab: Any, hosts: set[str], avoid_am: str, **kw: Any) -> SparkApp:
     """A started app whose executors run only on `hosts` and whose AM is not on `avoid_am`."""
-    others = sorted(n.host for n in lab.nodes if n.host not in hosts)
-    conf = {**kw.pop("conf", {}), "spark.yarn.exclude.nodes": ",".join(others)}
-    for _ in range(6):
-        app = SparkApp(lab, conf=conf, **kw).start()
-        if app.am_host() != avoid_am:
-            return app
-        app.stop()
-    raise AssertionError(f"the AM landed on {avoid_am} six times in a row")
+    return start_app_on(lab, hosts, avoid_am=avoid_am, **kw)
 
 
 def _start_off_am(lab: Any, **kw: Any) -> tuple[SparkApp, str]:
@@ -70,6 +63,16 @@ def _rpc_timeouts(lab: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, int | 
         admin.close()
 
 
+def _released(lab: Any, victim: str, timeout: float = 90) -> float:
+    """Seconds until the RM has `victim` DECOMMISSIONED; on time-out, what the agent says holds it."""
+    try:
+        return _wait(f"{victim} DECOMMISSIONED", lambda: lab.node_states()[victim] == "DECOMMISSIONED", timeout)
+    except TimeoutError as e:
+        status = lab.agent_status()
+        raise AssertionError(f"{e}; the agent: waiting {status['waiting']}, apps {status['apps']}, last error "
+                             f"{status['last_error']!r}") from None
+
+
 def _rm_state(lab: Any, app: SparkApp) -> str:
     return str(lab.rest(f"/ws/v1/cluster/apps/{app.app_id}")["app"]["state"])
 
@@ -84,7 +87,7 @@ def test_a_node_two_decom_apps_let_go_of_is_freed_by_the_agent_while_both_stay_u
     lab.start_agent()
     small = {**STATIC, "spark.executor.memory": "512m"}  # the batch's executors and the session's fit one node
     batch, victim = _start_off_am(lab, executors=3, conf=small, decom=True, name="agent-batch")
-    with batch:
+    try:  # started already: `with batch` would start a second driver
         first = batch.keep(**SPEC)
         assert not first["aborted"], first["error"]
         session = _start_on(lab, {victim}, victim, executors=1, conf=small, decom=True, name="agent-session")
@@ -100,14 +103,15 @@ def test_a_node_two_decom_apps_let_go_of_is_freed_by_the_agent_while_both_stay_u
             held = lab.node_states()[victim]
             t_agent = time.time()
             lab.start_agent()
-            gone_s = _wait(f"{victim} DECOMMISSIONED", lambda: lab.node_states()[victim] == "DECOMMISSIONED",
-                           timeout=90)
+            gone_s = _released(lab, victim)
             states = (_rm_state(lab, batch), _rm_state(lab, session))
             again = batch.reread()
             rep = batch.report()
             agent = lab.agent_status()
         finally:
             session.stop()
+    finally:
+        batch.stop()
     assert rep is not None
     release = next(r for r in agent["releases"] if r["host"] == victim)
     print(f"\n{victim}: without the agent still {held} 15 s after both apps let go; with it DECOMMISSIONED "
@@ -127,6 +131,7 @@ def test_a_node_two_decom_apps_let_go_of_is_freed_by_the_agent_while_both_stay_u
     assert release["previous_timeout"] == TIMEOUT_S and not release["dry_run"]
 
 
+@pytest.mark.long  # ~2 min
 def test_an_app_without_decom_holds_the_node_under_wait_and_not_under_release(lab: Any) -> None:
     """A decom app and an app without decom each ran an executor on the node; the latter's executor has
     gone (dynamic allocation), so only YARN's "ran there" holds the node. Under --other-apps wait the agent
@@ -150,8 +155,7 @@ def test_an_app_without_decom_holds_the_node_under_wait_and_not_under_release(la
             time.sleep(10)
             held = lab.node_states()[victim]
             lab.start_agent(other_apps="release")
-            gone_s = _wait(f"{victim} DECOMMISSIONED", lambda: lab.node_states()[victim] == "DECOMMISSIONED",
-                           timeout=90)
+            gone_s = _released(lab, victim)
             states = (_rm_state(lab, with_decom), _rm_state(lab, plain))
             agent = lab.agent_status()
         finally:
