@@ -105,7 +105,11 @@ def verify(secret: bytes, method: str, path: str, body: bytes, headers: Any, now
         return "malformed timestamp"
     if abs((time.time() if now is None else now) - when) > MAX_SKEW_S:
         return f"timestamp more than {MAX_SKEW_S:.0f} s from the agent's clock (replayed, or a clock off)"
-    if not hmac.compare_digest(_mac(secret, ts, method, path, body), str(sig)):
+    try:
+        same = hmac.compare_digest(_mac(secret, ts, method, path, body).encode(), str(sig).encode())
+    except (TypeError, UnicodeEncodeError):
+        same = False
+    if not same:
         return "bad signature (not the agent's shared secret)"
     return None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -88,7 +89,8 @@ class Agent:
 
     def __init__(self, rm: ResourceManagerClient, admin: YarnAdmin, exclude: ExcludeFile, *,
                  interval: float = 2.0, other_apps: OtherApps = OtherApps.WAIT, dry_run: bool = False,
-                 records: Path | None = None, state_file: Path | None = None) -> None:
+                 records: Path | None = None, state_file: Path | None = None,
+                 startup_grace: float = 1.5 * HEARTBEAT_S) -> None:
         self.rm = rm
         self.admin = admin
         self.exclude = exclude
@@ -103,6 +105,11 @@ class Agent:
         self._waiting: dict[str, dict[str, Any]] = {}
         self.counters = _Counters()
         self._stop = threading.Event()
+        self._save_lock = threading.Lock()
+        # Right after a start, an app that has not reported yet may be a decom app whose next report is
+        # on its way: under --other-apps release, nothing is released over unknown apps until every
+        # driver had the time to report once.
+        self._grace_until = time.time() + startup_grace
         exclude.read()  # a missing, unreadable or non-XML exclude file stops the agent at start
         # The apps' last reports and the releases not yet restored survive a restart of the agent.
         self.state_file = state_file
@@ -132,7 +139,10 @@ class Agent:
         log.info("decom agent: polling %s every %g s (other apps: %s%s)", ", ".join(self.rm.addresses),
                  self.interval, self.other_apps.value, ", dry run" if self.dry_run else "")
         while not self._stop.is_set():
-            self.poll_once()
+            try:
+                self.poll_once()
+            except Exception:  # noqa: BLE001 - one bad poll must not end the agent's polling
+                log.exception("decom agent: a poll failed (next one in %g s)", self.interval)
             self._stop.wait(self.interval)
 
     def stop(self) -> None:
@@ -167,7 +177,7 @@ class Agent:
     def _ready(self, nodes: Iterable[RMNode]) -> list[tuple[RMNode, tuple[str, ...], tuple[str, ...]]]:
         """DECOMMISSIONING nodes with no container whose running apps all agree."""
         with self._lock:
-            released = {r.host for r in self._releases if r.decommissioned_at is None and not r.dry_run}
+            released = {r.host for r in self._releases if r.restored_at is None and not r.dry_run}
             dry = {r.host for r in self._releases if r.dry_run}
             apps = {a: s.report for a, s in self._apps.items()}
         ready = []
@@ -191,7 +201,8 @@ class Agent:
                                   (n.host in apps[a].let_go or n.node_id in apps[a].let_go)))
             holding = sorted(a for a in running if a in apps and a not in agreed)
             others = tuple(sorted(a for a in running if a not in apps))
-            if holding or (others and self.other_apps is OtherApps.WAIT):
+            young = time.time() < self._grace_until
+            if holding or (others and (self.other_apps is OtherApps.WAIT or young)):
                 waiting[n.host] = {"apps_holding": holding, "other_apps": list(others)}
                 continue
             ready.append((n, agreed, others))
@@ -214,12 +225,18 @@ class Agent:
             return
         state = {n.host: n.state for n in nodes}
         hosts = {n.host for n, _, _ in ready}
+        previous: dict[str, int | None] = {}
         try:
             with self.exclude.edit() as excluded:
                 missing = sorted(h for h in hosts if h not in excluded)
                 if missing:
-                    raise AgentError(f"{missing} are DECOMMISSIONING but not in the exclude file {self.exclude.path} "
-                                     "(decommissioned another way?): the agent finishes only what the file lists")
+                    log.warning("decom agent: %s DECOMMISSIONING but not in the exclude file %s (decommissioned "
+                                "another way?): the agent finishes only what the file lists", missing,
+                                self.exclude.path)
+                    hosts -= set(missing)
+                    ready = [r for r in ready if r[0].host in hosts]
+                    if not hosts:
+                        raise AgentError(f"{missing} are not in the exclude file {self.exclude.path}")
                 # A refresh would also act on every other host the file lists: never start a decommission
                 # the operator has written but not yet refreshed.
                 pending = sorted(h for h in excluded if state.get(h) in ("RUNNING", "NEW", "UNHEALTHY"))
@@ -245,6 +262,8 @@ class Agent:
                 self.counters.release_errors += 1
                 self.counters.last_error = str(e)
             log.error("decom agent: not releasing %s: %s", sorted(hosts), e)
+            if previous:
+                self._undo(previous)
             return
         for n, agreed, others in ready:
             log.info("decom agent: released %s: no container, apps agreed %s, other apps %s (%s); per-host "
@@ -252,6 +271,18 @@ class Agent:
                      self.other_apps.value, previous[n.host])
             self._record(Release(n.host, n.node_id, now, agreed, others, dry_run=False,
                                  previous_timeout=previous[n.host]))
+
+    def _undo(self, previous: dict[str, int | None]) -> None:
+        """The refresh failed after the 0s were written: put the old timeouts back, so no later refresh (an
+        operator's) releases these nodes without their apps' agreement."""
+        try:
+            with self.exclude.edit() as excluded:
+                for h, t in previous.items():
+                    if excluded.get(h, -1) == 0:
+                        excluded[h] = t
+        except (AgentError, OSError) as e:
+            log.error("decom agent: cannot put back the timeouts %s after a failed refresh: %s. Fix the exclude "
+                      "file %s by hand", previous, e, self.exclude.path)
 
     def _restore_timeouts(self, nodes: Iterable[RMNode]) -> None:
         """Once a released node has left DECOMMISSIONING, give it back its old per-host timeout: left at 0,
@@ -294,22 +325,24 @@ class Agent:
     def _save_state(self) -> None:
         if self.state_file is None:
             return
-        with self._lock:
-            state = {"apps": {a: {**s.report.to_json(), "received": s.received} for a, s in self._apps.items()},
-                     "releases": [r.to_json() for r in self._releases if not r.dry_run and r.restored_at is None]}
-        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
-        try:
-            tmp.write_text(json.dumps(state, sort_keys=True))
-            tmp.replace(self.state_file)
-        except OSError as e:
-            log.warning("decom agent: cannot save its state to %s: %s", self.state_file, e)
+        with self._save_lock:  # one writer at a time, from the snapshot to the rename: the last state wins
+            with self._lock:
+                state = {"apps": {a: {**s.report.to_json(), "received": s.received} for a, s in self._apps.items()},
+                         "releases": [r.to_json() for r in self._releases if not r.dry_run and r.restored_at is None]}
+            tmp = self.state_file.with_name(f".{self.state_file.name}.{os.getpid()}.tmp")
+            try:
+                tmp.write_text(json.dumps(state, sort_keys=True))
+                tmp.replace(self.state_file)
+            except OSError as e:
+                log.warning("decom agent: cannot save its state to %s: %s", self.state_file, e)
 
     def _load_state(self) -> None:
         if self.state_file is None or not self.state_file.exists():
             return
         try:
             state = json.loads(self.state_file.read_text())
-            apps = {a: _App(AppReport(a, frozenset(v["let_go"]), float(v["sent_at"])), float(v["received"]))
+            # Received now: the apps had no chance to report while the agent was down.
+            apps = {a: _App(AppReport(a, frozenset(v["let_go"]), float(v["sent_at"])), time.time())
                     for a, v in state["apps"].items()}
             releases = [Release(**{**r, "apps_agreed": tuple(r["apps_agreed"]), "other_apps": tuple(r["other_apps"])})
                         for r in state["releases"]]

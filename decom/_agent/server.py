@@ -7,7 +7,8 @@
 - ``GET /v1/nodes``: the RM's nodes as the agent last read them, in the RM's own JSON form (``polled_at``,
   ``interval_s``, ``nodes.node``): what drivers poll instead of the RM.
 
-Reads change nothing and need no signature; bind the endpoint where only the cluster reaches it.
+Reads change nothing and need no signature; ``/v1/nodes``, which drivers act on, is signed by the agent
+(the same headers as a report). Bind the endpoint where only the cluster reaches it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .._agent_contract import AppReport, WireError, verify
+from .._agent_contract import AppReport, WireError, sign, verify
 from .._yarn import RMNode
 from .agent import Agent
 
@@ -65,9 +66,16 @@ def _handler(agent: Agent, secret: bytes) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
             log.debug("decom agent: %s %s", self.address_string(), format % args)
 
-        def _reply(self, code: int, body: dict[str, Any] | str, content_type: str = "application/json") -> None:
+        # A client that sends nothing must not hold a thread for ever.
+        timeout = 30
+
+        def _reply(self, code: int, body: dict[str, Any] | str, content_type: str = "application/json",
+                   signed: bool = False) -> None:
             data = (body if isinstance(body, str) else json.dumps(body, sort_keys=True)).encode()
             self.send_response(code)
+            if signed:  # drivers act on it: they check it comes from the agent
+                for k, v in sign(secret, "GET", self.path, data).items():
+                    self.send_header(k, v)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -84,7 +92,7 @@ def _handler(agent: Agent, secret: bytes) -> type[BaseHTTPRequestHandler]:
             elif self.path == "/v1/nodes":
                 at, nodes = agent.nodes_snapshot()
                 self._reply(200, {"polled_at": at, "interval_s": agent.interval,
-                                  "nodes": {"node": [_node_json(n) for n in nodes]}})
+                                  "nodes": {"node": [_node_json(n) for n in nodes]}}, signed=True)
             else:
                 self._reply(404, {"error": "no such endpoint: GET /healthz, /metrics, /v1/status, /v1/nodes"})
 

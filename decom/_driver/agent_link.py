@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from .._agent_contract import HEARTBEAT_S, AppReport, read_secret, sign
+from .._agent_contract import HEARTBEAT_S, AppReport, read_secret, sign, verify
 from .._errors import AgentError
 from .._redact import display_url
 from .._yarn import ResourceManagerClient, RMNode
@@ -116,10 +116,11 @@ class AgentFirstNodes:
 
     It has the ResourceManagerClient calls the poller makes (nodes, node, cluster_metrics)."""
 
-    def __init__(self, agent_url: str, rm: ResourceManagerClient, *, timeout: float = 2.0,
+    def __init__(self, agent_url: str, rm: ResourceManagerClient, secret: bytes, *, timeout: float = 2.0,
                  retry_after: float = 10.0, transport: httpx.BaseTransport | None = None) -> None:
         self.agent_url = agent_url.rstrip("/")
         self.rm = rm
+        self._secret = secret
         self._retry_after = retry_after
         self._http = httpx.Client(timeout=timeout, trust_env=False, transport=transport)
         self._lock = threading.Lock()
@@ -174,6 +175,9 @@ class AgentFirstNodes:
         try:
             resp = self._http.get(self.agent_url + "/v1/nodes")
             resp.raise_for_status()
+            why = verify(self._secret, "GET", "/v1/nodes", resp.content, resp.headers)
+            if why is not None:
+                raise AgentError(f"answered with a node list that is not the agent's ({why})")
             data = resp.json()
             polled_at, interval = data["polled_at"], float(data["interval_s"])
             if polled_at is None or time.time() - float(polled_at) > 3 * interval + 5:

@@ -52,6 +52,8 @@ class _Node:
         self.awaiting_let_go = False
         #: The shim's time (epoch ms) of the last let-go the hooks were told of.
         self.let_go_at: int | None = None
+        #: That let-go still holds: no new transition since (what a cluster agent is told).
+        self.let_go_now = False
         #: The shim told the node's executors to move their blocks off: inside the deadline threshold the
         #: node is handled as gone only ``spark.decom.migrationMargin`` before its deadline.
         self.moving = False
@@ -177,7 +179,7 @@ class Controller:
         """The DECOMMISSIONING (or gone) nodes the app holds nothing on any more, as the shim last said."""
         with self._lock:
             return frozenset(k for k, n in self._nodes.items() if n.state in (DECOMMISSIONING, DECOMMISSIONED)
-                             and not n.awaiting_let_go and n.let_go_at is not None)
+                             and not n.awaiting_let_go and n.let_go_now)
 
     def stop(self) -> None:
         """Stop polling and acting. Exclusions in place stay until they expire or are lifted."""
@@ -291,7 +293,7 @@ class Controller:
                 # The list is cumulative: a node is new when it awaits and its time is not the one told.
                 if node is None or not node.awaiting_let_go or node.let_go_at == item.at:
                     continue
-                node.awaiting_let_go, node.let_go_at = False, item.at
+                node.awaiting_let_go, node.let_go_at, node.let_go_now = False, item.at, True
                 self._log_event("node-let-go", item.key, item.to_json())
                 fresh.append(item)
             hooks = list(self._let_go_hooks)
@@ -397,6 +399,10 @@ class Controller:
         self._log_event("transition", node.key, {"from": node.state, "to": target, "yarn_state": yarn_state,
                                                  "deadline": node.deadline})
         node.state = target
+        if target in (RUNNING, DECOMMISSIONING):
+            # Back in service, or decommissioning anew: an old let-go says nothing about it (a cluster agent
+            # must not hear of it again before the shim lets go of the node anew).
+            node.let_go_now = False
         if target == RUNNING:
             node.awaiting_let_go = node.moving = False  # back in service: nothing to let go of
         for keys in self._pending.values():

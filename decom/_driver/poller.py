@@ -414,9 +414,15 @@ def start_poller(controller: NodeStateSink, config: DecomConfig,
         return None
     source: NodeSource = client
     if config.agent_url:  # the cluster agent reads the RM once for every driver; the RM while it is down
+        from .._agent_contract import read_secret
+        from .._errors import AgentError
         from .agent_link import AgentFirstNodes
 
-        source = AgentFirstNodes(config.agent_url, client)
+        try:
+            secret = read_secret(config.agent_secret_file, "spark.decom.agent.secretFile")
+            source = AgentFirstNodes(config.agent_url, client, secret)
+        except AgentError as e:
+            log.error("decom: reading node states from the RM, not the decom agent: %s", e)
     # Every poll, also without changes: the controller then asks the shim which nodes it let go of.
     poller = NodePoller(source, config.poll_interval, controller.on_node_states,
                         owns_client=True, every_poll=True)

@@ -78,6 +78,7 @@ def setup(tmp_path: Path) -> Any:
     client = ResourceManagerClient(["http://rm:8088"], transport=httpx.MockTransport(rm.handler))
 
     def make(**kw: Any) -> Agent:
+        kw.setdefault("startup_grace", 0.0)
         return Agent(client, admin, ExcludeFile(path), records=tmp_path / "releases.jsonl", **kw)  # type: ignore[arg-type]
 
     return rm, admin, path, make
@@ -141,6 +142,47 @@ def test_apps_without_decom_hold_the_node_only_under_wait(setup: Any, other_apps
     assert (ExcludeFile(path).read()["d1"] == 0) is released
     if released:
         assert agent.status()["releases"][0]["other_apps"] == [APP_B]
+
+
+def test_right_after_a_start_unknown_apps_hold_the_node_even_under_release(setup: Any) -> None:
+    """They may be decom apps whose next report is on its way (the agent just restarted)."""
+    rm, admin, _, make = setup
+    agent = make(other_apps=OtherApps.RELEASE, startup_grace=30.0)
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING")]
+    admin.apps = {"d1": {APP_A}}
+    agent.poll_once()
+    assert admin.refreshes == 0
+
+
+def test_a_failed_refresh_puts_the_old_timeout_back(setup: Any) -> None:
+    rm, admin, path, make = setup
+    agent = make()
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING")]
+    admin.apps = {"d1": {APP_A}}
+    agent.app_reported(AppReport(APP_A, frozenset({"d1"}), 1.0))
+
+    def fail() -> None:
+        raise AgentError("cannot refresh the nodes (rmadmin): exit 255")
+
+    admin.refresh_nodes_graceful = fail  # type: ignore[method-assign]
+    agent.poll_once()
+    assert ExcludeFile(path).read() == {"d1": 3600}, "a 0 left behind would release the node at anyone's next refresh"
+    assert agent.status()["releases"] == [] and "exit 255" in agent.status()["last_error"]
+
+
+def test_a_released_node_that_came_back_is_released_again_on_its_next_decommission(setup: Any) -> None:
+    rm, admin, path, make = setup
+    agent = make()
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING")]
+    admin.apps = {"d1": {APP_A}}
+    agent.app_reported(AppReport(APP_A, frozenset({"d1"}), 1.0))
+    agent.poll_once()
+    rm.nodes = [rm_node("d1", "RUNNING")]  # recommissioned before YARN finished it
+    agent.poll_once()
+    assert ExcludeFile(path).read() == {"d1": 3600}
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING")]
+    agent.poll_once()
+    assert admin.refreshes == 2
 
 
 def test_other_decommissioning_hosts_get_their_timeouts_written_before_a_bare_refresh(setup: Any) -> None:
@@ -408,7 +450,7 @@ def test_drivers_read_node_states_from_the_agent_and_from_the_rm_while_it_is_dow
         return driver_rm.handler(request)
 
     rm = ResourceManagerClient(["http://rm:8088"], transport=httpx.MockTransport(rm_handler))
-    source = AgentFirstNodes(server.url, rm, retry_after=0.3)
+    source = AgentFirstNodes(server.url, rm, SECRET, retry_after=0.3)
     try:
         assert [(n.host, n.state) for n in source.nodes(["DECOMMISSIONING"])] == [("d1", "DECOMMISSIONING")]
         assert source.node("r1:8041") is not None and source.node("gone:1") is None
@@ -425,6 +467,14 @@ def test_drivers_read_node_states_from_the_agent_and_from_the_rm_while_it_is_dow
             time.sleep(0.4)
             asked.clear()
             assert [n.host for n in source.nodes(["DECOMMISSIONING"])] == ["d1"] and asked == []
+            # A node list not signed with the secret is not the agent's: the driver reads the RM.
+            other_rm = ResourceManagerClient(["http://rm:8088"], transport=httpx.MockTransport(rm_handler))
+            forged = AgentFirstNodes(server.url.rsplit(":", 1)[0] + f":{port}", other_rm,
+                                     b"some-other-secret-0000000000000", retry_after=0.3)
+            asked.clear()
+            assert [n.host for n in forged.nodes(["DECOMMISSIONED"])] == ["d1"] and asked and not forged.on_agent
+            forged.close()
+            asked.clear()
             # An agent that cannot read the RM any more serves a stale view: the driver reads the RM.
             agent.counters.last_poll_ok = time.time() - 3600
             time.sleep(0.3)

@@ -403,3 +403,19 @@ def test_a_shim_that_cannot_say_is_warned_of_once_and_asked_again(caplog):
     warnings = [r for r in caplog.records if "nodes let go" in r.getMessage() and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and shim.let_go_asks == 3
     c.stop()
+
+
+def test_a_node_let_go_then_back_in_service_is_not_let_go_when_decommissioned_anew():
+    """What a cluster agent hears (nodes_let_go) is only a let-go since the node's last transition."""
+    from decom import NodeLetGo
+
+    c, shim = make()
+    shim.let_go = (NodeLetGo("n1", 7000, 0, 0, 0, 0),)
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONING")])
+    assert c.nodes_let_go() == {"n1"}
+    c.on_node_states([NodeStatus("n1", "RUNNING")])
+    assert c.nodes_let_go() == frozenset()
+    shim.fail = True  # the new exclusion fails and is retried: the node is not let go meanwhile
+    c.on_node_states([NodeStatus("n1", "DECOMMISSIONING")])
+    assert c.nodes_let_go() == frozenset()
+    c.stop()

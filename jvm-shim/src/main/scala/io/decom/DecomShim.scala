@@ -384,6 +384,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
       if (writers.size > 2 * writersAfterPrune + 10000) {
         val registered = SparkInternals.outputLocations().keySet
         writers.filterInPlace((k, _) => registered.contains(k))
+        migratedBlockBytes.filterInPlace((k, _) => registered.contains(k))
         writersAfterPrune = writers.size
       }
     }
@@ -631,7 +632,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
       val moved = n.outputsSeen.keys.filter(k => !n.migrated.contains(k) && locs.get(k).exists(_._2 != h)).toSeq
       if (moved.nonEmpty) {
         n.migrated ++= moved
-        countBytes(n)
+        n.bytesMigrated += moved.iterator.map(k => migratedBlockBytes.getOrElse(k, 0L)).sum
         n.lastMigrationAt = Some(t)
         SparkInternals.bumpEpoch(sc)
         val left = locs.count(_._2._2 == h)
@@ -674,12 +675,11 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   /** A block a told executor moved (also before decom excluded its node, by Spark's own trigger). */
   private[decom] def blockUpdated(shuffle: Int, mapId: Long, host: String, bytes: Long): Unit = synchronized {
     if (!tellExecutors) return
-    migratedBlockBytes((shuffle, mapId)) = bytes
-    nodes.values.filter(n => n.migrated.contains((shuffle, mapId))).foreach(countBytes)
+    val k = (shuffle, mapId)
+    val before = migratedBlockBytes.put(k, bytes).getOrElse(0L)
+    // Already counted as moved: the new size replaces the old one.
+    nodes.values.foreach(n => if (n.migrated.contains(k)) n.bytesMigrated += bytes - before)
   }
-
-  private def countBytes(n: NodeRecord): Unit =
-    n.bytesMigrated = n.migrated.iterator.map(k => migratedBlockBytes.getOrElse(k, 0L)).sum
 
   private def holdsOutputs(n: NodeRecord): Boolean =
     SparkInternals.outputsMatching(outputsOf(n.target, n.executorsExcluded)).nonEmpty

@@ -113,9 +113,7 @@ object SparkInternals {
     taskScheduler(sc).foreach { ts =>
       val sets = field(ts, "taskSetsByStageIdAndAttempt").get(ts)
         .asInstanceOf[mutable.HashMap[Int, mutable.HashMap[Int, org.apache.spark.scheduler.TaskSetManager]]]
-      ts.synchronized {
-        sets.valuesIterator.flatMap(_.valuesIterator).foreach(_.tasks.foreach(t => if (t.epoch < epoch) t.epoch = epoch))
-      }
+      ts.synchronized { sets.valuesIterator.flatMap(_.valuesIterator).foreach(raisePendingEpochs(_, epoch, Set.empty)) }
     }
   }
 
@@ -183,10 +181,27 @@ object SparkInternals {
         // A killed barrier task fails its whole stage attempt (counted as Spark counts it): leave those.
         val victims = taskIds.filter(id => Option(byTask.get(id)).exists(!_.tasks.exists(_.isBarrier)))
         val managers = victims.flatMap(id => Option(byTask.get(id))).distinct
-        ts.synchronized { managers.foreach(_.tasks.foreach(t => if (t.epoch < epoch) t.epoch = epoch)) }
+        ts.synchronized {
+          managers.foreach { m =>
+            val infos = accessor[mutable.HashMap[Long, org.apache.spark.scheduler.TaskInfo]](m, "taskInfos")
+            val killed = victims.filter(id => byTask.get(id) eq m).flatMap(id => infos.get(id).map(_.index))
+            raisePendingEpochs(m, epoch, killed.toSet)
+          }
+        }
         victims.filter(id => sc.killTaskAttempt(id, interruptThread = true, reason))
       case _ => Seq.empty
     }
+
+  /**
+   * The new epoch for a task set's tasks not running and not done (plus `also`, attempts about to be
+   * killed and relaunched). A running attempt keeps its epoch: the DAGScheduler compares it with its
+   * executor's failure epoch to drop late results from a lost executor.
+   */
+  private def raisePendingEpochs(m: org.apache.spark.scheduler.TaskSetManager, epoch: Long, also: Set[Int])
+      : Unit = m.tasks.indices.foreach { i =>
+    val t = m.tasks(i)
+    if (t.epoch < epoch && ((m.copiesRunning(i) == 0 && !m.successful(i)) || also.contains(i))) t.epoch = epoch
+  }
 
   /** The retry limit the running DAGScheduler enforces. */
   def dagSchedulerMaxConsecutiveAttempts(sc: SparkContext): Option[Int] =
