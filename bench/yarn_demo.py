@@ -51,7 +51,7 @@ def table(stock: dict[str, Any], dec: dict[str, Any]) -> str:
 NOTEBOOK_CONF = {"spark.dynamicAllocation.enabled": "true", "spark.dynamicAllocation.minExecutors": "0",
                  "spark.dynamicAllocation.initialExecutors": "2", "spark.dynamicAllocation.maxExecutors": "2",
                  "spark.dynamicAllocation.executorIdleTimeout": "10s", "spark.executor.memory": "512m"}
-NOTEBOOK_DATA = {"n": 40_000, "keys": 97, "maps": 4, "reduces": 4, "parts": 4}
+NOTEBOOK_DATA: dict[str, Any] = {"n": 40_000, "keys": 97, "maps": 4, "reduces": 4, "parts": 4}
 #: YARN's default graceful timeout: only the app's end, or the agent, lets the node go sooner.
 NOTEBOOK_TIMEOUT_S = 3600
 #: How long the demo watches a node held by a live app before it closes the notebook.
