@@ -1,5 +1,5 @@
 """The decom agent's decisions and its endpoint, with the RM behind httpx.MockTransport and YARN's admin
-tools replaced by a recording stand-in (what the real ones do is shown on the lab, tests/yarn/test_agent.py).
+tools replaced by a recording stand-in (what the real ones do is shown on the lab, tests/yarn/test_agent_lab.py).
 The exclude file, the HTTP endpoint and the driver's link are the real ones."""
 
 from __future__ import annotations
