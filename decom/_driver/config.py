@@ -94,6 +94,22 @@ def _parse_addresses(value: object, key: str) -> tuple[str, ...]:
     return addresses
 
 
+def _parse_agent_url(value: object, key: str) -> str:
+    """The decom agent's endpoint: ``http(s)://host:port``."""
+    url = _text(value, key)
+    if not url:
+        return url
+    parts = urlsplit(url)
+    try:
+        usable = parts.scheme.lower() in ("http", "https") and bool(parts.hostname) and parts.port is not None
+    except ValueError:
+        usable = False
+    if not usable:
+        raise ConfigError(f"{key}: {_shown(url)!r} is not the decom agent's address: use e.g. "
+                          "http://agent-host:8788 (what `decom agent run --bind` listens on)")
+    return url
+
+
 def _parse_file(value: object, key: str) -> str:
     path = _text(value, key)
     if path and not os.path.isfile(path):
@@ -167,7 +183,7 @@ class DecomConfig:
         "spark.decommissioning.timeout.threshold", parse_duration, 20.0,
         "EMR: a node whose decommission deadline is nearer than this is handled as gone now.")
     migration_margin: float = _setting(
-        "spark.decom.migrationMargin", parse_duration, 5.0,
+        "spark.decom.migrationMargin", _parse_positive_duration, 5.0,
         "A node inside the deadline threshold whose executors were told to move their blocks "
         "(spark.decom.migrateBlocks) is handled as gone only this long before its deadline: what has not "
         "moved by then is dropped in one step.")
@@ -194,7 +210,7 @@ class DecomConfig:
         "spark.decom.eventLog", _parse_log_path, "",
         "Append decom's transitions and actions as JSON lines to this file.")
     agent_url: str = _setting(
-        "spark.decom.agent.url", _parse_str, "",
+        "spark.decom.agent.url", _parse_agent_url, "",
         "The cluster's decom agent (http://host:port): the driver tells it which DECOMMISSIONING nodes the "
         "app holds nothing on, so the agent can finish their decommission before the app ends.")
     agent_secret_file: str = _setting(

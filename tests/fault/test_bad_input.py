@@ -43,6 +43,9 @@ BAD: dict[str, list[object]] = {
     "spark.decom.yarn.rpcDeadline": ["sometimes", 2],
     "spark.decom.eventLog": ["/nonexistent/dir/decom.jsonl", "/", ["a", "b"]],
     "spark.decom.config": ["/nonexistent/decom.yaml", "/"],
+    "spark.decom.migrationMargin": ["soon", "0", "-5s"],
+    "spark.decom.agent.url": ["agent:8788", "ftp://agent:21", "http://agent", "http://:8788", "http://a:port"],
+    "spark.decom.agent.secretFile": ["/nonexistent/agent.secret", "/"],
 }
 CASES = [(k, v) for k, vs in BAD.items() for v in vs]
 
