@@ -492,9 +492,12 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
    * now, against the outputs' new locations.
    */
   private def retryReadersOfMovedOutputs(id: String): Unit = {
+    // Executors go all the time (dynamic allocation): the tracker is read only for one decom told.
+    val told = nodes.values.filter(_.executorsTold.contains(id)).toSeq
+    if (told.isEmpty) return
     val t = now()
     followMigration(t, SparkInternals.outputLocations()) // the exit may come before the tick saw the move
-    nodes.values.filter(_.executorsTold.contains(id)).foreach { n =>
+    told.foreach { n =>
       val shuffles = n.outputsSeen.collect { case (k, eid) if eid == id && n.migrated.contains(k) => k._1 }.toSet
       n.lastMigrationAt.foreach { movedAt =>
         if (shuffles.nonEmpty) retryTasksReading(shuffles, Set(id), t, launchedBy = movedAt,
