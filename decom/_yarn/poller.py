@@ -1,0 +1,409 @@
+"""The ResourceManager poller: a daemon thread that turns node-state changes into NodeStatus calls. The
+driver polls with it (decom._driver.poller.start_poller), and so does the cluster agent, which serves
+its snapshot to every driver.
+
+What a poll costs, and why it asks what it asks
+-----------------------------------------------
+Listing every RUNNING node each interval costs the RM and the driver O(cluster) per poll: at
+10,000 nodes a few MB of JSON per second, per Spark application. decom needs far less:
+
+* Each poll asks only for the doomed states (``DECOMMISSIONING,DECOMMISSIONED,LOST,SHUTDOWN``),
+  which is small while few nodes are going away, plus ``/ws/v1/cluster/metrics`` (a few hundred
+  bytes) for the number of active nodes.
+* A node we hold in a doomed state that is no longer in the doomed answer (recommissioned, or
+  forgotten by the RM) is looked up alone (``/ws/v1/cluster/nodes/{id}``); more than
+  ``max_lookups`` (16) such nodes at once make a full poll instead.
+* A *full* poll (those states plus ``RUNNING``) is made on the first poll, when the RM's
+  ``activeNodes`` moved by more than the nodes just seen leaving or re-entering RUNNING explain
+  (a NodeManager registered, maybe on a new port of a doomed host, or left RUNNING for a state not
+  listed), and every ``full_interval`` seconds as a safety net (default 60 s). An RM without the
+  metrics call (a fake, a proxy) just gets the periodic full poll.
+
+So neither a node being decommissioned nor one coming back costs a full poll; a NodeManager
+registering costs one.
+
+``light=False`` makes every poll a full one (simple, and what the CLI's ``watch`` can use).
+
+Targets: a node is named by its host, or by its YARN node id (``host:port``) when several
+NodeManagers in the snapshot share the host. A NodeManager that restarted on a new port leaves
+its old id behind as LOST/SHUTDOWN/DECOMMISSIONED; such gone ids of a host that also has a live
+NodeManager are history and are ignored, so the host's state is the live one's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from .._errors import ResourceManagerError
+from .client import ResourceManagerUnreachableError
+from .nodes import (
+    DECOMMISSIONED,
+    DECOMMISSIONING,
+    DOOMED_STATES,
+    GONE_STATES,
+    LOST,
+    RUNNING,
+    SHUTDOWN,
+    NodeStatus,
+    RMNode,
+)
+
+__all__ = ["NodePoller", "NodeSource", "NodeStateSink", "DOOMED_QUERY", "FULL_QUERY"]
+
+log = logging.getLogger("decom.poller")
+
+#: What every (light) poll asks for.
+DOOMED_QUERY = (DECOMMISSIONING, DECOMMISSIONED, LOST, SHUTDOWN)
+assert frozenset(DOOMED_QUERY) == DOOMED_STATES
+#: What a full poll asks for.
+FULL_QUERY = DOOMED_QUERY + (RUNNING,)
+_MIN_INTERVAL = 0.05
+
+
+class NodeSource(Protocol):
+    """Where node states are read: the RM (ResourceManagerClient), or the cluster agent first
+    (agent_link.AgentFirstNodes)."""
+
+    @property
+    def addresses(self) -> list[str]: ...
+
+    @property
+    def active_address(self) -> str | None: ...
+
+    def nodes(self, states: Iterable[str] | None = None) -> list[RMNode]: ...
+
+    def node(self, node_id: str) -> RMNode | None: ...
+
+    def cluster_metrics(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class NodeStateSink(Protocol):
+    """Where the poller sends node-state changes: the controller (told of every poll, see start_poller)."""
+
+    def on_node_states(self, statuses: Sequence[NodeStatus]) -> None: ...
+
+    def attach_poller(self, poller: NodePoller) -> None: ...
+
+
+class NodePoller:
+    """Polls the ResourceManager every ``interval`` seconds in a daemon thread and calls
+    ``on_update`` with the nodes whose state changed (on the first poll: every node not RUNNING).
+
+    Never raises from the thread: RM failures back off exponentially (up to ``max_backoff``, 5 s: the
+    longest a node change can go unseen once the RM is back after an outage) with
+    one warning when the RM becomes unreachable and one info line when it answers again;
+    ``on_update`` exceptions are logged. :meth:`poll_once` runs one poll in the caller's thread.
+    With ``every_poll``, ``on_update`` is also called (with no nodes) after a poll that saw no change.
+    """
+
+    def __init__(self, client: NodeSource, interval: float,
+                 on_update: Callable[[list[NodeStatus]], None], *,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time,
+                 light: bool = True, full_interval: float = 60.0, max_backoff: float = 5.0,
+                 max_lookups: int = 16, owns_client: bool = False, every_poll: bool = False) -> None:
+        self._client = client
+        self._interval = max(_MIN_INTERVAL, float(interval))
+        self._on_update = on_update
+        self._every_poll = every_poll
+        self._clock = clock
+        self._now = wall_clock
+        self._light = light
+        self._full_interval = full_interval
+        self._max_backoff = max(self._interval, max_backoff)
+        self._owns_client = owns_client
+        self._max_lookups = max_lookups
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._poll_lock = threading.Lock()
+        self._status_lock = threading.Lock()
+        # What the RM said: node id -> node, and host -> node ids.
+        self._snapshot: dict[str, RMNode] = {}
+        self._by_host: dict[str, set[str]] = {}
+        self._doomed_ids: set[str] = set()
+        # What on_update was last told per target (also the baseline of the first poll).
+        self._emitted: dict[str, str] = {}
+        self._first = True
+        self._last_full: float | None = None
+        self._metrics_ok = True
+        self._active_nodes: int | None = None
+        # Counters for status().
+        self._polls = 0
+        self._full_polls = 0
+        self._errors = 0
+        self._consecutive_errors = 0
+        self._last_success: float | None = None
+        self._last_error: str | None = None
+        self._failing_since: float | None = None
+        self._updates = 0
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> NodePoller:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="decom-node-poller",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop polling; returns within ``timeout`` even if a request is in flight (the daemon
+        thread then ends when it returns, and calls no ``on_update`` after this)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        if self._owns_client and (thread is None or not thread.is_alive()):
+            self._client.close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+
+    def status(self) -> dict[str, Any]:
+        """For the controller's report: addresses, the active RM, counters, the last error."""
+        with self._status_lock:
+            last = self._last_success
+            return {
+                "addresses": self._client.addresses,
+                "active_address": self._client.active_address,
+                "running": self.running,
+                "interval_s": self._interval,
+                "mode": "light" if self._light else "full",
+                "polls": self._polls,
+                "full_polls": self._full_polls,
+                "updates": self._updates,
+                "nodes_tracked": len(self._snapshot),
+                "last_success": last,
+                "last_success_age_s": None if last is None else round(self._now() - last, 3),
+                "consecutive_errors": self._consecutive_errors,
+                "errors": self._errors,
+                "last_error": self._last_error,
+            }
+
+    def nodes(self) -> list[RMNode]:
+        """The nodes as the last polls left them: every node in FULL_QUERY's states as of the last full
+        poll, with the doomed ones (and those just back from them) as of the last poll."""
+        with self._poll_lock:
+            return list(self._snapshot.values())
+
+    def states(self) -> dict[str, str]:
+        """The last state reported (or taken as the baseline) per target."""
+        with self._poll_lock:
+            return dict(self._emitted)
+
+    # ---- polling --------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = 0.0
+        while not self._stop.wait(delay):
+            started = self._clock()
+            try:
+                self.poll_once()
+            except Exception:  # noqa: BLE001 - logged by poll_once; the thread must live on
+                n = self._consecutive_errors
+                delay = min(self._max_backoff, self._interval * 2 ** min(max(n - 1, 0), 20))
+            else:
+                # A source that holds each poll until it has news (the cluster agent's long poll: its
+                # ``paced`` is true) sets the pace itself; the RM is asked every interval.
+                paced = bool(getattr(self._client, "paced", False))
+                delay = _MIN_INTERVAL if paced else max(0.0, self._interval - (self._clock() - started))
+
+    def poll_once(self) -> list[NodeStatus]:
+        """One poll: ask the RM, diff, call ``on_update`` with the changes (if any) and return
+        them. Raises :class:`ResourceManagerError` (after logging) when the RM can't be read."""
+        with self._poll_lock:
+            try:
+                changes = self._poll()
+            except Exception as e:
+                self._failed(e)
+                raise
+            self._succeeded()
+        if (changes or self._every_poll) and not self._stop.is_set():
+            if changes:
+                with self._status_lock:
+                    self._updates += 1
+            try:
+                self._on_update(changes)
+            except Exception:  # noqa: BLE001 - a broken callback must not stop the polling
+                log.exception("decom: the node-state callback failed on %d change(s); polling "
+                              "goes on", len(changes))
+        return changes
+
+    def _poll(self) -> list[NodeStatus]:
+        now = self._clock()
+        full = self._first or not self._light or self._last_full is None \
+            or now - self._last_full >= self._full_interval
+        active = self._active_count() if self._light else None
+        touched: set[str] = set()
+        if not full:
+            nodes = self._client.nodes(DOOMED_QUERY)
+            answered = {n.node_id for n in nodes}
+            # Nodes that left the doomed states: back to RUNNING, another state, or forgotten.
+            vanished = [i for i in self._doomed_ids if i not in answered]
+            forgotten: list[str] = []
+            if len(vanished) > self._max_lookups:
+                full = True
+            else:
+                for node_id in vanished:
+                    node = self._client.node(node_id)
+                    if node is None:
+                        forgotten.append(node_id)
+                    else:
+                        nodes.append(node)
+            if not full and active is not None and self._active_nodes is not None:
+                # RUNNING <-> a doomed state moves the RM's activeNodes by one each; any other
+                # difference is a NodeManager we don't know about (registered, maybe on a new port
+                # of a doomed host) or one that left RUNNING for a state we don't list.
+                moved = 0
+                for n in nodes:
+                    old = self._snapshot.get(n.node_id)
+                    if old is not None and old.state == RUNNING and n.state != RUNNING:
+                        moved -= 1
+                    elif old is not None and old.state != RUNNING and n.state == RUNNING:
+                        moved += 1
+                full = active != self._active_nodes + moved
+            if not full:
+                touched = self._merge(nodes, forgotten)
+        if full:
+            nodes = self._client.nodes(FULL_QUERY)
+            touched = self._replace(nodes)
+            self._last_full = now
+            with self._status_lock:
+                self._full_polls += 1
+        if active is not None:
+            self._active_nodes = active
+        changes = self._diff(touched)
+        self._first = False
+        return changes
+
+    def _active_count(self) -> int | None:
+        if not self._metrics_ok:
+            return None
+        try:
+            metrics = self._client.cluster_metrics()
+        except ResourceManagerUnreachableError:
+            raise
+        except ResourceManagerError as e:
+            self._metrics_ok = False
+            log.debug("decom: the ResourceManager's cluster metrics are unusable (%s); "
+                     "relying on a full node poll every %g s", e, self._full_interval)
+            return None
+        value = metrics.get("activeNodes")
+        if isinstance(value, bool) or not isinstance(value, int):
+            self._metrics_ok = False
+            return None
+        return value
+
+    # ---- snapshot and diff ----------------------------------------------------------------------
+
+    def _put(self, node: RMNode, touched: set[str]) -> None:
+        old = self._snapshot.get(node.node_id)
+        if old == node:
+            return
+        if old is not None and old.host != node.host:
+            self._unindex(old)
+            touched.add(old.host)
+        self._snapshot[node.node_id] = node
+        self._by_host.setdefault(node.host, set()).add(node.node_id)
+        if node.state in DOOMED_STATES:
+            self._doomed_ids.add(node.node_id)
+        else:
+            self._doomed_ids.discard(node.node_id)
+        if old is None or (old.state, old.decommissioning_timeout) != \
+                (node.state, node.decommissioning_timeout) or old.host != node.host:
+            touched.add(node.host)
+
+    def _unindex(self, node: RMNode) -> None:
+        self._doomed_ids.discard(node.node_id)
+        ids = self._by_host.get(node.host)
+        if ids is not None:
+            ids.discard(node.node_id)
+            if not ids:
+                del self._by_host[node.host]
+
+    def _merge(self, nodes: Iterable[RMNode], forgotten: Iterable[str] = ()) -> set[str]:
+        touched: set[str] = set()
+        for node_id in forgotten:
+            old = self._snapshot.pop(node_id, None)
+            if old is not None:
+                self._unindex(old)
+                touched.add(old.host)
+        for node in nodes:
+            self._put(node, touched)
+        return touched
+
+    def _replace(self, nodes: list[RMNode]) -> set[str]:
+        touched: set[str] = set()
+        fresh = {n.node_id for n in nodes}
+        for nid in [nid for nid in self._snapshot if nid not in fresh]:
+            old = self._snapshot.pop(nid)
+            self._unindex(old)
+            touched.add(old.host)
+        for node in nodes:
+            self._put(node, touched)
+        return touched
+
+    def _targets(self, host: str) -> Mapping[str, RMNode]:
+        entries = [self._snapshot[i] for i in self._by_host.get(host, ())]
+        if len(entries) > 1:
+            live = [e for e in entries if e.state not in GONE_STATES]
+            if not live:  # every NodeManager of the host is gone: the host is
+                return {host: max(entries, key=lambda e: (e.last_health_update, e.node_id))}
+            entries = live
+        if len(entries) == 1:
+            return {host: entries[0]}
+        return {e.node_id: e for e in entries}
+
+    def _diff(self, touched: set[str]) -> list[NodeStatus]:
+        changes: list[NodeStatus] = []
+        now = self._now()
+        for host in sorted(touched):
+            for target, node in self._targets(host).items():
+                previous = self._emitted.get(target)
+                if previous == node.state:
+                    continue
+                self._emitted[target] = node.state
+                if previous is None and node.state == RUNNING:
+                    continue  # a healthy node we had not seen: nothing to say
+                deadline = None
+                if node.state == DECOMMISSIONING and node.decommissioning_timeout is not None:
+                    deadline = now + node.decommissioning_timeout
+                changes.append(NodeStatus(target, node.state, deadline))
+        return changes
+
+    # ---- error accounting -----------------------------------------------------------------------
+
+    def _failed(self, e: Exception) -> None:
+        reason = str(e) if isinstance(e, ResourceManagerError) else f"{type(e).__name__}: {e}"
+        with self._status_lock:
+            self._polls += 1
+            self._errors += 1
+            self._consecutive_errors += 1
+            self._last_error = reason
+            first = self._consecutive_errors == 1
+            if first:
+                self._failing_since = self._now()
+        if first:
+            log.warning("decom: cannot read node states from the YARN ResourceManager: %s. "
+                        "Retrying with backoff (up to %g s); node states are not updated "
+                        "meanwhile", reason, self._max_backoff,
+                        exc_info=not isinstance(e, ResourceManagerError))
+
+    def _succeeded(self) -> None:
+        with self._status_lock:
+            self._polls += 1
+            failed, since = self._consecutive_errors, self._failing_since
+            self._consecutive_errors = 0
+            self._failing_since = None
+            self._last_success = self._now()
+        if failed:
+            log.info("decom: the YARN ResourceManager answers again (%s) after %d failed "
+                     "poll(s) over %.1f s", self._client.active_address, failed,
+                     self._now() - (since or self._now()))
