@@ -13,6 +13,10 @@ The contract (README, "The decom agent"):
   401 unauthenticated. A driver retries anything else (agent down, 5xx) with backoff.
 - While the agent is down nothing is released: the nodes wait for their apps to end, or for YARN's
   timeout, exactly as without the agent.
+- Node states: ``GET /v1/nodes?states=A,B&newer_than=<polled_at>``, answered (signed by the agent over the
+  path with its query) with the agent's next read of the RM, or after :data:`LONG_POLL_MAX_S`. A driver
+  asks it instead of the RM, and asks the RM itself while the agent does not answer, answers unsigned or
+  has a view older than 3 of its intervals.
 """
 
 from __future__ import annotations
@@ -28,10 +32,13 @@ from typing import Any
 
 from ._errors import AgentError
 
-__all__ = ["AppReport", "WireError", "sign", "verify", "read_secret", "HEARTBEAT_S", "MAX_SKEW_S"]
+__all__ = ["AppReport", "WireError", "sign", "verify", "read_secret", "HEARTBEAT_S", "LONG_POLL_MAX_S", "MAX_SKEW_S"]
 
 #: How often a driver repeats its report while nothing changes.
 HEARTBEAT_S = 10.0
+#: The longest the agent holds a driver's long poll of ``GET /v1/nodes`` (``newer_than``) when it has not
+#: read the RM meanwhile (also at most 3 of its intervals).
+LONG_POLL_MAX_S = 10.0
 #: How far a request's timestamp may be from the agent's clock (replays older than this are refused).
 MAX_SKEW_S = 300.0
 TIMESTAMP_HEADER = "X-Decom-Timestamp"

@@ -22,6 +22,7 @@ from typing import Any
 from .._agent_contract import HEARTBEAT_S, AppReport
 from .._errors import AgentError, DecomError
 from .._yarn.client import ResourceManagerClient, RMNode
+from .._yarn.poller import NodePoller
 from .exclude_file import ExcludeFile
 from .yarn_admin import YarnAdmin
 
@@ -29,8 +30,6 @@ __all__ = ["Agent", "OtherApps", "Release"]
 
 log = logging.getLogger("decom.agent")
 
-_ALL_STATES = ("NEW", "RUNNING", "UNHEALTHY", "DECOMMISSIONING", "DECOMMISSIONED", "LOST", "REBOOTED",
-               "SHUTDOWN")
 #: An app that has not reported for this long is forgotten (it ended, or its driver lost the agent).
 _APP_FORGET_S = 10 * HEARTBEAT_S
 
@@ -99,11 +98,16 @@ class Agent:
         self.dry_run = dry_run
         self.records = records
         self._lock = threading.Lock()
+        self._polled = threading.Condition(self._lock)  # drivers waiting for the next poll's view
         self._apps: dict[str, _App] = {}
         self._nodes: list[RMNode] = []
         self._releases: list[Release] = []
         self._waiting: dict[str, dict[str, Any]] = {}
         self.counters = _Counters()
+        # The drivers' light polls, once for all of them: the doomed states and the RM's node count each
+        # interval, every node only when that count says something else changed, and every 60 s. A read
+        # of every node costs the RM ~0.1 s of CPU per 1,000 nodes (bench/rm_load.py).
+        self._poller = NodePoller(rm, interval, lambda _changes: None)
         self._stop = threading.Event()
         self._save_lock = threading.Lock()
         # Right after a start, an app that has not reported yet may be a decom app whose next report is
@@ -151,7 +155,8 @@ class Agent:
     def poll_once(self) -> None:
         t0 = time.monotonic()
         try:
-            nodes = self.rm.nodes(_ALL_STATES)
+            self._poller.poll_once()
+            nodes = self._poller.nodes()
         except DecomError as e:
             with self._lock:
                 self.counters.polls += 1
@@ -165,6 +170,7 @@ class Agent:
             self.counters.polls += 1
             self.counters.last_poll_ok = now
             self.counters.last_poll_s = time.monotonic() - t0
+            self._polled.notify_all()
             for app_id in [a for a, s in self._apps.items() if now - s.received > _APP_FORGET_S]:
                 del self._apps[app_id]
         self._restore_timeouts(nodes)
@@ -371,6 +377,12 @@ class Agent:
         with self._lock:
             return self.counters.last_poll_ok, list(self._nodes)
 
+    def wait_for_poll(self, newer_than: float, timeout: float) -> None:
+        """Return once the RM has been read after ``newer_than`` (a ``polled_at`` the agent served), or
+        after ``timeout`` seconds: a driver's long poll, so a change reaches it as soon as the agent saw it."""
+        with self._polled:
+            self._polled.wait_for(lambda: (self.counters.last_poll_ok or 0.0) > newer_than, timeout)
+
     def healthy(self) -> tuple[bool, float | None]:
         """Whether the last good RM poll is recent (within 3 intervals + the RM timeout); its age."""
         with self._lock:
@@ -396,6 +408,7 @@ class Agent:
                 "apps": {a: {"let_go": sorted(s.report.let_go), "received": s.received}
                          for a, s in sorted(self._apps.items())},
                 "releases": [r.to_json() for r in self._releases],
+                "rm_reads": {k: v for k, v in self._poller.status().items() if k in ("polls", "full_polls")},
                 "counters": {"polls": c.polls, "poll_errors": c.poll_errors, "releases": c.releases,
                              "release_errors": c.release_errors, "reports": c.reports,
                              "unauthenticated": c.unauthenticated, "bad_requests": c.bad_requests},

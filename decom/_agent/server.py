@@ -4,8 +4,11 @@
 - ``GET /healthz``: 200 while the RM is polled, else 503;
 - ``GET /metrics``: Prometheus text;
 - ``GET /v1/status``: what the agent sees and has done (``decom agent status``);
-- ``GET /v1/nodes``: the RM's nodes as the agent last read them, in the RM's own JSON form (``polled_at``,
-  ``interval_s``, ``nodes.node``): what drivers poll instead of the RM.
+- ``GET /v1/nodes[?states=A,B][&newer_than=T]``: the RM's nodes as the agent last read them (those in the
+  given states), in the RM's own JSON form (``nodes.node``), with ``polled_at``, ``interval_s``, ``states``
+  and ``active_nodes`` (the RUNNING ones, as the RM's metrics count them): what drivers poll instead of the
+  RM. With ``newer_than`` (a ``polled_at`` it served) the answer waits for the agent's next read of the RM
+  (at most 3 intervals, 10 s), so a change reaches every driver as soon as the agent has seen it.
 
 Reads change nothing and need no signature; ``/v1/nodes``, which drivers act on, is signed by the agent
 (the same headers as a report). Bind the endpoint where only the cluster reaches it.
@@ -19,8 +22,9 @@ import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from .._agent_contract import AppReport, WireError, sign, verify
+from .._agent_contract import LONG_POLL_MAX_S, AppReport, WireError, sign, verify
 from .._yarn import RMNode
 from .agent import Agent
 
@@ -89,10 +93,23 @@ def _handler(agent: Agent, secret: bytes) -> type[BaseHTTPRequestHandler]:
                 self._reply(200, agent.metrics(), "text/plain; version=0.0.4")
             elif self.path == "/v1/status":
                 self._reply(200, agent.status())
-            elif self.path == "/v1/nodes":
+            elif urlsplit(self.path).path == "/v1/nodes":
+                query = parse_qs(urlsplit(self.path).query)
+                states = sorted({s.strip().upper() for v in query.get("states", []) for s in v.split(",")
+                                 if s.strip()}) or None
+                if "newer_than" in query:  # a long poll: answer with the agent's next read of the RM
+                    try:
+                        newer_than = float(query["newer_than"][0])
+                    except ValueError:
+                        agent.count("bad_requests")
+                        self._reply(400, {"error": "newer_than must be a polled_at the agent served"})
+                        return
+                    agent.wait_for_poll(newer_than, min(3 * agent.interval, LONG_POLL_MAX_S))
                 at, nodes = agent.nodes_snapshot()
-                self._reply(200, {"polled_at": at, "interval_s": agent.interval,
-                                  "nodes": {"node": [_node_json(n) for n in nodes]}}, signed=True)
+                self._reply(200, {"polled_at": at, "interval_s": agent.interval, "states": states,
+                                  "active_nodes": sum(1 for n in nodes if n.state == "RUNNING"),
+                                  "nodes": {"node": [_node_json(n) for n in nodes
+                                                     if states is None or n.state in states]}}, signed=True)
             else:
                 self._reply(404, {"error": "no such endpoint: GET /healthz, /metrics, /v1/status, /v1/nodes"})
 

@@ -17,11 +17,12 @@ from typing import Any
 
 import httpx
 
-from .._agent_contract import HEARTBEAT_S, AppReport, read_secret, sign, verify
+from .._agent_contract import HEARTBEAT_S, LONG_POLL_MAX_S, AppReport, read_secret, sign, verify
 from .._errors import AgentError
 from .._redact import display_url
 from .._yarn import ResourceManagerClient, RMNode
 from .._yarn.nodes import parse_node
+from .._yarn.poller import DOOMED_QUERY
 
 __all__ = ["AgentLink", "AgentFirstNodes"]
 
@@ -110,11 +111,12 @@ class AgentLink:
 
 class AgentFirstNodes:
     """The node states the poller reads when spark.decom.agent.url is set: the agent's one read of the RM
-    per interval (``GET /v1/nodes``), so the RM's work does not grow with the number of drivers. While the
-    agent does not answer, or its view is older than 3 of its intervals, the RM itself is read, and the
-    agent is tried again every ``retry_after`` seconds: the driver switches back by itself.
+    per interval (``GET /v1/nodes?states=...``), so the RM's work does not grow with the number of drivers.
+    While the agent does not answer, or its view is older than 3 of its intervals, the RM itself is read,
+    and the agent is tried again every ``retry_after`` seconds: the driver switches back by itself.
 
-    It has the ResourceManagerClient calls the poller makes (nodes, node, cluster_metrics)."""
+    It has the ResourceManagerClient calls the poller makes (nodes, node, cluster_metrics). A light poll
+    (cluster_metrics, then the doomed states) is one request to the agent: its answer carries both."""
 
     def __init__(self, agent_url: str, rm: ResourceManagerClient, secret: bytes, *, timeout: float = 2.0,
                  retry_after: float = 10.0, transport: httpx.BaseTransport | None = None) -> None:
@@ -123,9 +125,13 @@ class AgentFirstNodes:
         self._secret = secret
         self._retry_after = retry_after
         self._http = httpx.Client(timeout=timeout, trust_env=False, transport=transport)
+        self._timeout = timeout
         self._lock = threading.Lock()
         self._skip_until = 0.0
-        self._cached: tuple[float, list[RMNode]] | None = None
+        self._last_polled_at: float | None = None  # the agent's last read of the RM we were served
+        self._agent_interval = 2.0
+        # One poll's calls share an answer: the query's states -> (when, active nodes, nodes).
+        self._cached: dict[tuple[str, ...] | None, tuple[float, int, list[RMNode]]] = {}
         self.on_agent = False
         self.fallbacks = 0
 
@@ -142,53 +148,71 @@ class AgentFirstNodes:
     def timeout(self) -> float:
         return self.rm.timeout
 
+    @property
+    def paced(self) -> bool:
+        """True while the agent answers: each light poll waits for its next read of the RM, so the poller
+        asks again at once rather than after its interval."""
+        with self._lock:
+            return self.on_agent and self._last_polled_at is not None
+
     def nodes(self, states: Iterable[str] | None = None) -> list[RMNode]:
-        snap = self._snapshot()
-        if snap is None:
-            return self.rm.nodes(states)
-        wanted = None if states is None else {s.upper() for s in states}
-        return [n for n in snap if wanted is None or n.state in wanted]
+        snap = self._snapshot(states)
+        return self.rm.nodes(states) if snap is None else snap[1]
 
     def node(self, node_id: str) -> RMNode | None:
-        snap = self._snapshot()
+        snap = self._snapshot(None)
         if snap is None:
             return self.rm.node(node_id)
-        return next((n for n in snap if n.node_id == node_id), None)
+        return next((n for n in snap[1] if n.node_id == node_id), None)
 
     def cluster_metrics(self) -> dict[str, Any]:
-        snap = self._snapshot()
-        if snap is None:
-            return self.rm.cluster_metrics()
-        return {"activeNodes": sum(1 for n in snap if n.state == "RUNNING")}
+        # A light poll's first call: it waits for the agent's next read of the RM (a long poll), so the
+        # driver sees a change as soon as the agent does; it asks the doomed states too, which the poll
+        # asks next: one request for both.
+        snap = self._snapshot(DOOMED_QUERY, wait=True)
+        return self.rm.cluster_metrics() if snap is None else {"activeNodes": snap[0]}
 
     def close(self) -> None:
         self._http.close()
         self.rm.close()
 
-    def _snapshot(self) -> list[RMNode] | None:
+    def _snapshot(self, states: Iterable[str] | None, *, wait: bool = False) -> tuple[int, list[RMNode]] | None:
+        key = None if states is None else tuple(sorted({s.upper() for s in states}))
         now = time.monotonic()
         with self._lock:
-            if self._cached is not None and now - self._cached[0] < 0.25:  # one poll's several calls
-                return self._cached[1]
+            hit = self._cached.get(key)
+            if hit is not None and now - hit[0] < 0.25 and not wait:  # one poll's several calls
+                return hit[1], hit[2]
             if now < self._skip_until:
                 return None
+            last = self._last_polled_at if wait else None
+        query = ([] if key is None else ["states=" + ",".join(key)]) + \
+            ([] if last is None else [f"newer_than={last!r}"])
+        path = "/v1/nodes" + ("?" + "&".join(query) if query else "")
+        # A long poll is held up to 3 of the agent's intervals (10 s at most).
+        timeout = min(3 * self._agent_interval, LONG_POLL_MAX_S) + self._timeout if last is not None else self._timeout
         try:
-            resp = self._http.get(self.agent_url + "/v1/nodes")
+            resp = self._http.get(self.agent_url + path, timeout=timeout)
             resp.raise_for_status()
-            why = verify(self._secret, "GET", "/v1/nodes", resp.content, resp.headers)
+            why = verify(self._secret, "GET", path, resp.content, resp.headers)
             if why is not None:
                 raise AgentError(f"answered with a node list that is not the agent's ({why})")
             data = resp.json()
             polled_at, interval = data["polled_at"], float(data["interval_s"])
             if polled_at is None or time.time() - float(polled_at) > 3 * interval + 5:
                 raise AgentError(f"its view of the RM is stale (last read {polled_at})")
+            if (None if data["states"] is None else tuple(data["states"])) != key:
+                raise AgentError(f"answered for states {data['states']}, not {key}")
+            active = data["active_nodes"]
+            if isinstance(active, bool) or not isinstance(active, int):
+                raise AgentError(f"active_nodes {active!r} is not a count")
             nodes = [parse_node(item) for item in data["nodes"]["node"]]
             if any(n is None for n in nodes):
                 raise AgentError("a node without id or state")
         except (httpx.HTTPError, ValueError, KeyError, TypeError, AgentError) as e:
             with self._lock:
                 self._skip_until = now + self._retry_after
-                self._cached = None
+                self._cached.clear()
                 was, self.on_agent = self.on_agent, False
                 self.fallbacks += 1
             log.log(logging.WARNING if was or self.fallbacks == 1 else logging.DEBUG,
@@ -197,8 +221,9 @@ class AgentFirstNodes:
             return None
         found = [n for n in nodes if n is not None]
         with self._lock:
-            self._cached = (now, found)
+            self._cached[key] = (time.monotonic(), active, found)
+            self._last_polled_at, self._agent_interval = float(polled_at), interval
             was, self.on_agent = self.on_agent, True
         if not was:
             log.info("decom: reading node states from the decom agent at %s", display_url(self.agent_url))
-        return found
+        return active, found
