@@ -609,6 +609,19 @@ class SparkApp:
 
         return tail(self.log_path, lines)
 
+    def kill_driver(self) -> None:
+        """SIGKILL the driver's Python, as a crash: nothing is said to YARN or to the decom agent. Its JVM
+        exits as the pipe from its Python closes (pyspark's gateway watches it)."""
+        p = self._proc
+        if p is None:
+            return
+        self._proc = None
+        try:
+            p.kill()
+            p.wait(timeout=30)
+        finally:
+            self._log.close()
+
     def stop(self, timeout: float = 120.0) -> None:
         p = self._proc
         if p is None:
