@@ -30,6 +30,8 @@ __all__ = ["Agent", "OtherApps", "Release"]
 
 log = logging.getLogger("decom.agent")
 
+#: In-service states the light polls don't read (RUNNING they do), asked before each release.
+_IN_SERVICE_UNPOLLED = ("NEW", "UNHEALTHY")
 #: An app that has not reported for this long is forgotten (it ended, or its driver lost the agent).
 _APP_FORGET_S = 10 * HEARTBEAT_S
 
@@ -87,7 +89,7 @@ class Agent:
     """Thread-safe: the HTTP server calls :meth:`app_reported` and :meth:`status` while :meth:`run` polls."""
 
     def __init__(self, rm: ResourceManagerClient, admin: YarnAdmin, exclude: ExcludeFile, *,
-                 interval: float = 2.0, other_apps: OtherApps = OtherApps.WAIT, dry_run: bool = False,
+                 interval: float = 1.0, other_apps: OtherApps = OtherApps.WAIT, dry_run: bool = False,
                  records: Path | None = None, state_file: Path | None = None,
                  startup_grace: float = 1.5 * HEARTBEAT_S) -> None:
         self.rm = rm
@@ -233,6 +235,18 @@ class Agent:
         hosts = {n.host for n, _, _ in ready}
         previous: dict[str, int | None] = {}
         try:
+            # The light polls hold RUNNING and the doomed states. A host an operator has listed but not
+            # refreshed may also be NEW or UNHEALTHY, and the refresh would start its decommission.
+            for n in self.rm.nodes(_IN_SERVICE_UNPOLLED):
+                state[n.host] = n.state
+        except DecomError as e:
+            with self._lock:
+                self.counters.release_errors += 1
+                self.counters.last_error = str(e)
+            log.error("decom agent: not releasing %s: cannot read the RM's NEW and UNHEALTHY nodes: %s",
+                      sorted(hosts), e)
+            return
+        try:
             with self.exclude.edit() as excluded:
                 missing = sorted(h for h in hosts if h not in excluded)
                 if missing:
@@ -376,6 +390,11 @@ class Agent:
         with spark.decom.agent.url poll instead of the RM."""
         with self._lock:
             return self.counters.last_poll_ok, list(self._nodes)
+
+    def last_polled_at(self) -> float | None:
+        """When the RM was last read (epoch seconds; None: never)."""
+        with self._lock:
+            return self.counters.last_poll_ok
 
     def wait_for_poll(self, newer_than: float, timeout: float) -> None:
         """Return once the RM has been read after ``newer_than`` (a ``polled_at`` the agent served), or

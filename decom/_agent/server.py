@@ -4,11 +4,12 @@
 - ``GET /healthz``: 200 while the RM is polled, else 503;
 - ``GET /metrics``: Prometheus text;
 - ``GET /v1/status``: what the agent sees and has done (``decom agent status``);
-- ``GET /v1/nodes[?states=A,B][&newer_than=T]``: the RM's nodes as the agent last read them (those in the
-  given states), in the RM's own JSON form (``nodes.node``), with ``polled_at``, ``interval_s``, ``states``
-  and ``active_nodes`` (the RUNNING ones, as the RM's metrics count them): what drivers poll instead of the
-  RM. With ``newer_than`` (a ``polled_at`` it served) the answer waits for the agent's next read of the RM
-  (at most 3 intervals, 10 s), so a change reaches every driver as soon as the agent has seen it.
+- ``GET /v1/nodes[?states=A,B][&node=ID][&newer_than=T]``: the RM's nodes as the agent last read them
+  (those in the given states, or that node), in the RM's own JSON form (``nodes.node``), with
+  ``polled_at``, ``interval_s``, ``states`` and ``active_nodes`` (the RUNNING ones, as the RM's metrics
+  count them): what drivers poll instead of the RM. With ``newer_than`` (a ``polled_at`` it served) the
+  answer waits for the agent's next read of the RM (at most 3 intervals, 10 s), so a change reaches every
+  driver as soon as the agent has seen it.
 
 Reads change nothing and need no signature; ``/v1/nodes``, which drivers act on, is signed by the agent
 (the same headers as a report). Bind the endpoint where only the cluster reaches it.
@@ -40,7 +41,7 @@ class AgentServer:
 
     def __init__(self, agent: Agent, secret: bytes, host: str = "127.0.0.1", port: int = 0) -> None:
         handler = _handler(agent, secret)
-        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server = _Server((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="decom-agent-http", daemon=True)
 
@@ -62,26 +63,35 @@ class AgentServer:
         self._server.server_close()
 
 
+class _Server(ThreadingHTTPServer):
+    # Every driver's long poll ends at the same read of the RM, and each asks again at once: the default
+    # backlog of 5 would drop connections.
+    request_queue_size = 1024
+
+
 def _handler(agent: Agent, secret: bytes) -> type[BaseHTTPRequestHandler]:
     # Every driver asks for the same few state sets after each read of the RM: each answer is built once
     # per read (at 10,000 nodes, a list of every node is megabytes of JSON).
+    # Built one at a time: drivers woken together by a read wait for the first build, then share it.
     built: dict[tuple[float | None, tuple[str, ...] | None], str] = {}
     built_lock = threading.Lock()
 
-    def node_list(states: list[str] | None) -> str:
-        at, nodes = agent.nodes_snapshot()
-        key = (at, None if states is None else tuple(states))
+    def node_list(states: list[str] | None, node_ids: list[str]) -> str:
+        key = (agent.last_polled_at(), None if states is None else tuple(states))
         with built_lock:
-            if key in built:
+            if key in built and not node_ids:
                 return built[key]
-        body = json.dumps({"polled_at": at, "interval_s": agent.interval, "states": states,
-                           "active_nodes": sum(1 for n in nodes if n.state == "RUNNING"),
-                           "nodes": {"node": [_node_json(n) for n in nodes if states is None or n.state in states]}},
-                          sort_keys=True)
-        with built_lock:
-            for old in [k for k in built if k[0] != at]:
-                del built[old]
-            built[key] = body
+            at, nodes = agent.nodes_snapshot()
+            body = json.dumps({"polled_at": at, "interval_s": agent.interval, "states": states,
+                               "active_nodes": sum(1 for n in nodes if n.state == "RUNNING"),
+                               "nodes": {"node": [_node_json(n) for n in nodes
+                                                  if (states is None or n.state in states)
+                                                  and (not node_ids or n.node_id in node_ids)]}},
+                              sort_keys=True)
+            if not node_ids:
+                for old in [k for k in built if k[0] != at]:
+                    del built[old]
+                built[(at, key[1])] = body
         return body
 
     class Handler(BaseHTTPRequestHandler):
@@ -126,7 +136,7 @@ def _handler(agent: Agent, secret: bytes) -> type[BaseHTTPRequestHandler]:
                         self._reply(400, {"error": "newer_than must be a polled_at the agent served"})
                         return
                     agent.wait_for_poll(newer_than, min(3 * agent.interval, LONG_POLL_MAX_S))
-                self._reply(200, node_list(states), signed=True)
+                self._reply(200, node_list(states, query.get("node", [])), signed=True)
             else:
                 self._reply(404, {"error": "no such endpoint: GET /healthz, /metrics, /v1/status, /v1/nodes"})
 

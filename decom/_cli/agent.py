@@ -43,7 +43,9 @@ def _bind(value: str) -> tuple[str, int]:
 @click.option("--secret-file", required=True, type=click.Path(path_type=Path),
               help="The shared secret drivers sign their reports with (spark.decom.agent.secretFile).")
 @click.option("--bind", default="127.0.0.1:8788", show_default=True, help="Where the HTTP endpoint listens.")
-@click.option("--interval", default="2s", show_default=True, help="How often the RM's nodes are read.")
+@click.option("--interval", default="1s", show_default=True,
+              help="How often the RM's nodes are read; drivers on the agent see changes at this pace "
+                   "(spark.decom.poll.interval is 1 s by default).")
 @click.option("--other-apps", type=click.Choice(["wait", "release"]), default="wait", show_default=True,
               help="Apps on a node that don't report to the agent (no decom): wait for them to end, or not.")
 @click.option("--dry-run", is_flag=True, help="Log and record what would be released; change nothing.")

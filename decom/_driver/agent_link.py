@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -129,6 +130,7 @@ class AgentFirstNodes:
         self._lock = threading.Lock()
         self._skip_until = 0.0
         self._last_polled_at: float | None = None  # the agent's last read of the RM we were served
+        self._long_polled = False  # the last poll waited for the agent's next read (see paced)
         self._agent_interval = 2.0
         # One poll's calls share an answer: the query's states -> (when, active nodes, nodes).
         self._cached: dict[tuple[str, ...] | None, tuple[float, int, list[RMNode]]] = {}
@@ -150,17 +152,18 @@ class AgentFirstNodes:
 
     @property
     def paced(self) -> bool:
-        """True while the agent answers: each light poll waits for its next read of the RM, so the poller
-        asks again at once rather than after its interval."""
+        """Whether the last poll waited for the agent's next read of the RM (a long poll it answered): the
+        poller then asks again at once rather than after its interval. Read once per poll: it clears."""
         with self._lock:
-            return self.on_agent and self._last_polled_at is not None
+            paced, self._long_polled = self._long_polled, False
+            return paced
 
     def nodes(self, states: Iterable[str] | None = None) -> list[RMNode]:
         snap = self._snapshot(states)
         return self.rm.nodes(states) if snap is None else snap[1]
 
     def node(self, node_id: str) -> RMNode | None:
-        snap = self._snapshot(None)
+        snap = self._snapshot(None, node_id=node_id)
         if snap is None:
             return self.rm.node(node_id)
         return next((n for n in snap[1] if n.node_id == node_id), None)
@@ -176,21 +179,24 @@ class AgentFirstNodes:
         self._http.close()
         self.rm.close()
 
-    def _snapshot(self, states: Iterable[str] | None, *, wait: bool = False) -> tuple[int, list[RMNode]] | None:
+    def _snapshot(self, states: Iterable[str] | None, *, wait: bool = False,
+                  node_id: str | None = None) -> tuple[int, list[RMNode]] | None:
         key = None if states is None else tuple(sorted({s.upper() for s in states}))
         now = time.monotonic()
         with self._lock:
-            hit = self._cached.get(key)
+            hit = self._cached.get(key) if node_id is None else None
             if hit is not None and now - hit[0] < 0.25 and not wait:  # one poll's several calls
                 return hit[1], hit[2]
             if now < self._skip_until:
                 return None
             last = self._last_polled_at if wait else None
         query = ([] if key is None else ["states=" + ",".join(key)]) + \
+            ([] if node_id is None else [f"node={quote(node_id, safe=':')}"]) + \
             ([] if last is None else [f"newer_than={last!r}"])
         path = "/v1/nodes" + ("?" + "&".join(query) if query else "")
-        # A long poll is held up to 3 of the agent's intervals (10 s at most).
-        timeout = min(3 * self._agent_interval, LONG_POLL_MAX_S) + self._timeout if last is not None else self._timeout
+        # A long poll is held up to 3 of the agent's intervals (10 s at most); connecting is not.
+        timeout = httpx.Timeout(self._timeout, read=self._timeout + (
+            0.0 if last is None else min(3 * self._agent_interval, LONG_POLL_MAX_S)))
         try:
             resp = self._http.get(self.agent_url + path, timeout=timeout)
             resp.raise_for_status()
@@ -221,8 +227,10 @@ class AgentFirstNodes:
             return None
         found = [n for n in nodes if n is not None]
         with self._lock:
-            self._cached[key] = (time.monotonic(), active, found)
+            if node_id is None:
+                self._cached[key] = (time.monotonic(), active, found)
             self._last_polled_at, self._agent_interval = float(polled_at), interval
+            self._long_polled = last is not None
             was, self.on_agent = self.on_agent, True
         if not was:
             log.info("decom: reading node states from the decom agent at %s", display_url(self.agent_url))

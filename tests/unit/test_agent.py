@@ -226,13 +226,15 @@ def test_no_release_when_the_other_hosts_timeouts_cannot_be_read(setup: Any) -> 
     assert "RM down" in agent.status()["last_error"]
 
 
-def test_no_refresh_while_the_file_lists_a_host_still_in_service(setup: Any) -> None:
-    """An operator wrote r1 into the file but has not refreshed yet: a refresh would start its decommission."""
+@pytest.mark.parametrize("in_service", ["RUNNING", "UNHEALTHY", "NEW"])
+def test_no_refresh_while_the_file_lists_a_host_still_in_service(setup: Any, in_service: str) -> None:
+    """An operator wrote r1 into the file but has not refreshed yet: a refresh would start its decommission.
+    The light polls don't read UNHEALTHY or NEW nodes; the agent asks for them before a release."""
     rm, admin, path, make = setup
     path.write_text(exclude_xml({"d1": 3600, "r1": 600}))
     before = path.read_bytes()
     agent = make()
-    rm.nodes = [rm_node("d1", "DECOMMISSIONING"), rm_node("r1", "RUNNING", 1)]
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING"), rm_node("r1", in_service, 1)]
     admin.apps = {"d1": {APP_A}}
     agent.app_reported(AppReport(APP_A, frozenset({"d1"}), 1.0))
     agent.poll_once()
@@ -485,17 +487,31 @@ def test_a_drivers_light_poll_waits_for_the_agents_next_read_of_the_rm_and_is_on
     agent_rm.nodes = [rm_node("d1", "RUNNING"), rm_node("r1", "RUNNING")]
     agent.poll_once()
     rm = ResourceManagerClient(["http://rm:8088"], transport=httpx.MockTransport(FakeRM().handler))
-    source = AgentFirstNodes(server.url, rm, SECRET)
+    asked: list[str] = []
+
+    class Counting(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            asked.append(f"{request.url.path}?{request.url.query.decode()}")
+            return super().handle_request(request)
+
+    source = AgentFirstNodes(server.url, rm, SECRET, transport=Counting())
     try:
         assert source.cluster_metrics() == {"activeNodes": 2}  # the first answer comes at once
+        assert not source.paced, "the first poll did not wait: the poller keeps its interval"
         agent_rm.nodes[0]["state"] = "DECOMMISSIONING"
         threading.Timer(0.6, agent.poll_once).start()
+        asked.clear()
         t0 = time.monotonic()
         assert source.cluster_metrics() == {"activeNodes": 1}  # held until the agent read the RM again
         waited = time.monotonic() - t0
-        asks = agent.counters.polls
         assert [n.host for n in source.nodes(["DECOMMISSIONING", "DECOMMISSIONED", "LOST", "SHUTDOWN"])] == ["d1"]
-        assert 0.5 <= waited < 2.0 and agent.counters.polls == asks
+        assert 0.5 <= waited < 2.0 and len(asked) == 1 and "newer_than=" in asked[0], asked
+        assert source.paced and not source.paced, "paced says once that the poll waited"
+        # Looking one node up asks for that node alone.
+        asked.clear()
+        node = source.node("d1:8041")
+        assert node is not None and node.state == "DECOMMISSIONING" and source.node("gone:1") is None
+        assert all("node=" in a for a in asked), asked
     finally:
         source.close()
 
