@@ -153,7 +153,8 @@ def test_an_app_without_decom_holds_the_node_under_wait_and_not_under_release(la
     lab.start_agent(other_apps="wait")
     dynamic = {"spark.dynamicAllocation.enabled": "true", "spark.dynamicAllocation.minExecutors": "0",
                "spark.dynamicAllocation.initialExecutors": "2", "spark.dynamicAllocation.maxExecutors": "2",
-               "spark.dynamicAllocation.executorIdleTimeout": "3s"}
+               # Long enough for the start to see where its executors run (one must be on the victim).
+               "spark.dynamicAllocation.executorIdleTimeout": "20s"}
     hosts = sorted(n.host for n in lab.nodes)
     victim = hosts[-1]
     with_decom = _start_on(lab, victim, executors=2, conf=STATIC, decom=True, name="agent-decom")
