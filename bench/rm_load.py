@@ -47,6 +47,7 @@ from decom._agent.exclude_file import ExcludeFile
 from decom._agent_contract import read_secret
 from decom._driver.agent_link import AgentFirstNodes
 from decom._driver.poller import DOOMED_QUERY, FULL_QUERY, NodePoller
+from decom._errors import ResourceManagerError
 from decom._yarn import ResourceManagerClient
 from decom._yarn.nodes import NodeStatus
 
@@ -229,7 +230,10 @@ class RmWatch:
     def _run(self) -> None:
         while not self.seen.is_set():
             asked = time.time()
-            n = self._rm.node(self._node_id)
+            try:
+                n = self._rm.node(self._node_id)
+            except ResourceManagerError:  # a slow answer under load: ask again
+                continue
             if n is not None and n.state in self._new:
                 self.seen.set()
             else:
@@ -268,6 +272,7 @@ def deliveries(lab: YarnLab, seen: Seen, drivers: int, hosts: list[str], log: Ca
         with ExcludeFile(lab.exclude_path).edit() as excluded:
             excluded.pop(host, None)
         with RmWatch(lab, f"{host}:45454", {"RUNNING"}) as back:
+            time.sleep(0.2)  # it has seen the node decommissioning
             lab.rmadmin("-refreshNodes", "-g", "-server")
             back.wait()
         deadline = time.monotonic() + 30
@@ -380,8 +385,9 @@ def rows_from(results: dict[str, Any], node_counts: list[int]) -> list[dict[str,
                 measured = drivers in ran
                 largest = max(d for d in ran if d <= drivers)
                 run = results["deliveries"][f"{mode}/{largest}/{nodes}"]
-                # A poller reads every node at least each FULL_EVERY_S; a short window may have seen none.
-                f = max(run["full_fraction"], POLL_INTERVAL_S / FULL_EVERY_S)
+                # In steady state a poller (a driver's or the agent's) reads every node each FULL_EVERY_S;
+                # a run's short window may have caught one or none (kept as full_fraction_measured).
+                f = POLL_INTERVAL_S / FULL_EVERY_S
                 polls_s = run["rm_polls_per_s"]
                 if mode == "direct" and not measured:
                     polls_s = polls_s / largest * drivers
@@ -409,6 +415,7 @@ def rows_from(results: dict[str, Any], node_counts: list[int]) -> list[dict[str,
                     "rm_cpu_s_per_request": round(cpu_req, 6),
                     "rm_cpu_s_per_s": round(2 * polls_s * cpu_req, 4),
                     "rm_cpu_s_per_s_measured": round(run["rm_cpu_s_per_s_over_idle"], 4) if measured else None,
+                    "full_fraction_measured": round(run["full_fraction"], 4),
                     "agent_cpu_s_per_s": None if agent_cpu is None else round(agent_cpu, 4),
                     "delivery_p50_s": round(statistics.median(got), 3) if got else None,
                     "delivery_p99_s": round(pct(got, 0.99), 3) if got else None,

@@ -63,10 +63,10 @@ class Tpch:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         with duckdb.connect() as con:
-            con.execute(f"LOAD '{_extension()}'")
+            con.execute(f"LOAD {_sql_path(Path(_extension()))}")
             con.execute(f"CALL dbgen(sf={self.sf})")
             for t in TABLES:
-                con.execute(f"COPY {t} TO '{tmp / (t + '.parquet')}' (FORMAT parquet)")
+                con.execute(f"COPY {t} TO {_sql_path(tmp / (t + '.parquet'))} (FORMAT parquet)")
         (tmp / ".complete").write_text(f"{self.sf}\n")
         shutil.rmtree(self.data_dir, ignore_errors=True)
         tmp.rename(self.data_dir)
@@ -77,7 +77,7 @@ class Tpch:
         import duckdb
 
         with duckdb.connect() as con:
-            con.execute(f"LOAD '{_extension()}'")
+            con.execute(f"LOAD {_sql_path(Path(_extension()))}")
             row = con.execute("SELECT query FROM tpch_queries() WHERE query_nr = ?", [n]).fetchone()
         if row is None:
             raise ValueError(f"TPC-H has queries 1-22, not {n}")
@@ -89,7 +89,8 @@ class Tpch:
 
         with duckdb.connect() as con:
             for t in TABLES:
-                con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{self.data_dir / (t + '.parquet')}')")
+                parquet = _sql_path(self.data_dir / f"{t}.parquet")
+                con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet({parquet})")
             return [tuple(r) for r in con.execute(self.query(n)).fetchall()]
 
     def register(self, spark: SparkSession) -> None:
@@ -102,11 +103,19 @@ class Tpch:
 
 
 def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, (float, decimal.Decimal)) or isinstance(b, (float, decimal.Decimal)):
+    """Exact for decimals and integers (money must add up to the cent); within rounding where either side
+    is a float."""
+    if isinstance(a, float) or isinstance(b, float):
         if a is None or b is None:
             return a is b
         return math.isclose(float(a), float(b), rel_tol=_REL_TOL, abs_tol=1e-6)
+    if isinstance(a, decimal.Decimal) or isinstance(b, decimal.Decimal):
+        return a is not None and b is not None and decimal.Decimal(a) == decimal.Decimal(b)
     return bool(a == b)
+
+
+def _sql_path(p: Path) -> str:
+    return "'" + str(p).replace("'", "''") + "'"
 
 
 def compare(n: int, spark_rows: Sequence[tuple[Any, ...]], duck_rows: Sequence[tuple[Any, ...]]) -> None:

@@ -78,6 +78,9 @@ def _handler(agent: Agent, secret: bytes) -> type[BaseHTTPRequestHandler]:
 
     def node_list(states: list[str] | None, node_ids: list[str]) -> str:
         key = (agent.last_polled_at(), None if states is None else tuple(states))
+        hit = None if node_ids else built.get(key)  # most answers: built already, no wait for the lock
+        if hit is not None:
+            return hit
         with built_lock:
             if key in built and not node_ids:
                 return built[key]

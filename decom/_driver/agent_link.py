@@ -230,7 +230,8 @@ class AgentFirstNodes:
             if node_id is None:
                 self._cached[key] = (time.monotonic(), active, found)
             self._last_polled_at, self._agent_interval = float(polled_at), interval
-            self._long_polled = last is not None
+            if last is not None:  # a later lookup in the same poll does not undo it
+                self._long_polled = True
             was, self.on_agent = self.on_agent, True
         if not was:
             log.info("decom: reading node states from the decom agent at %s", display_url(self.agent_url))

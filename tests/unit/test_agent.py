@@ -35,6 +35,7 @@ class FakeRM:
         self.nodes: list[dict[str, Any]] = []
         self.down = False
         self.asked: list[str] = []
+        self.refused_states: set[str] = set()  # a query for any of them gets a 500
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         self.asked.append(f"{request.url.path}?{request.url.query.decode()}".rstrip("?"))
@@ -51,6 +52,8 @@ class FakeRM:
                 "RemoteException": {"message": f"nodeId, {node_id}, is not found"}})
         states = request.url.params.get("states")
         wanted = set(states.split(",")) if states else None
+        if wanted and wanted & self.refused_states:
+            return httpx.Response(500, text="boom")
         return httpx.Response(200, json={"nodes": {"node": [n for n in self.nodes
                                                             if wanted is None or n["state"] in wanted]}})
 
@@ -240,6 +243,19 @@ def test_no_refresh_while_the_file_lists_a_host_still_in_service(setup: Any, in_
     agent.poll_once()
     assert path.read_bytes() == before and admin.refreshes == 0
     assert "r1" in agent.status()["last_error"]
+
+
+def test_no_refresh_when_the_new_and_unhealthy_nodes_cannot_be_read(setup: Any) -> None:
+    rm, admin, path, make = setup
+    before = path.read_bytes()
+    agent = make()
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING")]
+    admin.apps = {"d1": {APP_A}}
+    agent.app_reported(AppReport(APP_A, frozenset({"d1"}), 1.0))
+    rm.refused_states = {"UNHEALTHY"}
+    agent.poll_once()
+    assert path.read_bytes() == before and admin.refreshes == 0
+    assert agent.status()["counters"]["release_errors"] == 1
 
 
 def test_a_host_not_in_the_exclude_file_is_never_added(setup: Any) -> None:
@@ -506,12 +522,15 @@ def test_a_drivers_light_poll_waits_for_the_agents_next_read_of_the_rm_and_is_on
         waited = time.monotonic() - t0
         assert [n.host for n in source.nodes(["DECOMMISSIONING", "DECOMMISSIONED", "LOST", "SHUTDOWN"])] == ["d1"]
         assert 0.5 <= waited < 2.0 and len(asked) == 1 and "newer_than=" in asked[0], asked
+        source.node("r1:8041")  # a lookup later in the same poll
         assert source.paced and not source.paced, "paced says once that the poll waited"
         # Looking one node up asks for that node alone.
         asked.clear()
         node = source.node("d1:8041")
         assert node is not None and node.state == "DECOMMISSIONING" and source.node("gone:1") is None
-        assert all("node=" in a for a in asked), asked
+        assert len(asked) == 2 and all("node=" in a for a in asked), asked
+        raw = httpx.get(server.url + "/v1/nodes?node=d1:8041", trust_env=False).json()
+        assert [n["id"] for n in raw["nodes"]["node"]] == ["d1:8041"], "the agent did not answer for that node alone"
     finally:
         source.close()
 
