@@ -46,10 +46,10 @@ from typing import TYPE_CHECKING, Any
 from decom._agent.exclude_file import ExcludeFile
 from decom._agent_contract import read_secret
 from decom._driver.agent_link import AgentFirstNodes
-from decom._driver.poller import DOOMED_QUERY, FULL_QUERY, NodePoller
 from decom._errors import ResourceManagerError
 from decom._yarn import ResourceManagerClient
 from decom._yarn.nodes import NodeStatus
+from decom._yarn.poller import DOOMED_QUERY, FULL_QUERY, NodePoller
 
 if TYPE_CHECKING:
     from yarnlab import YarnLab
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 RESULTS = Path(__file__).resolve().parent / "results"
 JAVA_SRC = Path(__file__).resolve().parent / "java" / "SimNodeManagers.java"
 #: What a driver's poller sends per second (spark.decom.poll.interval 1 s): one doomed-states query and
-#: one metrics call, plus a full poll every 60 s (decom/_driver/poller.py).
+#: one metrics call, plus a full poll every 60 s (decom/_yarn/poller.py).
 POLL_INTERVAL_S = 1.0
 FULL_EVERY_S = 60.0
 #: The agent as the lab runs it (`decom agent run --interval 1s`, the default): a light poll per interval.
@@ -309,7 +309,6 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
                 "doomed": request_cost(cpu, idle, lambda: rm.nodes(DOOMED_QUERY), n_calls),
                 "metrics": request_cost(cpu, idle, rm.cluster_metrics, n_calls),
                 "full": request_cost(cpu, idle, lambda: rm.nodes(FULL_QUERY), max(5, n_calls // 5)),
-                "all_states": request_cost(cpu, idle, lambda: rm.nodes(None), max(5, n_calls // 5)),
             }
             costs["idle_rm_cpu_s_per_s"] = {"cpu_s": idle}
             results["costs"][nodes] = costs

@@ -8,6 +8,7 @@ and the engine that answers them; nothing is downloaded at run time.
 from __future__ import annotations
 
 import decimal
+import functools
 import math
 import shutil
 from collections.abc import Sequence
@@ -39,6 +40,17 @@ def _extension() -> str:
     if not found:
         raise RuntimeError("duckdb-extension-tpch has no tpch.duckdb_extension: reinstall it (make setup)")
     return str(found[-1])
+
+
+@functools.cache
+def _queries() -> dict[int, str]:
+    """The 22 query texts, read once (each read loads the 17 MB extension)."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        con.execute(f"LOAD {_sql_path(Path(_extension()))}")
+        rows = con.execute("SELECT query_nr, query FROM tpch_queries()").fetchall()
+    return {int(nr): str(q).strip().rstrip(";") for nr, q in rows}
 
 
 @dataclass(frozen=True)
@@ -74,14 +86,10 @@ class Tpch:
 
     def query(self, n: int) -> str:
         """TPC-H query n as DuckDB ships it, without the trailing ';' (Spark's parser refuses it)."""
-        import duckdb
-
-        with duckdb.connect() as con:
-            con.execute(f"LOAD {_sql_path(Path(_extension()))}")
-            row = con.execute("SELECT query FROM tpch_queries() WHERE query_nr = ?", [n]).fetchone()
-        if row is None:
+        queries = _queries()
+        if n not in queries:
             raise ValueError(f"TPC-H has queries 1-22, not {n}")
-        return str(row[0]).strip().rstrip(";")
+        return queries[n]
 
     def duckdb_answer(self, n: int) -> list[tuple[Any, ...]]:
         """DuckDB's answer to query n on these Parquet files."""

@@ -32,13 +32,20 @@ from typing import Any
 
 from ._errors import AgentError
 
-__all__ = ["AppReport", "WireError", "sign", "verify", "read_secret", "HEARTBEAT_S", "LONG_POLL_MAX_S", "MAX_SKEW_S"]
+__all__ = ["AppReport", "WireError", "sign", "verify", "read_secret", "HEARTBEAT_S", "LONG_POLL_MAX_S", "MAX_SKEW_S",
+           "long_poll_hold"]
 
 #: How often a driver repeats its report while nothing changes.
 HEARTBEAT_S = 10.0
 #: The longest the agent holds a driver's long poll of ``GET /v1/nodes`` (``newer_than``) when it has not
 #: read the RM meanwhile (also at most 3 of its intervals).
 LONG_POLL_MAX_S = 10.0
+
+
+def long_poll_hold(interval: float) -> float:
+    """How long the agent holds a long poll, and so how long a driver waits for it: 3 of the agent's
+    intervals, :data:`LONG_POLL_MAX_S` at most."""
+    return min(3 * interval, LONG_POLL_MAX_S)
 #: How far a request's timestamp may be from the agent's clock (replays older than this are refused).
 MAX_SKEW_S = 300.0
 TIMESTAMP_HEADER = "X-Decom-Timestamp"

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .._agent_contract import LONG_POLL_MAX_S, AppReport, WireError, sign, verify
+from .._agent_contract import AppReport, WireError, long_poll_hold, sign, verify
 from .._yarn import RMNode
 from .agent import Agent
 
@@ -127,8 +127,8 @@ def _handler(agent: Agent, secret: bytes) -> type[BaseHTTPRequestHandler]:
                 self._reply(200, agent.metrics(), "text/plain; version=0.0.4")
             elif self.path == "/v1/status":
                 self._reply(200, agent.status())
-            elif urlsplit(self.path).path == "/v1/nodes":
-                query = parse_qs(urlsplit(self.path).query)
+            elif (url := urlsplit(self.path)).path == "/v1/nodes":
+                query = parse_qs(url.query)
                 states = sorted({s.strip().upper() for v in query.get("states", []) for s in v.split(",")
                                  if s.strip()}) or None
                 if "newer_than" in query:  # a long poll: answer with the agent's next read of the RM
@@ -138,7 +138,7 @@ def _handler(agent: Agent, secret: bytes) -> type[BaseHTTPRequestHandler]:
                         agent.count("bad_requests")
                         self._reply(400, {"error": "newer_than must be a polled_at the agent served"})
                         return
-                    agent.wait_for_poll(newer_than, min(3 * agent.interval, LONG_POLL_MAX_S))
+                    agent.wait_for_poll(newer_than, long_poll_hold(agent.interval))
                 self._reply(200, node_list(states, query.get("node", [])), signed=True)
             else:
                 self._reply(404, {"error": "no such endpoint: GET /healthz, /metrics, /v1/status, /v1/nodes"})

@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 
 import click
 
-from .._driver.poller import NodePoller
 from .._errors import DecomError, ResourceManagerError
 from .._units import format_duration
 from .._version import PACKAGE_DIR
@@ -28,6 +27,7 @@ from .._yarn.nodes import (
     SHUTDOWN,
     UNHEALTHY,
 )
+from .._yarn.poller import NodePoller
 from .options import client_from_options, exits_on, fail, parse_seconds, rm_options, table
 
 __all__ = ["COMMANDS"]

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .._agent_contract import HEARTBEAT_S, LONG_POLL_MAX_S, AppReport, read_secret, sign, verify
+from .._agent_contract import HEARTBEAT_S, AppReport, long_poll_hold, read_secret, sign, verify
 from .._errors import AgentError
 from .._redact import display_url
 from .._yarn import ResourceManagerClient, RMNode
@@ -194,9 +194,9 @@ class AgentFirstNodes:
             ([] if node_id is None else [f"node={quote(node_id, safe=':')}"]) + \
             ([] if last is None else [f"newer_than={last!r}"])
         path = "/v1/nodes" + ("?" + "&".join(query) if query else "")
-        # A long poll is held up to 3 of the agent's intervals (10 s at most); connecting is not.
+        # A long poll is held by the agent; connecting is not.
         timeout = httpx.Timeout(self._timeout, read=self._timeout + (
-            0.0 if last is None else min(3 * self._agent_interval, LONG_POLL_MAX_S)))
+            0.0 if last is None else long_poll_hold(self._agent_interval)))
         try:
             resp = self._http.get(self.agent_url + path, timeout=timeout)
             resp.raise_for_status()
