@@ -255,6 +255,10 @@ class FakeRM:
             return self._kill(m.group(1), req)
         return _not_found(f"no {path}")
 
+    def answer_nodes(self, states: str) -> httpx.Response:
+        """The node list's answer for ``states`` (comma-separated) as of now."""
+        return self._nodes(states)
+
     def _nodes(self, states: str) -> httpx.Response:
         wanted = set(filter(None, states.split(",")))
         items = [n for n in self.node_list() if self.ignore_filter or not wanted or n["state"] in wanted]

@@ -24,6 +24,11 @@ registering costs one.
 
 ``light=False`` makes every poll a full one (simple, and what the CLI's ``watch`` can use).
 
+``full_apart=True`` (the cluster agent) makes the full reads after the first one in a thread of their
+own, so they don't hold the light polls back: at 10,000 nodes a full read takes the RM ~2.5 s to
+answer, and an agent serving its drivers every interval can't wait for it. The full answer is then
+merged without undoing what a light poll saw while it was being read.
+
 Targets: a node is named by its host, or by its YARN node id (``host:port``) when several
 NodeManagers in the snapshot share the host. A NodeManager that restarted on a new port leaves
 its old id behind as LOST/SHUTDOWN/DECOMMISSIONED; such gone ids of a host that also has a live
@@ -107,7 +112,8 @@ class NodePoller:
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
                  light: bool = True, full_interval: float = 60.0, max_backoff: float = 5.0,
-                 max_lookups: int = 16, owns_client: bool = False, every_poll: bool = False) -> None:
+                 max_lookups: int = 16, owns_client: bool = False, every_poll: bool = False,
+                 full_apart: bool = False) -> None:
         self._client = client
         self._interval = max(_MIN_INTERVAL, float(interval))
         self._on_update = on_update
@@ -131,6 +137,15 @@ class NodePoller:
         self._emitted: dict[str, str] = {}
         self._first = True
         self._last_full: float | None = None
+        # full_apart: the thread that makes the full reads, woken by _full_wanted. Light polls are
+        # numbered; _light_seen holds the number of the last light poll that saw (or forgot) a node, so
+        # a full answer read meanwhile doesn't overwrite it with an older view.
+        self._full_apart = full_apart and light
+        self._full_wanted = threading.Event()
+        self._full_thread: threading.Thread | None = None
+        self._light_seq = 0
+        self._light_seen: dict[str, int] = {}
+        self._apart_changes: list[NodeStatus] = []
         self._metrics_ok = True
         self._active_nodes: int | None = None
         # Counters for status().
@@ -156,6 +171,7 @@ class NodePoller:
         """Stop polling; returns within ``timeout`` even if a request is in flight (the daemon
         thread then ends when it returns, and calls no ``on_update`` after this)."""
         self._stop.set()
+        self._full_wanted.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -242,7 +258,14 @@ class NodePoller:
             or now - self._last_full >= self._full_interval
         active = self._active_count() if self._light else None
         touched: set[str] = set()
+        # With full_apart, a periodic full read is due (or a count mismatch asks for one): it is
+        # made by the full reader while this poll stays light.
+        apart = self._full_apart and not self._first and full
+        if apart:
+            self._want_full(now)
+            full = False
         if not full:
+            self._light_seq += 1
             nodes = self._client.nodes(DOOMED_QUERY)
             answered = {n.node_id for n in nodes}
             # Nodes that left the doomed states: back to RUNNING, another state, or forgotten.
@@ -268,9 +291,16 @@ class NodePoller:
                         moved -= 1
                     elif old is not None and old.state != RUNNING and n.state == RUNNING:
                         moved += 1
-                full = active != self._active_nodes + moved
+                mismatch = active != self._active_nodes + moved
+                if mismatch and self._full_apart:
+                    self._want_full(now)
+                else:
+                    full = mismatch
             if not full:
                 touched = self._merge(nodes, forgotten)
+                if self._full_apart:
+                    for node_id in [n.node_id for n in nodes] + forgotten:
+                        self._light_seen[node_id] = self._light_seq
         if full:
             nodes = self._client.nodes(FULL_QUERY)
             touched = self._replace(nodes)
@@ -280,8 +310,47 @@ class NodePoller:
         if active is not None:
             self._active_nodes = active
         changes = self._diff(touched)
+        if self._apart_changes:
+            # What the last full read apart found, before what this poll found (newer).
+            changes, self._apart_changes = self._apart_changes + changes, []
         self._first = False
         return changes
+
+    def _want_full(self, now: float) -> None:
+        """Ask the full reader for a full read (full_apart); starts it on the first call."""
+        self._last_full = now  # the periodic read is asked for once, not at every light poll until it lands
+        if self._full_thread is None:
+            self._full_thread = threading.Thread(target=self._run_full_reads, name="decom-node-full-reader",
+                                                 daemon=True)
+            self._full_thread.start()
+        self._full_wanted.set()
+
+    def _run_full_reads(self) -> None:
+        while True:
+            self._full_wanted.wait()
+            if self._stop.is_set():
+                return
+            self._full_wanted.clear()
+            try:
+                self._full_read_apart()
+            except Exception as e:  # noqa: BLE001 - the light polls go on; the next due read retries
+                with self._poll_lock:
+                    self._last_full = None
+                log.debug("decom: a full node read failed (%s); the light polls go on", e)
+
+    def _full_read_apart(self) -> None:
+        with self._poll_lock:
+            since = self._light_seq
+        nodes = self._client.nodes(FULL_QUERY)  # outside the lock: the light polls go on meanwhile
+        with self._poll_lock:
+            # A node a light poll saw (or found forgotten) after this read began is newer there.
+            newer = {i for i, seq in self._light_seen.items() if seq > since}
+            self._light_seen = {i: seq for i, seq in self._light_seen.items() if seq > since}
+            touched = self._replace([n for n in nodes if n.node_id not in newer], keep=newer)
+            # Told with the next light poll, so on_update is called from one thread, in order.
+            self._apart_changes.extend(self._diff(touched))
+            with self._status_lock:
+                self._full_polls += 1
 
     def _active_count(self) -> int | None:
         if not self._metrics_ok:
@@ -339,9 +408,9 @@ class NodePoller:
             self._put(node, touched)
         return touched
 
-    def _replace(self, nodes: list[RMNode]) -> set[str]:
+    def _replace(self, nodes: list[RMNode], keep: set[str] | frozenset[str] = frozenset()) -> set[str]:
         touched: set[str] = set()
-        fresh = {n.node_id for n in nodes}
+        fresh = {n.node_id for n in nodes} | keep
         for nid in [nid for nid in self._snapshot if nid not in fresh]:
             old = self._snapshot.pop(nid)
             self._unindex(old)

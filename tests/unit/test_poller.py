@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 import decom._driver.poller as poller_mod
-from decom import DecomConfig, NodeStatus
+from decom import DecomConfig, NodeStatus, ResourceManagerError
 from decom._driver.poller import DOOMED_QUERY, FULL_QUERY, NodePoller, start_poller
 from decom._yarn import ResourceManagerClient
 from tests.fake_rm import FakeRM
@@ -149,6 +150,73 @@ def test_periodic_full_poll_uses_the_clock() -> None:
     now[0] = 61.0
     p.poll_once()
     assert rm.queries() == ["metrics", FULL, DOOMED, FULL]  # metrics 404 once: not asked again
+
+
+def _hold_full_reads(rm: FakeRM) -> tuple[threading.Event, threading.Event]:
+    """Full reads answer what the RM said when asked, but only once ``go`` is set: a slow RM."""
+    asked, go = threading.Event(), threading.Event()
+
+    def hold(req: httpx.Request) -> httpx.Response | None:
+        if req.url.path == "/ws/v1/cluster/nodes" and req.url.params.get("states") == FULL:
+            answer = rm.answer_nodes(FULL)
+            asked.set()
+            assert go.wait(5)
+            return answer
+        return None
+
+    rm.on_request = hold
+    return asked, go
+
+
+def test_full_reads_apart_hold_no_light_poll_back_and_undo_nothing_newer() -> None:
+    """The agent's poller: a slow periodic full read runs in its own thread; a node the light polls saw
+    going DECOMMISSIONING meanwhile stays so, though the full answer (older) still had it RUNNING."""
+    rm = FakeRM()
+    for i in range(1, 4):
+        rm.set(f"h{i}:1", "RUNNING")
+    now = [0.0]
+    p, rec = make(rm, clock=lambda: now[0], full_interval=60.0, full_apart=True)
+    p.poll_once()  # the first read is made inline: the baseline
+    asked, go = _hold_full_reads(rm)
+    rm.set("h4:1", "RUNNING")  # registered: the node count rises
+    now[0] = 61.0
+    try:
+        assert p.poll_once() == []
+        assert asked.wait(5), "the periodic full read was not made"
+        rm.set("h1:1", "DECOMMISSIONING")
+        started = time.monotonic()
+        assert [(s.target, s.state) for s in p.poll_once()] == [("h1", "DECOMMISSIONING")]
+        assert time.monotonic() - started < 1.0, "the light poll waited for the full read"
+    finally:
+        go.set()
+    assert wait_until(lambda: p.status()["full_polls"] == 2)
+    assert p.states()["h1"] == "DECOMMISSIONING"
+    assert sorted(n.host for n in p.nodes()) == ["h1", "h2", "h3", "h4"]
+    assert p.poll_once() == []
+    assert rec.flat() == [("h1", "DECOMMISSIONING")]
+    p.stop()
+
+
+def test_full_read_apart_follows_a_registration_and_its_news_comes_with_the_next_poll() -> None:
+    rm = FakeRM()
+    rm.set("h1:4001", "RUNNING")
+    rm.set("h2:4001", "RUNNING")
+    p, rec = make(rm, full_apart=True)
+    p.poll_once()
+    rm.set("h1:4001", "LOST")
+    p.poll_once()
+    rm.fail = 500
+    rm.set("h1:4555", "RUNNING")  # back on a new port; the old id stays LOST
+    with pytest.raises(ResourceManagerError):
+        p.poll_once()
+    rm.fail = None
+    rm.requests.clear()
+    assert p.poll_once() == []  # light: the count mismatch asks the full reader
+    assert wait_until(lambda: p.status()["full_polls"] == 2)
+    assert [(s.target, s.state) for s in p.poll_once()] == [("h1", "RUNNING")]
+    assert FULL in rm.queries()
+    assert rec.flat() == [("h1", "LOST"), ("h1", "RUNNING")]
+    p.stop()
 
 
 def test_full_mode_lists_running_every_poll() -> None:
