@@ -1,18 +1,31 @@
-"""The scale-in benchmark on the real YARN lab: every scenario in every mode, in one invocation.
+"""The scale-in benchmark on the real YARN lab, as users run Spark: Apache Hadoop's behaviour, Spark's
+default network timeouts and shuffle retries, the shuffle service on, dynamic allocation, a synthetic
+job and TPC-H, 3 runs per cell, all in one invocation.
 
-    python -m bench.yarn_bench [--scenario NAME ...] [--mode NAME ...] [--quick] [--repeat N] [--json]
+    python -m bench.yarn_bench [--quick] [--runs N] [--scenario NAME ...] [--mode NAME ...]
+                               [--workload NAME ...] [--no-default-expiry] [--out STEM]
 
 Scenarios (bench/yarn_scenarios.py): mid-map, mid-reduce, mass (2 of 4 nodes at once mid-reduce),
-repeated-loss (a node holding map outputs gracefully decommissioned with a 5 s timeout in each of
-2 consecutive attempts of the reduce stage, spark.stage.maxConsecutiveAttempts=2), vanish (link down,
-then YARN marks the node LOST), spot (graceful decommission with a 10 s timeout, shorter than
-spark.decommissioning.timeout.threshold). Modes: stock (shuffle service on), native (shuffle service
-off + spark.decommission.enabled), decom-ess-on, decom-ess-off, and one no-loss reference run.
---quick: one run of mid-reduce and repeated-loss in modes stock and decom-ess-on (no reference run:
-the right answer is always computed without Spark).
+repeated-loss (a node holding map outputs gracefully decommissioned with a 5 s timeout in each of 2
+consecutive attempts of the reduce stage, spark.stage.maxConsecutiveAttempts=2), spot (graceful with a
+15 s timeout), vanish (link down; YARN marks the node LOST after the lab's NodeManager liveness expiry,
+10 s). Graceful decommissions go through `rmadmin -refreshNodes -g` with the scenario's timeout.
 
-Prints a table; writes bench/results/yarn.json, yarn.md and yarn.png (needs matplotlib:
-pip install 'decom[bench]'). Figures, not assertions. Needs root and network namespaces (yarnlab).
+Modes: stock (Spark 4.3), decom (decom with the shuffle service on), decom-agent (the same, reporting
+to the lab's decom agent, which finishes a node's decommission once no app needs it).
+
+Cells (workload x geometry x scenario x mode), each run --runs times (3), interleaved by run:
+- synthetic, 4 executors (room for replacements on the 4-node lab): every scenario;
+- synthetic, 7 executors (the lab full: no room for replacements): mid-reduce;
+- TPC-H SF 1, q9 and q18 (DuckDB's dbgen, answers checked against DuckDB's): mid-reduce and vanish.
+Then one vanish run per mode on a lab with YARN's default liveness expiry (10 min): --no-default-expiry
+skips it. --quick: synthetic mid-reduce, stock and decom-agent, one run each.
+
+After its job each app stays up 15 s (an app with more to do), then stops: on Apache Hadoop a node that
+ran the app's containers leaves DECOMMISSIONING only then, or once the agent releases it.
+
+Prints a table; writes bench/results/<stem>.json (every run, written as it goes), .md and .png (needs
+matplotlib: pip install 'decom[bench]'). Figures, not assertions. Needs root and network namespaces.
 """
 
 from __future__ import annotations
@@ -24,89 +37,265 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL_SCENARIOS = ["mid-map", "mid-reduce", "mass", "repeated-loss", "vanish", "spot"]
-ALL_MODES = ["stock", "native", "decom-ess-on", "decom-ess-off"]
-QUICK_SCENARIOS = ["mid-reduce", "repeated-loss"]
-QUICK_MODES = ["stock", "decom-ess-on"]
-COLUMNS = [("scenario", "scenario", 13), ("mode", "mode", 13), ("wall_s", "wall s", 7),
-           ("correct", "correct", 7), ("aborted", "aborted", 7), ("stage_attempts", "attempts", 8),
-           ("executors_on_victims", "execs on victims", 16), ("outputs_lost", "outputs lost", 12),
-           ("map_tasks_recomputed", "maps recomputed", 15),
-           ("fetch_failed_tasks", "FetchFailed", 11), ("drain_s", "drain s", 7),
-           ("tasks_on_victims_after", "tasks on victim after", 21)]
+TPCH_ROOT = Path(__file__).resolve().parent.parent / ".bench-data" / "tpch"
+TPCH_SF = 1.0
+ALL_SCENARIOS = ["mid-map", "mid-reduce", "mass", "repeated-loss", "spot", "vanish"]
+GRACEFUL = ("mid-map", "mid-reduce", "mass", "spot")
+#: Compared only on the runs stock Spark finished.
+LOSSY = ("repeated-loss", "vanish")
+#: bench name -> yarn_scenarios mode
+MODES = {"stock": "stock", "decom": "decom-ess-on", "decom-agent": "decom-agent"}
+HEADROOM_EXECUTORS = 4
+FULL_EXECUTORS = 7  # 4 nodes x 2 vcores, less the AM's
+TPCH_QUERIES = (9, 18)
+TPCH_SCENARIOS = ("mid-reduce", "vanish")
+TAIL_S = 15.0
+DEFAULT_EXPIRY_MS = 600_000  # yarn.nm.liveness-monitor.expiry-interval-ms's default
+
+
+@dataclass(frozen=True)
+class Cell:
+    workload: str  # "synthetic" or "tpch-q<N>"
+    executors: int
+    scenario: str
+    mode: str
+    nm_expiry_s: float = 10.0
+
+    @property
+    def key(self) -> str:
+        geometry = "no headroom" if self.executors >= FULL_EXECUTORS else "headroom"
+        expiry = f", expiry {self.nm_expiry_s:g}s" if self.nm_expiry_s != 10.0 else ""
+        return f"{self.workload} / {geometry}{expiry} / {self.scenario}"
+
+
+def plan(scenarios: list[str], modes: list[str], workloads: list[str], runs: int, quick: bool,
+         default_expiry: bool) -> list[tuple[Cell, int]]:
+    """Every (cell, run index), interleaved by run so that drift on the machine hits every mode alike."""
+    if quick:
+        return [(Cell("synthetic", HEADROOM_EXECUTORS, "mid-reduce", m), 0) for m in ("stock", "decom-agent")]
+    cells: list[Cell] = []
+    if "synthetic" in workloads:
+        cells += [Cell("synthetic", HEADROOM_EXECUTORS, sc, m) for sc in scenarios for m in modes]
+        if "mid-reduce" in scenarios:
+            cells += [Cell("synthetic", FULL_EXECUTORS, "mid-reduce", m) for m in modes]
+    for q in TPCH_QUERIES:
+        if f"tpch-q{q}" in workloads:
+            cells += [Cell(f"tpch-q{q}", HEADROOM_EXECUTORS, sc, m) for sc in TPCH_SCENARIOS if sc in scenarios
+                      for m in modes]
+    out = [(c, i) for i in range(runs) for c in cells]
+    if default_expiry and "vanish" in scenarios and "synthetic" in workloads:
+        out += [(Cell("synthetic", HEADROOM_EXECUTORS, "vanish", m, DEFAULT_EXPIRY_MS / 1000), 0)
+                for m in modes if m != "decom"]
+    return out
+
+
+# ---- the runs -------------------------------------------------------------------------------------------
+
+
+def _tpch_job(query: int) -> tuple[dict[str, Any], Callable[[list[list[Any]]], str | None]]:
+    """The sql job spec of TPC-H query `query` at SF 1, and the check of Spark's rows against DuckDB's."""
+    from yarnlab.sparkapp import decode_cell
+
+    from .tpch import TABLES, Mismatch, Tpch, compare
+
+    tpch = Tpch(TPCH_ROOT, TPCH_SF).ensure()
+    expected = tpch.duckdb_answer(query)
+
+    def check(rows: list[list[Any]]) -> str | None:
+        try:
+            compare(query, [tuple(decode_cell(v) for v in r) for r in rows], expected)
+        except Mismatch as e:
+            return str(e)
+        return None
+
+    spec = {"shape": "sql", "sql": tpch.query(query),
+            "tables": {t: str(tpch.data_dir / f"{t}.parquet") for t in TABLES}}
+    return spec, check
+
+
+def run(todo: list[tuple[Cell, int]], log: Callable[[str], None], save: Callable[[list[dict[str, Any]]], None]
+        ) -> list[dict[str, Any]]:
+    from yarnlab import YarnLab
+
+    from .yarn_scenarios import AGENT_MODES, SPARK_DEFAULTS_CONF, repair, run_scenario
+
+    rows: list[dict[str, Any]] = []
+    jobs = {w: _tpch_job(int(w.removeprefix("tpch-q"))) for w in {c.workload for c, _ in todo}
+            if w.startswith("tpch-q")}
+    for expiry_s in dict.fromkeys(c.nm_expiry_s for c, _ in todo):
+        batch = [(c, i) for c, i in todo if c.nm_expiry_s == expiry_s]
+        with YarnLab(nodes=4, shuffle_service=True, nm_expiry_ms=int(expiry_s * 1000)) as lab:
+            log(f"lab: 4 nodes up in {lab.startup_seconds:.0f}s (Apache Hadoop's behaviour; NodeManager "
+                f"liveness expiry {expiry_s:g}s); {len(batch)} runs")
+            for n, (cell, i) in enumerate(batch, 1):
+                mode = MODES[cell.mode]
+                if mode not in AGENT_MODES:
+                    lab.stop_agent()
+                job, check = jobs.get(cell.workload, (None, None))
+                t0 = time.monotonic()
+                log(f"[{n}/{len(batch)}] {cell.key} / {cell.mode}, run {i + 1}")
+                try:
+                    o = run_scenario(lab, cell.scenario, mode, log=log, job=job, check_rows=check,
+                                     base_conf=SPARK_DEFAULTS_CONF, executors=cell.executors,
+                                     workload=cell.workload, tail_s=TAIL_S)
+                    row = o.row() | {"mode": cell.mode, "run": i, "cell": cell.key}
+                except Exception as e:  # noqa: BLE001 - one broken run must not lose the others
+                    log(f"{cell.key} / {cell.mode}: run failed: {type(e).__name__}: {str(e)[:500]}")
+                    row = {"scenario": cell.scenario, "mode": cell.mode, "run": i, "cell": cell.key,
+                           "workload": cell.workload, "executors": cell.executors, "nm_expiry_s": expiry_s,
+                           "failed": f"{type(e).__name__}: {e}"[:2000]}
+                finally:
+                    lab.stop_agent()
+                    repair(lab)
+                row["run_s"] = round(time.monotonic() - t0, 1)
+                rows.append(row)
+                save(rows)
+                if "failed" not in row:
+                    print(fmt_row(row), flush=True)
+    return rows
+
+
+# ---- figures ----------------------------------------------------------------------------------------------
+
+COLUMNS = [("mode", "mode", 11), ("run", "run", 3), ("wall_s", "wall s", 7), ("correct", "right", 5),
+           ("aborted", "aborted", 7), ("fetch_failed_tasks", "FF", 3), ("stage_attempts", "attempts", 8),
+           ("outputs_lost", "lost", 4), ("outputs_migrated", "migrated", 8), ("outputs_orphaned", "orphaned", 8),
+           ("tasks_recomputed", "recomputed", 10), ("tasks_on_victims_after", "after", 5),
+           ("let_go_s", "let go s", 8), ("drain_s", "drain s", 7), ("cell", "cell", 40)]
 
 
 def fmt_row(row: dict[str, Any]) -> str:
-    return "  ".join(f"{str(row.get(k, '')):>{w}}" for k, _, w in COLUMNS)
+    return "  ".join(f"{'-' if row.get(k) is None else str(row.get(k)):>{w}}" for k, _, w in COLUMNS)
 
 
 def header() -> str:
     return fmt_row({k: h for k, h, _ in COLUMNS})
 
 
+def _median(xs: Iterable[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return round(statistics.median(vals), 1) if vals else None
+
+
+def _worst(xs: Iterable[float | None]) -> float | None:
+    vals = [x for x in xs if x is not None]
+    return round(max(vals), 1) if vals else None
+
+
 def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per cell and mode: medians and the worst run. Wall time counts finished runs only."""
     out = []
-    seen: list[tuple[str, str]] = []
-    for r in rows:
-        if (r["scenario"], r["mode"]) not in seen:
-            seen.append((r["scenario"], r["mode"]))
-    for scenario, mode in seen:
-        rs = [r for r in rows if r["scenario"] == scenario and r["mode"] == mode]
-        drains = [r["drain_s"] for r in rs if r["drain_s"] is not None]
+    for cell, mode in dict.fromkeys((r["cell"], r["mode"]) for r in rows):
+        rs = [r for r in rows if r["cell"] == cell and r["mode"] == mode]
+        done = [r for r in rs if not r["aborted"]]
         out.append({
-            "scenario": scenario, "mode": mode, "runs": len(rs),
-            "wall_s_median": round(statistics.median(r["wall_s"] for r in rs), 1),
+            "cell": cell, "mode": mode, "scenario": rs[0]["scenario"], "workload": rs[0]["workload"],
+            "executors": rs[0]["executors"], "nm_expiry_s": rs[0]["nm_expiry_s"], "runs": len(rs),
             "aborted": sum(r["aborted"] for r in rs), "correct": sum(r["correct"] for r in rs),
-            "stage_attempts": sum(r["stage_attempts"] for r in rs),
-            "fetch_failed_tasks": sum(r["fetch_failed_tasks"] for r in rs),
-            "executors_on_victims": sum(r.get("executors_on_victims", 0) for r in rs),
+            "wrong": sum(1 for r in done if not r["correct"]),
+            "wall_s_median": _median(r["wall_s"] for r in done), "wall_s_worst": _worst(r["wall_s"] for r in done),
+            "fetch_failed_median": _median(r["fetch_failed_tasks"] for r in rs),
+            "fetch_failed_worst": _worst(r["fetch_failed_tasks"] for r in rs),
+            "stage_attempts_median": _median(r["stage_attempts"] for r in rs),
             "outputs_lost": sum(r["outputs_lost"] for r in rs),
+            "outputs_migrated": sum(r["outputs_migrated"] for r in rs),
+            "outputs_orphaned": sum(r["outputs_orphaned"] for r in rs),
+            "tasks_recomputed": sum(r["tasks_recomputed"] for r in rs),
             "map_tasks_recomputed": sum(r["map_tasks_recomputed"] for r in rs),
-            "drain_s_median": round(statistics.median(drains), 1) if drains else None,
             "tasks_on_victims_after": sum(r["tasks_on_victims_after"] for r in rs),
+            "let_go_s_median": _median(r["let_go_s"] for r in rs),
+            "drain_s_median": _median(r["drain_s"] for r in rs), "drain_s_worst": _worst(r["drain_s"] for r in rs),
         })
     return out
 
 
-def markdown(summ: list[dict[str, Any]], rows: list[dict[str, Any]], command: str, when: str) -> str:
-    head = ("| scenario | mode | runs | wall s (median) | aborted | correct | stage attempts | executors on victims | "
-            "map outputs lost | map tasks recomputed | FetchFailed tasks | drain s (median) | tasks on victim after |\n"
-            + "|---" * 13 + "|\n")
-    body = "".join(
-        f"| {s['scenario']} | {s['mode']} | {s['runs']} | {s['wall_s_median']} | {s['aborted']} | {s['correct']} | "
-        f"{s['stage_attempts']} | {s['executors_on_victims']} | {s['outputs_lost']} | {s['map_tasks_recomputed']} | "
-        f"{s['fetch_failed_tasks']} | "
-        f"{'-' if s['drain_s_median'] is None else s['drain_s_median']} | {s['tasks_on_victims_after']} |\n"
-        for s in summ)
-    errors = "".join(f"- {r['scenario']}/{r['mode']} run {r['run']}: {r['error'][:300]}\n"
-                     for r in rows if r["aborted"])
-    behaviours = sorted({str(r.get("yarn", "apache")) for r in rows}) or ["apache"]
-    yarn = ", ".join("Apache Hadoop's (a DECOMMISSIONING node stays while an app that ran there lives)" if b == "apache"
-                     else "EMR's drain emulated (wait-for-applications=false; not Apache Hadoop's)" for b in behaviours)
+def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """decom's job time over stock's, per cell and decom mode: the median of each mode's finished runs; for
+    the lossy scenarios on the runs stock finished only (same run index), and where stock aborted, whether
+    decom finished."""
+    out = []
+    for cell in dict.fromkeys(r["cell"] for r in rows):
+        stock = {r["run"]: r for r in rows if r["cell"] == cell and r["mode"] == "stock"}
+        for mode in ("decom", "decom-agent"):
+            dec = {r["run"]: r for r in rows if r["cell"] == cell and r["mode"] == mode}
+            if not stock or not dec:
+                continue
+            lossy = next(iter(dec.values()))["scenario"] in LOSSY
+            runs = [i for i in dec if i in stock and not stock[i]["aborted"]] if lossy else list(dec)
+            s = _median(stock[i]["wall_s"] for i in runs if i in stock and not stock[i]["aborted"])
+            d = _median(dec[i]["wall_s"] for i in runs if not dec[i]["aborted"])
+            out.append({"cell": cell, "mode": mode, "paired_on_stock_finished": lossy, "runs_compared": len(runs),
+                        "stock_median_s": s, "decom_median_s": d,
+                        "ratio": round(d / s, 2) if s and d else None,
+                        "stock_aborted": sum(r["aborted"] for r in stock.values()),
+                        "decom_aborted": sum(r["aborted"] for r in dec.values()),
+                        "decom_finished_where_stock_aborted": sum(
+                            1 for i, r in stock.items() if r["aborted"] and i in dec and not dec[i]["aborted"])})
+    return out
+
+
+def _cellfmt(s: dict[str, Any]) -> str:
+    wall = "-" if s["wall_s_median"] is None else f"{s['wall_s_median']} s ({s['wall_s_worst']})"
+    bits = [wall, f"{s['aborted']}/{s['runs']} aborted" if s["aborted"] else "",
+            f"{s['wrong']} WRONG" if s["wrong"] else "",
+            f"FF {s['fetch_failed_median']:g} ({s['fetch_failed_worst']:g})",
+            f"after {s['tasks_on_victims_after']}"]
+    if s["mode"] != "stock":
+        bits.append(f"mig/orph {s['outputs_migrated']}/{s['outputs_orphaned']}")
+    if s["outputs_lost"] or s["tasks_recomputed"]:
+        bits.append(f"recomp/lost {s['tasks_recomputed']}/{s['outputs_lost']}")
+    if s["drain_s_median"] is not None:
+        bits.append(f"drain {s['drain_s_median']} s ({s['drain_s_worst']})")
+    if s["let_go_s_median"] is not None:
+        bits.append(f"let go {s['let_go_s_median']} s")
+    return ", ".join(b for b in bits if b)
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    summ, rat = doc["summary"], doc["ratios"]
+    modes = list(dict.fromkeys(s["mode"] for s in summ))
+    head = "| cell | " + " | ".join(modes) + " | decom-agent / stock |\n" + "|---" * (len(modes) + 2) + "|\n"
+    body = ""
+    for cell in dict.fromkeys(s["cell"] for s in summ):
+        cells = {s["mode"]: s for s in summ if s["cell"] == cell}
+        r = next((x for x in rat if x["cell"] == cell and x["mode"] == "decom-agent"), None)
+        ratio = "-" if r is None or r["ratio"] is None else f"{r['ratio']}x" + (
+            f" (on {r['runs_compared']} runs stock finished)" if r["paired_on_stock_finished"] else "")
+        body += f"| {cell} | " + " | ".join(_cellfmt(cells[m]) if m in cells else "" for m in modes) + \
+            f" | {ratio} |\n"
+    failed = "".join(f"- {r['cell']} / {r['mode']} run {r['run'] + 1}: {r['failed'][:300]}\n"
+                     for r in doc["rows"] if "failed" in r)
+    aborted = "".join(f"- {r['cell']} / {r['mode']} run {r['run'] + 1}: {r['error'][:300]}\n"
+                      for r in doc["rows"] if r.get("aborted") or (r.get("error") or "").startswith("WRONG"))
     return (
         "# Scale-in on a real YARN cluster (yarnlab)\n\n"
-        f"Produced by `{command}` on {when} ({platform.node()}, {platform.machine()}).\n\n"
-        f"YARN behaviour: {yarn}.\n\n"
-        "Apache Hadoop 3.5.0 YARN, 4 NodeManagers in network namespaces on one 2-core machine, each with "
-        "Spark's shuffle service; Spark 4.3.0 (pyspark, client mode), 4 executors (1 core, 1 GB), dynamic "
-        "allocation (idle timeout 20 s), `spark.stage.maxConsecutiveAttempts=2`. Job: 40,000 rows, 8 map "
-        "tasks, 24 reduce tasks sleeping 2 s each. Nodes are decommissioned through `rmadmin -refreshNodes -g` "
-        "or made to vanish (link down). Figures come from Spark's status REST API (stage attempts, task "
-        "status/host/launch time) and the RM's node states.\n\n"
-        "Columns: wall = the job; stage attempts = all attempts of all its stages; executors on victims = "
-        "executors running on the victim node(s) when told to go (YARN places them: one node may run two, "
-        "which halves the slots left when it is excluded); map outputs lost = "
-        "outputs held on the victim node(s) when they were decommissioned; drain = graceful request -> "
-        "DECOMMISSIONED in the RM (while the app still runs); tasks on victim after = tasks launched on "
-        "the node after decom (or, without decom, the RM) showed it leaving.\n\n"
-        + head + body + ("\nAborted runs:\n" + errors if errors else ""))
+        f"Produced by `{doc['command']}` on {doc['when']} in {doc['seconds'] / 60:.0f} min "
+        f"({platform.node()}, {platform.machine()}, 2 cores).\n\n"
+        "Apache Hadoop 3.5.0 YARN with its own behaviour (a DECOMMISSIONING node stays while an app that ran "
+        "there lives, or until its timeout), 4 NodeManagers in network namespaces, each with Spark's shuffle "
+        "service. Spark 4.3.0 (pyspark, client mode) with Spark's default network timeouts and shuffle retries; "
+        "executors of 1 core and 1 GB; dynamic allocation (idle timeout 20 s) with 4 executors (headroom: the "
+        "lab has room for 7) or 7 (no headroom); `spark.stage.maxConsecutiveAttempts=2`. NodeManager liveness "
+        "expiry 10 s (YARN's default is 10 min) unless the cell says otherwise: a vanished node is LOST in the "
+        "RM after it. Each app stays up 15 s after its job, then stops.\n\n"
+        "Workloads: synthetic = 40,000 rows, 8 map tasks, 48 reduce tasks sleeping 2 s each; tpch-qN = TPC-H "
+        "query N at SF 1 (DuckDB's dbgen, Parquet), every answer checked against DuckDB's.\n\n"
+        "Each cell: median job time of the finished runs (worst), aborted runs, FetchFailed tasks median (worst), "
+        "tasks launched on a victim after it was known to be leaving (all runs), decom's outputs migrated/"
+        "orphaned (all runs), tasks recomputed in later stage attempts / map outputs lost (all runs), drain = "
+        "graceful request -> DECOMMISSIONED median (worst), let go = request -> the app let go of the node.\n\n"
+        + head + body
+        + ("\nAborted or wrong runs:\n" + aborted if aborted else "")
+        + ("\nRuns that failed to run (not counted):\n" + failed if failed else ""))
 
 
-def chart(summ: list[dict[str, Any]], path: Path) -> bool:
+def chart(doc: dict[str, Any], path: Path) -> bool:
     try:
         import matplotlib
 
@@ -115,125 +304,98 @@ def chart(summ: list[dict[str, Any]], path: Path) -> bool:
     except ImportError:
         print("matplotlib is not installed (pip install 'decom[bench]'): no chart", file=sys.stderr)
         return False
-    scenarios = list(dict.fromkeys(s["scenario"] for s in summ))
+    summ = doc["summary"]
+    cells = list(dict.fromkeys(s["cell"] for s in summ))
     modes = list(dict.fromkeys(s["mode"] for s in summ))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    width = 0.8 / max(1, len(modes))
-    panels = [("wall_s_median", "job wall time (s); x = aborted"), ("fetch_failed_tasks", "FetchFailed tasks"),
-              ("map_tasks_recomputed", "map tasks recomputed (black: outputs lost)")]
-    for ax, (key, title) in zip(axes, panels, strict=True):
+    fig, axes = plt.subplots(1, 2, figsize=(16, max(4.0, 0.5 * len(cells) + 1.5)), sharey=True)
+    height = 0.8 / max(1, len(modes))
+    for ax, (key, title) in zip(axes, [("wall_s", "job time, s (median; bar: worst; x: aborted)"),
+                                       ("drain_s", "drain, s (graceful request -> DECOMMISSIONED)")], strict=True):
         for i, mode in enumerate(modes):
-            xs, ys, aborted, lost = [], [], [], []
-            for j, sc in enumerate(scenarios):
-                s = next((s for s in summ if s["scenario"] == sc and s["mode"] == mode), None)
-                if s is None:
+            ys, med, err, aborted = [], [], [], []
+            for j, cell in enumerate(cells):
+                s = next((s for s in summ if s["cell"] == cell and s["mode"] == mode), None)
+                if s is None or s[f"{key}_median"] is None:
                     continue
-                xs.append(j + i * width)
-                ys.append(s[key] or 0)
+                ys.append(j + i * height)
+                med.append(s[f"{key}_median"])
+                err.append(s[f"{key}_worst"] - s[f"{key}_median"])
                 aborted.append(s["aborted"] > 0)
-                lost.append(s["outputs_lost"])
-            bars = ax.bar(xs, ys, width, label=mode)
-            if key == "map_tasks_recomputed":
-                ax.scatter(xs, lost, marker="_", s=400, color="black", zorder=3,
-                           label="outputs lost" if i == 0 else None)
-            if key == "wall_s_median":
-                for b, ab in zip(bars, aborted, strict=True):
+            ax.barh(ys, med, height, xerr=[[0] * len(err), err], label=mode, capsize=2)
+            if key == "wall_s":
+                for y, m, ab in zip(ys, med, aborted, strict=True):
                     if ab:
-                        ax.text(b.get_x() + b.get_width() / 2, b.get_height(), "x", ha="center", va="bottom",
-                                color="red", fontsize=14, fontweight="bold")
-        ax.set_xticks([j + width * (len(modes) - 1) / 2 for j in range(len(scenarios))])
-        ax.set_xticklabels(scenarios, rotation=15)
+                        ax.text(m, y, " x", va="center", color="red", fontweight="bold")
         ax.set_title(title)
+    axes[0].set_yticks([j + height * (len(modes) - 1) / 2 for j in range(len(cells))])
+    axes[0].set_yticklabels(cells, fontsize=8)
+    axes[0].invert_yaxis()
     axes[0].legend(fontsize=8)
-    fig.suptitle("decom vs stock Spark 4.3 on a real YARN cluster (yarnlab)")
+    fig.suptitle(f"decom vs stock Spark 4.3 on Apache YARN (yarnlab), {doc['when']}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
 
 
-def run(scenarios: list[str], modes: list[str], repeat: int, nodes: int, as_json: bool,
-        quick: bool = False, emulate_emr_drain: bool = False) -> list[dict[str, Any]]:
-    from yarnlab import YarnLab
-
-    from .yarn_scenarios import repair, run_scenario
-
-    def log(msg: str) -> None:
-        print(f"  {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr if as_json else sys.stdout, flush=True)
-
-    rows: list[dict[str, Any]] = []
-    out = sys.stderr if as_json else sys.stdout
-    with YarnLab(nodes=nodes, shuffle_service=True, emulate_emr_drain=emulate_emr_drain) as lab:
-        log(f"lab: {nodes} nodes up in {lab.startup_seconds:.0f}s"
-            + (", EMR's drain emulated (not Apache Hadoop's behaviour)" if emulate_emr_drain else ""))
-        plan = ([] if quick else [("no-loss", "reference", 0)]) + [(sc, m, i) for sc in scenarios for m in modes
-                                                                   for i in range(repeat)]
-        print(header(), file=out, flush=True)
-        for scenario, mode, i in plan:
-            try:
-                o = run_scenario(lab, scenario, mode, log=log)
-                row = o.row() | {"run": i}
-            except Exception as e:  # noqa: BLE001 - one broken run must not lose the others
-                log(f"{scenario}/{mode}: run failed: {type(e).__name__}: {str(e)[:500]}")
-                row = {"scenario": scenario, "mode": mode, "run": i, "failed": f"{type(e).__name__}: {e}"[:2000]}
-            finally:
-                repair(lab)
-            rows.append(row)
-            if "failed" not in row:
-                print(fmt_row(row), file=out, flush=True)
-    return rows
+def finish(doc: dict[str, Any], stem: str) -> tuple[str, bool]:
+    good = [r for r in doc["rows"] if "failed" not in r]
+    doc["summary"] = summary(good)
+    doc["ratios"] = ratios(good)
+    md = markdown(doc)
+    (RESULTS / f"{stem}.md").write_text(md)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(doc, indent=1, default=str))
+    return md, chart(doc, RESULTS / f"{stem}.png")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.yarn_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenario", action="append", choices=ALL_SCENARIOS, help="(repeatable) default: all")
-    p.add_argument("--mode", action="append", choices=ALL_MODES, help="(repeatable) default: all")
-    p.add_argument("--quick", action="store_true", help="mid-reduce + repeated-loss, stock + decom-ess-on, 1 run")
-    p.add_argument("--repeat", type=int, default=None, help="runs per scenario and mode (default 1)")
-    p.add_argument("--nodes", type=int, default=4)
-    p.add_argument("--emulate-emr-drain", action="store_true",
-                   help="let a DECOMMISSIONING node go once its containers are gone, as EMR's private "
-                        "wait-for-applications=false does; results say so (default: Apache Hadoop's behaviour)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON on stdout (progress on stderr)")
+    p.add_argument("--mode", action="append", choices=list(MODES), help="(repeatable) default: all")
+    p.add_argument("--workload", action="append", choices=["synthetic", *(f"tpch-q{q}" for q in TPCH_QUERIES)],
+                   help="(repeatable) default: all")
+    p.add_argument("--runs", type=int, default=3, help="runs per cell (default 3)")
+    p.add_argument("--quick", action="store_true", help="one cell: synthetic mid-reduce, stock and decom-agent, 1 run")
+    p.add_argument("--no-default-expiry", action="store_true",
+                   help="skip the vanish runs at YARN's default NodeManager liveness expiry (10 min)")
     p.add_argument("--out", default="yarn", help="results file stem under bench/results/ (default yarn)")
-    p.add_argument("--replot", action="store_true", help="only redraw the chart from the saved JSON")
+    p.add_argument("--replot", action="store_true", help="only redo the table and chart from the saved JSON")
     args = p.parse_args(argv)
+    RESULTS.mkdir(exist_ok=True)
     if args.replot:
-        doc = json.loads((RESULTS / f"{args.out}.json").read_text())
-        return 0 if chart(doc["summary"], RESULTS / f"{args.out}.png") else 1
-    scenarios = args.scenario or (QUICK_SCENARIOS if args.quick else ALL_SCENARIOS)
-    modes = args.mode or (QUICK_MODES if args.quick else ALL_MODES)
-    repeat = args.repeat or 1
+        saved = json.loads((RESULTS / f"{args.out}.json").read_text())
+        print(finish(saved, args.out)[0])
+        return 0
+    todo = plan(args.scenario or ALL_SCENARIOS, args.mode or list(MODES),
+                args.workload or ["synthetic", *(f"tpch-q{q}" for q in TPCH_QUERIES)], args.runs, args.quick,
+                not args.no_default_expiry)
+    given = argv if argv is not None else sys.argv[1:]
+    doc: dict[str, Any] = {"when": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                           "command": "python -m bench.yarn_bench" + (" " + " ".join(given) if given else ""),
+                           "seconds": 0, "rows": []}
+    t0 = time.monotonic()
+
+    def log(msg: str) -> None:
+        print(f"  {time.strftime('%H:%M:%S')} {msg}", flush=True)
+
+    def save(rows: list[dict[str, Any]]) -> None:
+        doc["rows"], doc["seconds"] = rows, round(time.monotonic() - t0)
+        (RESULTS / f"{args.out}.json").write_text(json.dumps(doc, indent=1, default=str))
 
     from yarnlab import LabUnavailable
 
-    t0 = time.monotonic()
+    print(f"{len(todo)} runs; " + header(), flush=True)
     try:
-        rows = run(scenarios, modes, repeat, args.nodes, args.json, quick=args.quick,
-                   emulate_emr_drain=args.emulate_emr_drain)
+        rows = run(todo, log, save)
     except LabUnavailable as e:
         print(f"yarn_bench: the YARN lab is unavailable here: {e}", file=sys.stderr)
         return 2
-    good = [r for r in rows if "failed" not in r]
-    summ = summary(good)
-    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    command = "python -m bench.yarn_bench" + (" " + " ".join(argv if argv is not None else sys.argv[1:])
-                                              if (argv if argv is not None else sys.argv[1:]) else "")
-    RESULTS.mkdir(exist_ok=True)
-    doc = {"when": when, "command": command, "seconds": round(time.monotonic() - t0), "scenarios": scenarios,
-           "modes": modes, "rows": rows, "summary": summ}
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(doc, indent=1, default=str))
-    md = markdown(summ, good, command, when)
-    (RESULTS / f"{args.out}.md").write_text(md)
-    png = chart(summ, RESULTS / f"{args.out}.png")
-    if args.json:
-        print(json.dumps(doc, indent=1, default=str))
-    else:
-        print("\n" + md)
-        print(f"saved {RESULTS / (args.out + '.json')}, .md" + (", .png" if png else "")
-              + f" in {time.monotonic() - t0:.0f}s")
-    return 1 if len(good) < len(rows) else 0
+    doc["seconds"] = round(time.monotonic() - t0)
+    md, png = finish(doc, args.out)
+    print("\n" + md)
+    print(f"saved {RESULTS / (args.out + '.json')}, .md" + (", .png" if png else "") + f" in {doc['seconds']}s")
+    return 1 if any("failed" in r for r in rows) else 0
 
 
 if __name__ == "__main__":

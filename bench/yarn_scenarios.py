@@ -20,13 +20,17 @@ from yarnlab.sparkapp import SparkApp, job_checksum
 EXECUTORS = 4
 #: The job every scenario runs (ShuffleJob in yarnlab.sparkapp).
 JOB = {"n": 40_000, "keys": 97, "maps": 8, "reduces": 48, "map_sleep": 0.5, "reduce_sleep": 2.0}
-#: Short enough that stock Spark's recovery fits in a test; the same for every mode.
-BASE_CONF = {
+#: Spark's network and shuffle-retry settings shrunk, so that stock Spark's recovery fits in a test (the
+#: tests' and the demo's BASE_CONF). The benchmark leaves them at Spark's defaults (SPARK_DEFAULTS_CONF).
+FAST_TIMEOUTS = {
     "spark.network.timeout": "15s",
     "spark.executor.heartbeatInterval": "2s",
     "spark.network.timeoutInterval": "5s",
     "spark.shuffle.io.maxRetries": "1",
     "spark.shuffle.io.retryWait": "1s",
+}
+#: Spark's defaults but for the retry limit and dynamic allocation below; the same for every mode.
+SPARK_DEFAULTS_CONF = {
     "spark.python.worker.reuse": "true",
     "spark.stage.maxConsecutiveAttempts": "2",
     # Dynamic allocation, as on EMR: an executor with nothing to run leaves after the idle timeout,
@@ -38,6 +42,7 @@ BASE_CONF = {
     "spark.dynamicAllocation.executorIdleTimeout": "20s",
     "spark.dynamicAllocation.schedulerBacklogTimeout": "1s",
 }
+BASE_CONF = {**FAST_TIMEOUTS, **SPARK_DEFAULTS_CONF}
 ESS_OFF = {"spark.shuffle.service.enabled": "false", "spark.dynamicAllocation.shuffleTracking.enabled": "true"}
 #: mode -> (decom on, Spark conf on top of BASE_CONF)
 MODES: dict[str, tuple[bool, dict[str, str]]] = {
@@ -49,7 +54,11 @@ MODES: dict[str, tuple[bool, dict[str, str]]] = {
                        "spark.storage.decommission.rddBlocks.enabled": "true"}),
     "decom-ess-on": (True, {}),
     "decom-ess-off": (True, dict(ESS_OFF)),
+    # decom with the shuffle service on, reporting to the lab's decom agent (started for the run).
+    "decom-agent": (True, {}),
 }
+#: Modes whose app reports to the decom agent: the lab's agent runs during their runs, and only then.
+AGENT_MODES = frozenset({"decom-agent"})
 
 
 #: FetchFailed(BlockManagerId(<executor>, <host>, <port>, ...), shuffleId=...): the host fetched from
@@ -92,6 +101,21 @@ class YarnOutcome:
     recoveries: list[dict[str, Any]] = field(default_factory=list)
     #: the YARN behaviour the run had: "apache" (Apache Hadoop 3.5) or "emr-drain-emulated" (opt-in)
     yarn: str = "apache"
+    #: the workload: "synthetic" (ShuffleJob) or a real query ("tpch-q9", ...)
+    workload: str = "synthetic"
+    #: executors the app asked for (dynamic allocation's initial and maximum)
+    executors: int = EXECUTORS
+    #: "spark-defaults" (Spark's network timeouts and shuffle retries) or "fast" (FAST_TIMEOUTS)
+    timeouts: str = "fast"
+    #: the lab's NodeManager liveness expiry: how long a vanished node stays RUNNING in the RM
+    nm_expiry_s: float = 0.0
+    #: decom's report: map outputs moved off the victims (migrated) and those it found nowhere else (orphaned)
+    outputs_migrated: int = 0
+    outputs_orphaned: int = 0
+    #: seconds from the graceful request to decom's "let go" of the victim (the last victim), None: never
+    let_go_s: float | None = None
+    #: tasks re-run in a later attempt of a stage that is not the job's last (recomputed work)
+    tasks_recomputed: int = 0
 
     def row(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -215,31 +239,51 @@ SCENARIOS: dict[str, list[Event]] = {
     "repeated-loss": [Event(stage="reduce", attempt=0, min_done=1, timeout=5),
                       Event(stage="reduce", attempt=1, min_done=1, timeout=5)],
     "vanish": [Event(stage="reduce", min_done=2, how="vanish")],
-    "spot": [Event(stage="reduce", min_done=2, timeout=10)],
+    "spot": [Event(stage="reduce", min_done=2, timeout=15)],
 }
 SCENARIO_JOB = {"mid-map": {"map_sleep": 4.0}}
 
 
 def run_scenario(lab: YarnLab, scenario: str, mode: str, log: Callable[[str], None] = lambda s: None,
                  job: dict[str, Any] | None = None, extra_conf: dict[str, str] | None = None,
-                 events: list[Event] | None = None, wait_drain: bool = True) -> YarnOutcome:
+                 events: list[Event] | None = None, wait_drain: bool = True, *,
+                 base_conf: dict[str, str] | None = None, executors: int = EXECUTORS,
+                 check_rows: Callable[[list[list[Any]]], str | None] | None = None, workload: str = "synthetic",
+                 tail_s: float | None = None) -> YarnOutcome:
     """One Spark app on `lab`, one job, the scenario's scale-in events; figures from Spark and the RM.
 
     `events` replaces the scenario's (bench/chaos.py: timed events, Event.at_s, with recoveries);
-    `job` may name a shape of yarnlab.sparkapp (join, agg, cached); wait_drain=False skips waiting for
-    the victims to reach DECOMMISSIONED/LOST after the job."""
+    `job` may name a shape of yarnlab.sparkapp (join, agg, cached, or sql with `check_rows`, which returns
+    what is wrong with the rows or None); wait_drain=False skips waiting for the victims to reach
+    DECOMMISSIONED/LOST after the job. `base_conf` replaces BASE_CONF (the benchmark: SPARK_DEFAULTS_CONF);
+    `executors` is dynamic allocation's initial and maximum count.
+
+    Drain, with `tail_s` None: the victims are waited for while the app still runs (up to 150 s after the
+    request). With `tail_s` (the benchmark): the app stays up `tail_s` after its job (less once every victim
+    is DECOMMISSIONED), as an app that goes on with other work; then it stops, and the victims are waited
+    for up to their YARN timeout. On Apache Hadoop a node that ran the app's containers leaves only then,
+    or once the decom agent releases it."""
     use_decom, mode_conf = MODES[mode]
     spec = {**JOB, **SCENARIO_JOB.get(scenario, {}), **(job or {})}
-    out = YarnOutcome(scenario, mode, expected=job_checksum(spec),
-                      yarn="emr-drain-emulated" if lab.emulate_emr_drain else "apache")
-    conf = {**BASE_CONF, **mode_conf, **(extra_conf or {})}
+    sql = spec.get("shape") == "sql"
+    if sql and check_rows is None:
+        raise ValueError("a sql job needs check_rows: its answer is checked by the caller")
+    out = YarnOutcome(scenario, mode, expected=0 if sql else job_checksum(spec),
+                      yarn="emr-drain-emulated" if lab.emulate_emr_drain else "apache", workload=workload,
+                      executors=executors, timeouts="fast" if base_conf is None else "spark-defaults",
+                      nm_expiry_s=lab.nm_expiry_ms / 1000)
+    conf = {**(BASE_CONF if base_conf is None else base_conf), **mode_conf, **(extra_conf or {})}
+    if executors != EXECUTORS and conf.get("spark.dynamicAllocation.enabled") == "true":
+        conf["spark.dynamicAllocation.initialExecutors"] = conf["spark.dynamicAllocation.maxExecutors"] = str(executors)
+    if mode in AGENT_MODES:
+        lab.start_agent()  # lab.spark_conf() then gives the app the agent's URL and secret
     events = (SCENARIOS[scenario] if events is None else events) if mode != "reference" else []
     timed = [ev for ev in events if ev.at_s is not None]
     if timed and len(timed) != len(events):
         raise ValueError("events are either all timed (at_s) or all stage-triggered")
     requested: dict[str, float] = {}
     vanished: list[str] = []
-    with NodeWatch(lab) as watch, SparkApp(lab, executors=EXECUTORS, conf=conf, decom=use_decom,
+    with NodeWatch(lab) as watch, SparkApp(lab, executors=executors, conf=conf, decom=use_decom,
                                           name=f"{scenario}-{mode}") as app:
         out.startup_s = app.startup_seconds
         am = app.am_host()
@@ -274,26 +318,47 @@ def run_scenario(lab: YarnLab, scenario: str, mode: str, log: Callable[[str], No
                     f"graceful decommission of {victims} (timeout {ev.timeout}s)")
             for v in victims:
                 requested[v] = t
-        res = app.wait_job(timeout=600)
+        res = app.wait_job(timeout=900)
         out.wall_s = float(res.get("wall_s") or 0.0)
         out.checksum = res.get("checksum")
         out.aborted = bool(res.get("aborted"))
         out.error = str(res.get("error") or "")
-        out.correct = out.checksum == out.expected
+        if sql:
+            wrong = None if out.aborted else check_rows(res.get("rows") or []) if check_rows else "unchecked"
+            out.correct = not out.aborted and wrong is None
+            if wrong:
+                out.error = f"WRONG ANSWER: {wrong}"
+        else:
+            out.correct = out.checksum == out.expected
         out.job_end_t = round(float(res.get("ended") or time.time()) - t_job, 1)
         log(f"[{mode}] t={out.job_end_t}s job {'ABORTED' if out.aborted else 'done'} in {out.wall_s:.1f}s"
             + (f": {out.error[:160]}" if out.error else ""))
-        # Drain: graceful request -> DECOMMISSIONED in the RM (while the app still runs).
-        for v, t in requested.items() if wait_drain else []:
-            if v in vanished:
-                continue
-            done = watch.wait(v, {"DECOMMISSIONED"}, t, timeout=max(0.0, t + 150 - time.time()))
-            if done is not None:
-                out.drain_s = round(max(out.drain_s or 0.0, done - t), 1)
+        graceful = {v: t for v, t in requested.items() if v not in vanished}
+        if tail_s is None:
+            # Drain: graceful request -> DECOMMISSIONED in the RM (while the app still runs).
+            for v, t in graceful.items() if wait_drain else []:
+                done = watch.wait(v, {"DECOMMISSIONED"}, t, timeout=max(0.0, t + 150 - time.time()))
+                if done is not None:
+                    out.drain_s = round(max(out.drain_s or 0.0, done - t), 1)
+        elif wait_drain:
+            until = time.time() + tail_s
+            while time.time() < until and not all(watch.first(v, "DECOMMISSIONED", t) for v, t in graceful.items()):
+                time.sleep(0.25)
         for v in vanished if wait_drain else []:
-            watch.wait(v, {"LOST"}, requested[v], timeout=max(0.0, requested[v] + 40 - time.time()))
+            watch.wait(v, {"LOST"}, requested[v], timeout=max(0.0, requested[v] + out.nm_expiry_s + 30 - time.time()))
         rep = app.report() if use_decom else None
         attempts = res.get("attempts") or []
+        if sql and not out.correct:
+            log(f"[{mode}] {out.error[:300]}")
+        if tail_s is not None:
+            log(f"[{mode}] app stops {time.time() - float(res.get('ended') or time.time()):.1f}s after its job")
+    if tail_s is not None and wait_drain:
+        # The app has ended: YARN frees the nodes it held (CLEANUP_APP). Up to each one's YARN timeout.
+        timeouts = {v: ev["timeout"] for ev in out.events for v in ev["victims"]}
+        for v, t in graceful.items():
+            done = watch.wait(v, {"DECOMMISSIONED"}, t, timeout=max(0.0, t + timeouts.get(v, 120) + 30 - time.time()))
+            if done is not None:
+                out.drain_s = round(max(out.drain_s or 0.0, done - t), 1)
     _figures(out, attempts, rep, watch, requested, t_job)
     return out
 
@@ -309,9 +374,13 @@ def _figures(out: YarnOutcome, attempts: list[dict[str, Any]], rep: dict[str, An
                                      for m in [_FETCH_FAILED_HOST.match(t["error"])] if m})
     if attempts:
         result_stage = max(a["stage"] for a in attempts)
-        maps = sorted((a for a in attempts if a["stage"] != result_stage), key=lambda a: (a["stage"], a["attempt"]))
-        out.map_stage_attempts = len(maps)
-        out.map_tasks_recomputed = sum(1 for a in maps[1:] for t in a["tasks"] if t["status"] == "SUCCESS")
+        map_stage = min(a["stage"] for a in attempts)
+        out.map_stage_attempts = sum(1 for a in attempts if a["stage"] == map_stage != result_stage)
+        # A later attempt of a stage re-runs only the partitions whose outputs are missing.
+        out.map_tasks_recomputed = sum(1 for a in attempts if a["stage"] == map_stage != result_stage
+                                       and a["attempt"] > 0 for t in a["tasks"] if t["status"] == "SUCCESS")
+        out.tasks_recomputed = sum(1 for a in attempts if a["stage"] != result_stage and a["attempt"] > 0
+                                   for t in a["tasks"] if t["status"] == "SUCCESS")
         out.result_stage_attempts = sum(1 for a in attempts if a["stage"] == result_stage)
     # Tasks launched on a victim after it was known to be leaving. With decom: from the moment the
     # shim's exclusion took effect (its "excluded" event, in the driver's clock like Spark's launch
@@ -335,6 +404,12 @@ def _figures(out: YarnOutcome, attempts: list[dict[str, Any]], rep: dict[str, An
     out.timeline = [{**c, "t": round(c["at"] - t_job, 1)} for c in watch.changes if c["at"] >= t_job - 1
                     and c["from"] is not None]
     if rep is not None:
+        nodes = rep.get("nodes", {})
+        out.outputs_migrated = sum(int(nodes.get(v, {}).get("outputs_migrated") or 0) for v in requested)
+        out.outputs_orphaned = sum(int(nodes.get(v, {}).get("outputs_orphaned") or 0) for v in requested)
+        let_go = [nodes[v]["let_go_at"] - t for v, t in requested.items() if (nodes.get(v) or {}).get("let_go_at")]
+        if let_go and len(let_go) == len([v for v in requested if v in nodes]):
+            out.let_go_s = round(max(let_go), 1)
         out.decom = {
             "nodes": {h: {"transitions": [tr | {"t": round(tr["at"] - t_job, 1)} for tr in n["transitions"]],
                           "executors_excluded": n["executors_excluded"],

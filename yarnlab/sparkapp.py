@@ -12,7 +12,8 @@ one JSON object per line ({"event": "ready", ...}) and obeys lines on stdin:
     executors                -> {"event": "executors", "executors": [hosts], "by_id": {id: host}}
     report                   -> {"event": "report", "report": decom's Controller.report() or null}
     start_job {json}         a shuffle job on a background thread (see ShuffleJob) -> "job_started";
-                             "shape": shuffle (default) | join | agg | cached (see SHAPES)
+                             "shape": shuffle (default) | join | agg | cached (see SHAPES), or
+                             sql: "sql" run over Parquet "tables" {view: path}, its rows in "rows"
     progress                 -> "progress" {running, elapsed, stages: the job's active stage attempts}
     wait_stage {json}        until attempt k of the job's "map"/"reduce" stage runs with >= m tasks
                              done -> "stage_reached" {"stage_id": id or null if the job ended first}
@@ -70,6 +71,39 @@ def shuffle_checksum(n: int, keys: int) -> int:
 #:  agg      two chained aggregations: by key, then by key % 7 (3 stages)
 #:  cached   an aggregation cached in the executors, then reused by 2 more jobs (count, re-aggregate, sum)
 SHAPES = ("shuffle", "join", "agg", "cached")
+#: A real query instead (spec "shape": "sql"): spec "sql" over the Parquet files spec "tables" ({view: path}),
+#: its answer the result rows (``encode_cell``), checked by the caller (bench/tpch.py against DuckDB's).
+SQL = "sql"
+
+
+def encode_cell(v: Any) -> Any:
+    """A result cell as JSON keeps it: decimals and dates tagged, so the caller compares them exactly."""
+    import datetime
+    import decimal
+
+    if isinstance(v, decimal.Decimal):
+        return {"decimal": str(v)}
+    if isinstance(v, datetime.datetime):
+        return {"timestamp": v.isoformat()}
+    if isinstance(v, datetime.date):
+        return {"date": v.isoformat()}
+    return v
+
+
+def decode_cell(v: Any) -> Any:
+    """encode_cell's inverse."""
+    import datetime
+    import decimal
+
+    if isinstance(v, dict) and len(v) == 1:
+        (tag, text), = v.items()
+        if tag == "decimal":
+            return decimal.Decimal(text)
+        if tag == "timestamp":
+            return datetime.datetime.fromisoformat(text)
+        if tag == "date":
+            return datetime.date.fromisoformat(text)
+    return v
 _RIGHT = 7  # the second aggregation of agg/cached groups keys by key % _RIGHT
 
 
@@ -104,6 +138,10 @@ def job_checksum(spec: Mapping[str, Any]) -> int:
     raise ValueError(f"unknown job shape {shape!r}: one of {', '.join(SHAPES)}")
 
 
+class _Done(Exception):
+    """The sql shape's result is set: skip the checksum paths."""
+
+
 class ShuffleJob:
     """parallelize(range(n), maps) -> (x % keys, x) with a per-map-task sleep -> reduceByKey(reduces)
     with a per-reduce-task sleep -> collect, in job group `group`, on a background thread.
@@ -120,7 +158,11 @@ class ShuffleJob:
         self.map_sleep = float(spec.get("map_sleep", 0.5))
         self.reduce_sleep = float(spec.get("reduce_sleep", 1.0))
         self.shape = str(spec.get("shape", "shuffle"))
-        if self.shape not in SHAPES:
+        self.sql = str(spec.get("sql", ""))
+        self.tables = {str(k): str(v) for k, v in dict(spec.get("tables") or {}).items()}
+        if self.shape == SQL and not self.sql:
+            raise ValueError("a sql job needs its query in spec 'sql'")
+        if self.shape not in SHAPES and self.shape != SQL:
             raise ValueError(f"unknown job shape {self.shape!r}: one of {', '.join(SHAPES)}")
         self.mids = int(spec.get("mids", 8))
         self.mid_sleep = float(spec.get("mid_sleep", self.reduce_sleep / 2))
@@ -150,14 +192,16 @@ class ShuffleJob:
         self.sc.setJobGroup(self.group, f"yarnlab {self.shape} job", interruptOnCancel=False)
         t0 = time.monotonic()
         try:
-            if self.shape == "shuffle":
-                rdd = (self.sc.parallelize(range(self.n), self.maps).mapPartitions(slow_map)
-                       .reduceByKey(add, self.reduces).mapPartitions(slow_reduce))
-                pairs = rdd.collect()
-                checksum = sum(k * v for k, v in pairs) % MOD
+            if self.shape == SQL:
+                self.result = {"checksum": None, "aborted": False, "error": "", "rows": self._run_sql()}
             else:
-                checksum = self._run_shape(slow_map, slow_reduce)
-            self.result = {"checksum": checksum, "aborted": False, "error": ""}
+                if self.shape == "shuffle":
+                    rdd = (self.sc.parallelize(range(self.n), self.maps).mapPartitions(slow_map)
+                           .reduceByKey(add, self.reduces).mapPartitions(slow_reduce))
+                    checksum = sum(k * v for k, v in rdd.collect()) % MOD
+                else:
+                    checksum = self._run_shape(slow_map, slow_reduce)
+                self.result = {"checksum": checksum, "aborted": False, "error": ""}
         except Exception as e:  # noqa: BLE001 - an abort is an outcome
             lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
             why = next((ln for ln in lines if "maximum allowable number of times" in ln or "aborted" in ln
@@ -167,6 +211,14 @@ class ShuffleJob:
         self.result["wall_s"] = round(time.monotonic() - t0, 2)
         self.result["started"] = self.started
         self.result["ended"] = time.time()
+
+    def _run_sql(self) -> list[list[Any]]:
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.builder.getOrCreate()
+        for view, path in self.tables.items():
+            spark.read.parquet(path).createOrReplaceTempView(view)
+        return [[encode_cell(v) for v in row] for row in spark.sql(self.sql).collect()]
 
     def _run_shape(self, slow_map: Any, slow_reduce: Any) -> int:
         """join, agg or cached (see SHAPES); the same answer as job_checksum when nothing is lost."""
