@@ -199,7 +199,12 @@ def pollers(lab: YarnLab, mode: str, drivers: int, seen: Seen) -> Iterator[list[
             p = NodePoller(source, POLL_INTERVAL_S, seen.sink(i), owns_client=True)
             started.append(p.start())
             time.sleep(POLL_INTERVAL_S / max(drivers, 1))  # drivers start at different moments
-        time.sleep(3)  # every poller has made its first (full) poll
+        # Every poller has made its first (full) poll: at 10,000 nodes ~2 s of the RM each, one after the
+        # other, so a fixed wait would time the first decommission against that queue.
+        deadline = time.monotonic() + 300
+        while any(p.status()["polls"] < 1 for p in started) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
         yield started
     finally:
         for p in started:
