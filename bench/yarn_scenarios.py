@@ -283,82 +283,86 @@ def run_scenario(lab: YarnLab, scenario: str, mode: str, log: Callable[[str], No
         raise ValueError("events are either all timed (at_s) or all stage-triggered")
     requested: dict[str, float] = {}
     vanished: list[str] = []
-    with NodeWatch(lab) as watch, SparkApp(lab, executors=executors, conf=conf, decom=use_decom,
-                                          name=f"{scenario}-{mode}") as app:
-        out.startup_s = app.startup_seconds
-        am = app.am_host()
-        log(f"[{mode}] app {app.app_id} up in {app.startup_seconds:.0f}s, AM on {am}")
-        app.start_job(**spec)
-        t_job = time.time()
-        if timed:
-            _run_timed(lab, app, timed, am, t_job, out, requested, vanished, lambda s: log(f"[{mode}] {s}"))
-        for ev in events if not timed else []:
-            sid = app.wait_stage(ev.stage, ev.attempt, ev.min_done, timeout=240)
-            if sid is None:
-                log(f"[{mode}] job ended before {ev.stage} attempt {ev.attempt}")
-                break
-            t_stage = time.time()
-            victims, executors = pick_victims(app, ev.nodes, {am, *out.victims})
-            log(f"[{mode}] victims {victims} ({executors} executors) picked in {time.time() - t_stage:.1f}s")
-            out.victims += victims
-            out.executors_on_victims += executors
-            t = time.time()
-            out.events.append({"stage": ev.stage, "attempt": ev.attempt, "stage_id": sid, "how": ev.how,
-                               "timeout": ev.timeout, "victims": victims, "at": t,
-                               "stage_reached_t": round(t_stage - t_job, 1), "told_t": round(t - t_job, 1)})
-            if ev.how == "vanish":
+    # The watch outlives the app: on Apache Hadoop a node it ran on leaves only once the app has ended.
+    with NodeWatch(lab) as watch:
+        with SparkApp(lab, executors=executors, conf=conf, decom=use_decom, name=f"{scenario}-{mode}") as app:
+            out.startup_s = app.startup_seconds
+            am = app.am_host()
+            log(f"[{mode}] app {app.app_id} up in {app.startup_seconds:.0f}s, AM on {am}")
+            app.start_job(**spec)
+            t_job = time.time()
+            if timed:
+                _run_timed(lab, app, timed, am, t_job, out, requested, vanished, lambda s: log(f"[{mode}] {s}"))
+            for ev in events if not timed else []:
+                sid = app.wait_stage(ev.stage, ev.attempt, ev.min_done, timeout=240)
+                if sid is None:
+                    log(f"[{mode}] job ended before {ev.stage} attempt {ev.attempt}")
+                    break
+                t_stage = time.time()
+                victims, executors = pick_victims(app, ev.nodes, {am, *out.victims})
+                log(f"[{mode}] victims {victims} ({executors} executors) picked in {time.time() - t_stage:.1f}s")
+                out.victims += victims
+                out.executors_on_victims += executors
+                t = time.time()
+                out.events.append({"stage": ev.stage, "attempt": ev.attempt, "stage_id": sid, "how": ev.how,
+                                   "timeout": ev.timeout, "victims": victims, "at": t,
+                                   "stage_reached_t": round(t_stage - t_job, 1), "told_t": round(t - t_job, 1)})
+                if ev.how == "vanish":
+                    for v in victims:
+                        lab.vanish(v)
+                        vanished.append(v)
+                    log(f"[{mode}] t={t - t_job:.1f}s {ev.stage} attempt {ev.attempt} "
+                        f"(reached t={t_stage - t_job:.1f}s): link down on {victims}")
+                else:
+                    lab.decommission(victims, timeout=ev.timeout)
+                    log(f"[{mode}] t={t - t_job:.1f}s {ev.stage} attempt {ev.attempt} "
+                        f"(reached t={t_stage - t_job:.1f}s): graceful decommission of {victims} "
+                        f"(timeout {ev.timeout}s)")
                 for v in victims:
-                    lab.vanish(v)
-                    vanished.append(v)
-                log(f"[{mode}] t={t - t_job:.1f}s {ev.stage} attempt {ev.attempt} (reached t={t_stage - t_job:.1f}s): "
-                    f"link down on {victims}")
+                    requested[v] = t
+            res = app.wait_job(timeout=900)
+            out.wall_s = float(res.get("wall_s") or 0.0)
+            out.checksum = res.get("checksum")
+            out.aborted = bool(res.get("aborted"))
+            out.error = str(res.get("error") or "")
+            if sql:
+                wrong = None if out.aborted else check_rows(res.get("rows") or []) if check_rows else "unchecked"
+                out.correct = not out.aborted and wrong is None
+                if wrong:
+                    out.error = f"WRONG ANSWER: {wrong}"
             else:
-                lab.decommission(victims, timeout=ev.timeout)
-                log(f"[{mode}] t={t - t_job:.1f}s {ev.stage} attempt {ev.attempt} (reached t={t_stage - t_job:.1f}s): "
-                    f"graceful decommission of {victims} (timeout {ev.timeout}s)")
-            for v in victims:
-                requested[v] = t
-        res = app.wait_job(timeout=900)
-        out.wall_s = float(res.get("wall_s") or 0.0)
-        out.checksum = res.get("checksum")
-        out.aborted = bool(res.get("aborted"))
-        out.error = str(res.get("error") or "")
-        if sql:
-            wrong = None if out.aborted else check_rows(res.get("rows") or []) if check_rows else "unchecked"
-            out.correct = not out.aborted and wrong is None
-            if wrong:
-                out.error = f"WRONG ANSWER: {wrong}"
-        else:
-            out.correct = out.checksum == out.expected
-        out.job_end_t = round(float(res.get("ended") or time.time()) - t_job, 1)
-        log(f"[{mode}] t={out.job_end_t}s job {'ABORTED' if out.aborted else 'done'} in {out.wall_s:.1f}s"
-            + (f": {out.error[:160]}" if out.error else ""))
-        graceful = {v: t for v, t in requested.items() if v not in vanished}
-        if tail_s is None:
-            # Drain: graceful request -> DECOMMISSIONED in the RM (while the app still runs).
-            for v, t in graceful.items() if wait_drain else []:
-                done = watch.wait(v, {"DECOMMISSIONED"}, t, timeout=max(0.0, t + 150 - time.time()))
+                out.correct = out.checksum == out.expected
+            out.job_end_t = round(float(res.get("ended") or time.time()) - t_job, 1)
+            log(f"[{mode}] t={out.job_end_t}s job {'ABORTED' if out.aborted else 'done'} in {out.wall_s:.1f}s"
+                + (f": {out.error[:160]}" if out.error else ""))
+            graceful = {v: t for v, t in requested.items() if v not in vanished}
+            if tail_s is None:
+                # Drain: graceful request -> DECOMMISSIONED in the RM (while the app still runs).
+                for v, t in graceful.items() if wait_drain else []:
+                    done = watch.wait(v, {"DECOMMISSIONED"}, t, timeout=max(0.0, t + 150 - time.time()))
+                    if done is not None:
+                        out.drain_s = round(max(out.drain_s or 0.0, done - t), 1)
+            elif wait_drain:
+                until = time.time() + tail_s
+                while time.time() < until and not all(watch.first(v, "DECOMMISSIONED", t) for v, t in graceful.items()):
+                    time.sleep(0.25)
+            for v in vanished if wait_drain else []:
+                watch.wait(v, {"LOST"}, requested[v],
+                           timeout=max(0.0, requested[v] + out.nm_expiry_s + 30 - time.time()))
+            rep = app.report() if use_decom else None
+            attempts = res.get("attempts") or []
+            if sql and not out.correct:
+                log(f"[{mode}] {out.error[:300]}")
+            if tail_s is not None:
+                log(f"[{mode}] app stops {time.time() - float(res.get('ended') or time.time()):.1f}s after its job")
+        if tail_s is not None and wait_drain:
+            # The app has ended: YARN frees the nodes it held (CLEANUP_APP). Up to each one's YARN timeout.
+            timeouts = {v: ev["timeout"] for ev in out.events for v in ev["victims"]}
+            for v, t in graceful.items():
+                left = t + timeouts.get(v, 120) + 30 - time.time()
+                done = watch.wait(v, {"DECOMMISSIONED"}, t, timeout=max(0.0, left))
                 if done is not None:
                     out.drain_s = round(max(out.drain_s or 0.0, done - t), 1)
-        elif wait_drain:
-            until = time.time() + tail_s
-            while time.time() < until and not all(watch.first(v, "DECOMMISSIONED", t) for v, t in graceful.items()):
-                time.sleep(0.25)
-        for v in vanished if wait_drain else []:
-            watch.wait(v, {"LOST"}, requested[v], timeout=max(0.0, requested[v] + out.nm_expiry_s + 30 - time.time()))
-        rep = app.report() if use_decom else None
-        attempts = res.get("attempts") or []
-        if sql and not out.correct:
-            log(f"[{mode}] {out.error[:300]}")
-        if tail_s is not None:
-            log(f"[{mode}] app stops {time.time() - float(res.get('ended') or time.time()):.1f}s after its job")
-    if tail_s is not None and wait_drain:
-        # The app has ended: YARN frees the nodes it held (CLEANUP_APP). Up to each one's YARN timeout.
-        timeouts = {v: ev["timeout"] for ev in out.events for v in ev["victims"]}
-        for v, t in graceful.items():
-            done = watch.wait(v, {"DECOMMISSIONED"}, t, timeout=max(0.0, t + timeouts.get(v, 120) + 30 - time.time()))
-            if done is not None:
-                out.drain_s = round(max(out.drain_s or 0.0, done - t), 1)
     _figures(out, attempts, rep, watch, requested, t_job)
     return out
 
