@@ -27,17 +27,19 @@ def row(mode: str, run: int, wall: float, *, scenario: str = "mid-reduce", abort
 
 def test_the_plan_interleaves_runs_and_holds_every_cell_three_times() -> None:
     todo = plan(["mid-reduce", "vanish"], ["stock", "decom", "decom-agent"], ["synthetic", "tpch-q9"], 3,
-                quick=False, default_expiry=True)
+                quick=False, default_expiry=False)
     cells = {c for c, _ in todo}
-    base = [c for c in cells if c.nm_expiry_s == 10.0]
-    # synthetic x 2 scenarios, the no-headroom mid-reduce, tpch-q9 x 2 scenarios; 3 modes each
-    assert len(base) == (2 + 1 + 2) * 3
-    assert all(sum(1 for c, _ in todo if c == cell) == 3 for cell in base)
-    assert [i for _, i in todo[:len(base)]] == [0] * len(base), "run 1 of every cell before any run 2"
-    assert any(c.executors == FULL_EXECUTORS for c in cells)
-    slow = sorted(c.mode for c in cells if c.nm_expiry_s == 600.0)
-    assert slow == ["decom-agent", "stock"] and all(c.scenario == "vanish" for c in cells if c.nm_expiry_s == 600.0)
-    quick = plan([], [], [], 3, quick=True, default_expiry=True)
+    # synthetic: 2 scenarios x 3 modes; without headroom and TPC-H: mid-reduce, stock and decom-agent
+    assert len(cells) == 2 * 3 + 2 + 2
+    assert all(sum(1 for c, _ in todo if c == cell) == 3 for cell in cells)
+    assert [i for _, i in todo[:len(cells)]] == [0] * len(cells), "run 1 of every cell before any run 2"
+    assert {c.mode for c in cells if c.executors == FULL_EXECUTORS} == {"stock", "decom-agent"}
+    assert {c.scenario for c in cells if c.workload == "tpch-q9"} == {"mid-reduce"}
+    assert all(c.nm_expiry_s == 10.0 for c in cells)
+    slow = plan(["vanish"], ["stock", "decom", "decom-agent"], ["synthetic"], 1, quick=False, default_expiry=True)
+    assert [(c.scenario, c.mode, c.nm_expiry_s) for c, _ in slow] == [("vanish", "stock", 600.0),
+                                                                      ("vanish", "decom-agent", 600.0)]
+    quick = plan([], [], [], 3, quick=True, default_expiry=False)
     assert [(c.scenario, c.mode, i) for c, i in quick] == [("mid-reduce", "stock", 0), ("mid-reduce", "decom-agent", 0)]
 
 
