@@ -60,8 +60,9 @@ demo: setup
 demo-local: setup
 	$(PY) -m bench.demo
 
-# The scale-in benchmark on the real YARN lab (root): every scenario in every mode, stock Spark vs decom
-# (bench/results/yarn.{json,md,png}). bench-quick: 2 scenarios x 2 modes. bench-local: local-cluster.
+# The scale-in benchmark on the real YARN lab (root), ~2 hours: Apache YARN, Spark's default timeouts, every
+# scenario in every mode (stock, decom, decom + agent), 3 runs each, plus TPC-H q9 checked against DuckDB
+# (bench/results/yarn.{json,md,png}). bench-quick: one cell, stock vs decom + agent. bench-local: local-cluster.
 bench: setup
 	$(PY) -m bench.yarn_bench
 bench-quick: setup
