@@ -303,6 +303,44 @@ def markdown(doc: dict[str, Any]) -> str:
         + ("\nRuns that failed to run (not counted):\n" + failed if failed else ""))
 
 
+def readme_table(doc: dict[str, Any]) -> str:
+    """The README's compact table: per cell, each mode's median job time (worst) and aborted runs, the
+    ratios to stock, FetchFailed medians and drain medians."""
+    summ, rat = doc["summary"], doc["ratios"]
+    modes = [m for m in MODES if any(s["mode"] == m for s in summ)]
+
+    def get(cell: str, mode: str) -> dict[str, Any] | None:
+        return next((s for s in summ if s["cell"] == cell and s["mode"] == mode), None)
+
+    def wall(s: dict[str, Any] | None) -> str:
+        if s is None:
+            return ""
+        w = "-" if s["wall_s_median"] is None else f"{s['wall_s_median']} ({s['wall_s_worst']})"
+        return w + (f", **{s['aborted']}/{s['runs']} aborted**" if s["aborted"] else "") + \
+            (f", **{s['wrong']} wrong**" if s["wrong"] else "")
+
+    def ratio(cell: str, mode: str) -> str:
+        r = next((x for x in rat if x["cell"] == cell and x["mode"] == mode), None)
+        if r is None or r["ratio"] is None:
+            return "-"
+        return f"{r['ratio']}x" + (f" ({r['runs_compared']})" if r["paired_on_stock_finished"] else "")
+
+    def per_mode(cell: str, key: str) -> str:
+        vals = [get(cell, m) for m in modes]
+        return " / ".join("" if v is None or v[key] is None else f"{v[key]:g}" for v in vals)
+
+    decoms = [m for m in modes if m != "stock"]
+    head = ("| cell | " + " | ".join(f"{m}: job s" for m in modes) + " | "
+            + " | ".join(f"{m} / stock" for m in decoms) + f" | FetchFailed ({' / '.join(modes)}) | "
+            f"drain s ({' / '.join(modes)}) |\n" + "|---" * (2 * len(modes) + 2) + "|\n")
+    body = "".join(
+        f"| {cell} | " + " | ".join(wall(get(cell, m)) for m in modes) + " | "
+        + " | ".join(ratio(cell, m) for m in decoms) + f" | {per_mode(cell, 'fetch_failed_median')} | "
+        f"{per_mode(cell, 'drain_s_median')} |\n"
+        for cell in dict.fromkeys(s["cell"] for s in summ))
+    return head + body
+
+
 def chart(doc: dict[str, Any], path: Path) -> bool:
     try:
         import matplotlib
@@ -350,7 +388,7 @@ def finish(doc: dict[str, Any], stem: str) -> tuple[str, bool]:
     good = [r for r in doc["rows"] if "failed" not in r]
     doc["summary"] = summary(good)
     doc["ratios"] = ratios(good)
-    md = markdown(doc)
+    md = markdown(doc) + "\nCompact (the README's):\n\n" + readme_table(doc)
     (RESULTS / f"{stem}.md").write_text(md)
     (RESULTS / f"{stem}.json").write_text(json.dumps(doc, indent=1, default=str))
     return md, chart(doc, RESULTS / f"{stem}.png")
