@@ -47,9 +47,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 TPCH_ROOT = Path(__file__).resolve().parent.parent / ".bench-data" / "tpch"
 TPCH_SF = 1.0
 ALL_SCENARIOS = ["mid-map", "mid-reduce", "mass", "repeated-loss", "spot", "vanish"]
-GRACEFUL = ("mid-map", "mid-reduce", "mass", "spot")
-#: Compared only on the runs stock Spark finished.
-LOSSY = ("repeated-loss", "vanish")
 #: bench name -> yarn_scenarios mode
 MODES = {"stock": "stock", "decom": "decom-ess-on", "decom-agent": "decom-agent"}
 HEADROOM_EXECUTORS = 4
@@ -141,12 +138,12 @@ def run(todo: list[tuple[Cell, int]], log: Callable[[str], None], save: Callable
                 f"liveness expiry {expiry_s:g}s); {len(batch)} runs")
             for n, (cell, i) in enumerate(batch, 1):
                 mode = MODES[cell.mode]
-                if mode not in AGENT_MODES:
-                    lab.stop_agent()
                 job, check = jobs.get(cell.workload, (SYNTHETIC, None))
                 t0 = time.monotonic()
                 log(f"[{n}/{len(batch)}] {cell.key} / {cell.mode}, run {i + 1}")
                 try:
+                    if mode not in AGENT_MODES:
+                        lab.stop_agent()
                     o = run_scenario(lab, cell.scenario, mode, log=log, job=job, check_rows=check,
                                      base_conf=SPARK_DEFAULTS_CONF, executors=cell.executors,
                                      workload=cell.workload, tail_s=TAIL_S)
@@ -157,8 +154,13 @@ def run(todo: list[tuple[Cell, int]], log: Callable[[str], None], save: Callable
                            "workload": cell.workload, "executors": cell.executors, "nm_expiry_s": expiry_s,
                            "failed": f"{type(e).__name__}: {e}"[:2000]}
                 finally:
-                    lab.stop_agent()
-                    repair(lab)
+                    for attempt in (1, 2):  # a lab not repaired fails the next runs, which say so
+                        try:
+                            lab.stop_agent()
+                            repair(lab)
+                            break
+                        except Exception as e:  # noqa: BLE001 - the runs so far must be kept
+                            log(f"repair after {cell.key} / {cell.mode} failed (attempt {attempt}): {e}")
                 row["run_s"] = round(time.monotonic() - t0, 1)
                 rows.append(row)
                 save(rows)
@@ -222,27 +224,30 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """decom's job time over stock's, per cell and decom mode: the median of each mode's finished runs; for
-    the lossy scenarios on the runs stock finished only (same run index), and where stock aborted, whether
-    decom finished."""
+    """decom's job time over stock's, per cell and decom mode, on paired runs (the same run index): the median
+    of decom's over the median of stock's, on the runs both finished. Where stock aborted, whether decom
+    finished; where stock finished, whether decom aborted."""
     out = []
     for cell in dict.fromkeys(r["cell"] for r in rows):
         stock = {r["run"]: r for r in rows if r["cell"] == cell and r["mode"] == "stock"}
         for mode in ("decom", "decom-agent"):
             dec = {r["run"]: r for r in rows if r["cell"] == cell and r["mode"] == mode}
-            if not stock or not dec:
+            pairs = [i for i in dec if i in stock]
+            if not pairs:
                 continue
-            lossy = next(iter(dec.values()))["scenario"] in LOSSY
-            runs = [i for i in dec if i in stock and not stock[i]["aborted"]] if lossy else list(dec)
-            s = _median(stock[i]["wall_s"] for i in runs if i in stock and not stock[i]["aborted"])
-            d = _median(dec[i]["wall_s"] for i in runs if not dec[i]["aborted"])
-            out.append({"cell": cell, "mode": mode, "paired_on_stock_finished": lossy, "runs_compared": len(runs),
-                        "stock_median_s": s, "decom_median_s": d,
-                        "ratio": round(d / s, 2) if s and d else None,
-                        "stock_aborted": sum(r["aborted"] for r in stock.values()),
-                        "decom_aborted": sum(r["aborted"] for r in dec.values()),
+            both = [i for i in pairs if not stock[i]["aborted"] and not dec[i]["aborted"]]
+            s = _median(stock[i]["wall_s"] for i in both)
+            d = _median(dec[i]["wall_s"] for i in both)
+            out.append({"cell": cell, "mode": mode, "scenario": dec[pairs[0]]["scenario"], "runs_compared": len(both),
+                        "stock_median_s": s, "decom_median_s": d, "ratio": round(d / s, 2) if s and d else None,
+                        "ratio_worst": round(max(dec[i]["wall_s"] / stock[i]["wall_s"] for i in both), 2)
+                        if both else None,
+                        "stock_aborted": sum(stock[i]["aborted"] for i in pairs),
+                        "decom_aborted": sum(dec[i]["aborted"] for i in pairs),
                         "decom_finished_where_stock_aborted": sum(
-                            1 for i, r in stock.items() if r["aborted"] and i in dec and not dec[i]["aborted"])})
+                            1 for i in pairs if stock[i]["aborted"] and not dec[i]["aborted"]),
+                        "decom_aborted_where_stock_finished": sum(
+                            1 for i in pairs if dec[i]["aborted"] and not stock[i]["aborted"])})
     return out
 
 
@@ -255,7 +260,7 @@ def _cellfmt(s: dict[str, Any]) -> str:
     if s["mode"] != "stock":
         bits.append(f"mig/orph {s['outputs_migrated']}/{s['outputs_orphaned']}")
     if s["outputs_lost"] or s["tasks_recomputed"]:
-        bits.append(f"recomp/lost {s['tasks_recomputed']}/{s['outputs_lost']}")
+        bits.append(f"recomp/held {s['tasks_recomputed']}/{s['outputs_lost']}")
     if s["drain_s_median"] is not None:
         bits.append(f"drain {s['drain_s_median']} s ({s['drain_s_worst']})")
     if s["let_go_s_median"] is not None:
@@ -271,8 +276,8 @@ def markdown(doc: dict[str, Any]) -> str:
     for cell in dict.fromkeys(s["cell"] for s in summ):
         cells = {s["mode"]: s for s in summ if s["cell"] == cell}
         r = next((x for x in rat if x["cell"] == cell and x["mode"] == "decom-agent"), None)
-        ratio = "-" if r is None or r["ratio"] is None else f"{r['ratio']}x" + (
-            f" (on {r['runs_compared']} runs stock finished)" if r["paired_on_stock_finished"] else "")
+        ratio = "-" if r is None or r["ratio"] is None else f"{r['ratio']}x (worst pair {r['ratio_worst']}x" + (
+            f"; {r['runs_compared']} runs both finished)" if r["stock_aborted"] or r["decom_aborted"] else ")")
         body += f"| {cell} | " + " | ".join(_cellfmt(cells[m]) if m in cells else "" for m in modes) + \
             f" | {ratio} |\n"
     failed = "".join(f"- {r['cell']} / {r['mode']} run {r['run'] + 1}: {r['failed'][:300]}\n"
@@ -289,15 +294,22 @@ def markdown(doc: dict[str, Any]) -> str:
         "executors of 1 core and 1 GB; dynamic allocation (idle timeout 20 s) with 4 executors (headroom: the "
         "lab has room for 7) or 7 (no headroom); `spark.stage.maxConsecutiveAttempts=2`. NodeManager liveness "
         "expiry 10 s (YARN's default is 10 min) unless the cell says otherwise: a vanished node is LOST in the "
-        "RM after it. Each app stays up 5 s after its job, then stops. The Spark JVMs run with "
+        "RM after it. Each app stays up 5 s after its job (less once every victim is DECOMMISSIONED; after a "
+        "vanish, until the node is LOST), then stops. The Spark JVMs run with "
         "`-XX:TieredStopAtLevel=1 -XX:+UseSerialGC` (the lab's quick_spark_jvms, for shorter app starts on 2 "
         "cores), in every mode.\n\n"
-        "Workloads: synthetic = 40,000 rows, 8 map tasks sleeping 0.5 s, 24 reduce tasks sleeping 2 s each; "
-        "tpch-qN = TPC-H query N at SF 1 (DuckDB's dbgen, Parquet), every answer checked against DuckDB's.\n\n"
+        "Workloads: synthetic = 40,000 rows, 8 map tasks sleeping 0.5 s (4 s in mid-map), 24 reduce tasks "
+        "sleeping 2 s each; tpch-qN = TPC-H query N at SF 1 (DuckDB's dbgen, Parquet), every answer checked "
+        "against DuckDB's. A TPC-H query runs as several jobs (adaptive query execution): its \"mid-reduce\" "
+        "event fires once the last stage of any of them has 2 tasks done, and its \"map stage\" is the query's "
+        "first.\n\n"
         "Each cell: median job time of the finished runs (worst), aborted runs, FetchFailed tasks median (worst), "
         "tasks launched on a victim after it was known to be leaving (all runs), decom's outputs migrated/"
-        "orphaned (all runs), tasks recomputed in later stage attempts / map outputs lost (all runs), drain = "
-        "graceful request -> DECOMMISSIONED median (worst), let go = request -> the app let go of the node.\n\n"
+        "orphaned (all runs), tasks recomputed in later stage attempts / map outputs held on the victims when "
+        "they were told to go (all runs; held is not lost: migrated or still served ones need no recompute), drain = "
+        "graceful request -> DECOMMISSIONED median (worst), let go = request -> the app let go of the node. "
+        "decom-agent / stock: the median of decom's job times over stock's, on the runs both finished (same run "
+        "index), and the worst such pair.\n\n"
         + head + body
         + ("\nAborted or wrong runs:\n" + aborted if aborted else "")
         + ("\nRuns that failed to run (not counted):\n" + failed if failed else ""))
@@ -323,7 +335,7 @@ def readme_table(doc: dict[str, Any]) -> str:
         r = next((x for x in rat if x["cell"] == cell and x["mode"] == mode), None)
         if r is None or r["ratio"] is None:
             return "-"
-        return f"{r['ratio']}x" + (f" ({r['runs_compared']})" if r["paired_on_stock_finished"] else "")
+        return f"{r['ratio']}x" + (f" ({r['runs_compared']} pairs)" if r["stock_aborted"] or r["decom_aborted"] else "")
 
     def per_mode(cell: str, key: str) -> str:
         vals = [get(cell, m) for m in modes]
@@ -384,13 +396,20 @@ def chart(doc: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def _write(path: Path, text: str) -> None:
+    """Write-then-rename: a kill mid-write leaves the previous copy whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def finish(doc: dict[str, Any], stem: str) -> tuple[str, bool]:
     good = [r for r in doc["rows"] if "failed" not in r]
     doc["summary"] = summary(good)
     doc["ratios"] = ratios(good)
     md = markdown(doc) + "\nCompact (the README's):\n\n" + readme_table(doc)
-    (RESULTS / f"{stem}.md").write_text(md)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(doc, indent=1, default=str))
+    _write(RESULTS / f"{stem}.md", md)
+    _write(RESULTS / f"{stem}.json", json.dumps(doc, indent=1, default=str))
     return md, chart(doc, RESULTS / f"{stem}.png")
 
 
@@ -407,10 +426,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--default-expiry", action="store_true",
                    help="only the vanish runs on a lab with YARN's default NodeManager liveness expiry (10 min), "
                         "stock and decom-agent, --runs each (default 1)")
-    p.add_argument("--out", default="yarn", help="results file stem under bench/results/ (default yarn)")
+    p.add_argument("--out", default=None,
+                   help="results file stem under bench/results/ (default yarn; yarn-quick with --quick, "
+                        "yarn-default-expiry with --default-expiry)")
     p.add_argument("--replot", action="store_true", help="only redo the table and chart from the saved JSON")
     args = p.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
+    args.out = args.out or ("yarn-quick" if args.quick else "yarn-default-expiry" if args.default_expiry else "yarn")
     if args.replot:
         saved = json.loads((RESULTS / f"{args.out}.json").read_text())
         print(finish(saved, args.out)[0])
@@ -429,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def save(rows: list[dict[str, Any]]) -> None:
         doc["rows"], doc["seconds"] = rows, round(time.monotonic() - t0)
-        (RESULTS / f"{args.out}.json").write_text(json.dumps(doc, indent=1, default=str))
+        _write(RESULTS / f"{args.out}.json", json.dumps(doc, indent=1, default=str))
 
     from yarnlab import LabUnavailable
 

@@ -270,9 +270,10 @@ def run_scenario(lab: YarnLab, scenario: str, mode: str, log: Callable[[str], No
         raise ValueError("a sql job needs check_rows: its answer is checked by the caller")
     out = YarnOutcome(scenario, mode, expected=0 if sql else job_checksum(spec),
                       yarn="emr-drain-emulated" if lab.emulate_emr_drain else "apache", workload=workload,
-                      executors=executors, timeouts="fast" if base_conf is None else "spark-defaults",
+                      executors=executors,
                       nm_expiry_s=lab.nm_expiry_ms / 1000)
     conf = {**(BASE_CONF if base_conf is None else base_conf), **mode_conf, **(extra_conf or {})}
+    out.timeouts = "fast" if any(k in conf for k in FAST_TIMEOUTS) else "spark-defaults"
     if executors != EXECUTORS and conf.get("spark.dynamicAllocation.enabled") == "true":
         conf["spark.dynamicAllocation.initialExecutors"] = conf["spark.dynamicAllocation.maxExecutors"] = str(executors)
     if mode in AGENT_MODES:

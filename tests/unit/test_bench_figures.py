@@ -53,18 +53,19 @@ def test_summary_gives_the_median_and_the_worst_of_the_finished_runs() -> None:
     assert (s["decom"]["drain_s_median"], s["decom"]["drain_s_worst"]) == (11.0, 12.0)
 
 
-def test_lossy_scenarios_compare_only_the_runs_stock_finished() -> None:
+def test_ratios_pair_runs_and_compare_only_those_both_finished() -> None:
     rows = [row("stock", 0, 50.0, scenario="vanish"), row("stock", 1, 0.0, scenario="vanish", aborted=True),
-            row("stock", 2, 60.0, scenario="vanish"),
+            row("stock", 2, 60.0, scenario="vanish"), row("stock", 3, 40.0, scenario="vanish"),
             row("decom-agent", 0, 55.0, scenario="vanish"), row("decom-agent", 1, 300.0, scenario="vanish"),
-            row("decom-agent", 2, 65.0, scenario="vanish")]
+            row("decom-agent", 2, 65.0, scenario="vanish"),
+            row("decom-agent", 3, 0.0, scenario="vanish", aborted=True)]
     (r,) = ratios(rows)
-    assert r["paired_on_stock_finished"] and r["runs_compared"] == 2
-    assert (r["stock_median_s"], r["decom_median_s"], r["ratio"]) == (55.0, 60.0, 1.09)
-    assert r["decom_finished_where_stock_aborted"] == 1
+    assert r["runs_compared"] == 2, "run 1 (stock aborted) and run 3 (decom aborted) are not compared"
+    assert (r["stock_median_s"], r["decom_median_s"], r["ratio"], r["ratio_worst"]) == (55.0, 60.0, 1.09, 1.1)
+    assert r["decom_finished_where_stock_aborted"] == 1 and r["decom_aborted_where_stock_finished"] == 1
     graceful = [row("stock", 0, 50.0), row("stock", 1, 40.0), row("decom-agent", 0, 45.0), row("decom-agent", 1, 55.0)]
     (g,) = ratios(graceful)
-    assert not g["paired_on_stock_finished"] and g["ratio"] == 1.11
+    assert (g["ratio"], g["ratio_worst"], g["runs_compared"]) == (1.11, 1.38, 2)
 
 
 def test_the_markdown_names_the_command_and_flags_aborts() -> None:
