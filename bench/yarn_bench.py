@@ -48,7 +48,10 @@ TPCH_ROOT = Path(__file__).resolve().parent.parent / ".bench-data" / "tpch"
 TPCH_SF = 1.0
 ALL_SCENARIOS = ["mid-map", "mid-reduce", "mass", "repeated-loss", "spot", "vanish"]
 #: bench name -> yarn_scenarios mode
-MODES = {"stock": "stock", "decom": "decom-ess-on", "decom-agent": "decom-agent"}
+MODES = {"stock": "stock", "decom": "decom-ess-on", "decom-agent": "decom-agent",
+         # Spark's own decommissioning (shuffle service off, blocks migrated): on request only.
+         "native": "native"}
+DEFAULT_MODES = ["stock", "decom", "decom-agent"]
 HEADROOM_EXECUTORS = 4
 FULL_EXECUTORS = 7  # 4 nodes x 2 vcores, less the AM's
 TPCH_QUERIES = (9,)
@@ -417,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.yarn_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenario", action="append", choices=ALL_SCENARIOS, help="(repeatable) default: all")
-    p.add_argument("--mode", action="append", choices=list(MODES), help="(repeatable) default: all")
+    p.add_argument("--mode", action="append", choices=list(MODES),
+                   help="(repeatable) default: " + ", ".join(DEFAULT_MODES))
     p.add_argument("--workload", action="append",
                    choices=["synthetic", *(f"tpch-q{q}" for q in TPCH_QUERIES + MORE_TPCH_QUERIES)],
                    help="(repeatable) default: synthetic and " + ", ".join(f"tpch-q{q}" for q in TPCH_QUERIES))
@@ -437,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         saved = json.loads((RESULTS / f"{args.out}.json").read_text())
         print(finish(saved, args.out)[0])
         return 0
-    todo = plan(args.scenario or ALL_SCENARIOS, args.mode or list(MODES),
+    todo = plan(args.scenario or ALL_SCENARIOS, args.mode or DEFAULT_MODES,
                 args.workload or ["synthetic", *(f"tpch-q{q}" for q in TPCH_QUERIES)],
                 args.runs or (1 if args.default_expiry else 3), args.quick, args.default_expiry)
     given = argv if argv is not None else sys.argv[1:]
