@@ -202,7 +202,9 @@ def pollers(lab: YarnLab, mode: str, drivers: int, seen: Seen) -> Iterator[list[
         # Every poller has made its first (full) poll: at 10,000 nodes ~2 s of the RM each, one after the
         # other, so a fixed wait would time the first decommission against that queue.
         deadline = time.monotonic() + 300
-        while any(p.status()["polls"] < 1 for p in started) and time.monotonic() < deadline:
+        while any(p.status()["last_success"] is None for p in started):
+            if time.monotonic() > deadline:
+                raise SystemExit("a driver's poller had no successful poll in 300 s")
             time.sleep(0.2)
         time.sleep(1)
         yield started

@@ -109,7 +109,7 @@ class Agent:
         # The drivers' light polls, once for all of them: the doomed states and the RM's node count each
         # interval, every node only when that count says something else changed, and every 60 s. A read
         # of every node costs the RM ~0.1 s of CPU per 1,000 nodes (bench/rm_load.py).
-        # Its full reads run apart (~3 s at 10,000 nodes): the light polls, and so the drivers, don't wait.
+        # Its full reads run apart (~2 s at 10,000 nodes): the light polls, and so the drivers, don't wait.
         self._poller = NodePoller(rm, interval, lambda _changes: None, full_apart=True)
         self._stop = threading.Event()
         self._save_lock = threading.Lock()
