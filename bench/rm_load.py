@@ -253,12 +253,16 @@ class RmWatch:
         return self.changed_after
 
 
-def deliveries(lab: YarnLab, seen: Seen, drivers: int, hosts: list[str], log: Callable[[str], None]) -> list[float]:
+def deliveries(lab: YarnLab, seen: Seen, drivers: int, hosts: list[str], log: Callable[[str], None],
+               before_each: Callable[[], None] | None = None) -> list[float]:
     """Decommission each host gracefully (as an operator: exclude file + `-refreshNodes -g`), time every
-    poller's first sight of it against the RM's own change, then recommission it."""
+    poller's first sight of it against the RM's own change, then recommission it. `before_each` runs
+    before each decommission."""
     out: list[float] = []
     for host in hosts:
         seen.watch(host)
+        if before_each is not None:
+            before_each()
         with RmWatch(lab, f"{host}:45454", {"DECOMMISSIONING", "DECOMMISSIONED"}) as watch:
             time.sleep(0.2)  # it has seen the node RUNNING
             with ExcludeFile(lab.exclude_path).edit() as excluded:
@@ -361,12 +365,44 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
                         f"p99 {pct(got, 0.99):.2f}s worst {max(got):.2f}s ({len(got)} sightings); "
                         f"RM polls {polls / elapsed:.1f}/s ({full} full); RM CPU over idle {rm_cpu_rate:.3f} s/s"
                         + (f"; agent CPU {agent_rate:.3f} s/s" if agent_rate is not None else ""))
+                if mode == "agent" and nodes == max(args.nodes):
+                    registered = during_full_read(lab, jar, rm, registered, host_no, args, results, nodes, log)
+                    host_no += args.events
                 if mode == "agent":
                     lab.stop_agent()
         rm.close()
     finally:
         lab.stop()
     return results
+
+
+def during_full_read(lab: YarnLab, jar: Path, rm: ResourceManagerClient, registered: int, host_no: int,
+                     args: argparse.Namespace, results: dict[str, Any], nodes: int,
+                     log: Callable[[str], None]) -> int:
+    """Delivery while the agent reads every node: before each decommission one more simulated NodeManager
+    registers, so the RM's node count tells the agent (and its drivers) to read every node; the
+    decommission comes 1 s later, while that read (~2 s at 10,000 nodes) is under way. Returns the number
+    of simulated NodeManagers registered."""
+    drivers = max(d for d in args.drivers if f"agent/{d}/{nodes}" in results["deliveries"])
+    count = [registered]
+
+    def one_more() -> None:
+        register(lab, jar, count[0], 1, rm, lambda _msg: None)
+        count[0] += 1
+        time.sleep(1.0)  # the agent's next light poll (1 s interval) sees the count and starts its read
+
+    seen = Seen()
+    hosts = [sim_host(host_no + k) for k in range(args.events)]
+    with pollers(lab, "agent", drivers, seen):
+        full0 = int(lab.agent_status()["rm_reads"]["full_polls"])
+        got = deliveries(lab, seen, drivers, hosts, log, before_each=one_more)
+        full = int(lab.agent_status()["rm_reads"]["full_polls"]) - full0
+    results["deliveries_during_full_read"] = {f"agent/{drivers}/{nodes}": {
+        "delivery_s": got, "agent_full_reads": full, "events": len(hosts)}}
+    log(f"  agent  {drivers:4} drivers, each decommission 1 s after a registration (the agent reads every "
+        f"node): delivery p50 {statistics.median(got):.2f}s p99 {pct(got, 0.99):.2f}s worst {max(got):.2f}s; "
+        f"{full} full reads by the agent over {len(hosts)} decommissions")
+    return count[0]
 
 
 def rm_reads(lab: YarnLab, mode: str, ps: list[NodePoller]) -> tuple[int, int]:
