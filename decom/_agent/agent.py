@@ -429,7 +429,8 @@ class Agent:
                 "apps": {a: {"let_go": sorted(s.report.let_go), "received": s.received}
                          for a, s in sorted(self._apps.items())},
                 "releases": [r.to_json() for r in self._releases],
-                "rm_reads": {k: v for k, v in self._poller.status().items() if k in ("polls", "full_polls")},
+                "rm_reads": {k: v for k, v in self._poller.status().items()
+                             if k in ("polls", "full_polls", "full_read_in_flight", "full_read_errors")},
                 "counters": {"polls": c.polls, "poll_errors": c.poll_errors, "releases": c.releases,
                              "release_errors": c.release_errors, "reports": c.reports,
                              "unauthenticated": c.unauthenticated, "bad_requests": c.bad_requests},

@@ -156,6 +156,11 @@ class NodePoller:
         self._last_full_error: str | None = None
         self._metrics_ok = True
         self._running = 0  # RUNNING nodes in the snapshot: what the RM's activeNodes should say
+        # activeNodes less the RUNNING nodes a full read listed: 0, unless the RM's counters and its node list
+        # disagree for good, which must not make every poll a full read. Taken once two full reads in a row
+        # found the same difference: a node changing between the two requests of one read makes a one-off.
+        self._count_offset = 0
+        self._offset_seen: int | None = None
         # Counters for status().
         self._polls = 0
         self._full_polls = 0
@@ -209,6 +214,7 @@ class NodePoller:
                 "consecutive_errors": self._consecutive_errors,
                 "errors": self._errors,
                 "last_error": self._last_error,
+                "full_read_in_flight": self._full_in_flight,
                 "full_read_errors": self._full_errors,
                 "last_full_read_error": self._last_full_error,
             }
@@ -298,7 +304,7 @@ class NodePoller:
                 # The RM counts its RUNNING nodes. A difference from the snapshot's, this answer in, is a
                 # NodeManager we don't know about (registered, maybe on a new port of a doomed host) or one
                 # that left RUNNING for a state we don't list.
-                if active is not None and active != self._running:
+                if active is not None and active != self._running + self._count_offset:
                     if self._full_apart:
                         self._want_full(now)
                     else:
@@ -307,6 +313,7 @@ class NodePoller:
             self._full_gen += 1
             nodes = self._client.nodes(FULL_QUERY)
             touched |= self._replace(nodes)
+            self._set_count_offset(active, nodes)
             self._last_full = now
             with self._status_lock:
                 self._full_polls += 1
@@ -320,11 +327,14 @@ class NodePoller:
     def _want_full(self, now: float) -> None:
         """Ask the full reader for a full read (full_apart; the caller holds _poll_lock). One at a time, and
         none before a failed one's backoff has passed; the thread starts on the first call."""
+        if self._full_in_flight and self._full_thread is not None and not self._full_thread.is_alive():
+            self._full_in_flight = False  # the reader died (it should not): start another
+            self._full_thread = None
         if self._full_in_flight or now < self._full_retry_at:
             return
         self._last_full = now  # asked for once, not at every light poll until it lands
         self._full_in_flight = True
-        if self._full_thread is None:
+        if self._full_thread is None and not self._stop.is_set():
             self._full_thread = threading.Thread(target=self._run_full_reads, name="decom-node-full-reader",
                                                  daemon=True)
             self._full_thread.start()
@@ -347,10 +357,13 @@ class NodePoller:
     def _full_read_apart(self) -> None:
         with self._poll_lock:
             since, gen = self._light_seq, self._full_gen
-        nodes = self._client.nodes(FULL_QUERY)  # outside the lock: the light polls go on meanwhile
+        # Outside the lock: the light polls go on meanwhile. The count first, as a light poll asks.
+        active = self._active_count() if self._light else None
+        nodes = self._client.nodes(FULL_QUERY)
         with self._poll_lock:
             if gen != self._full_gen:
                 return  # a full read made inline began after this one: its answer is the newer
+            self._set_count_offset(active, nodes)
             # A node a light poll saw (or found forgotten) after this read began is newer there.
             newer = {i for i, seq in self._light_seen.items() if seq > since}
             self._light_seen = {i: seq for i, seq in self._light_seen.items() if seq > since}
@@ -377,6 +390,18 @@ class NodePoller:
         if first:
             log.warning("decom: a full read of the ResourceManager's nodes failed (%s); the light polls go on, "
                         "retrying with backoff (up to %g s)", reason, self._full_interval)
+
+    def _set_count_offset(self, active: int | None, nodes: Iterable[RMNode]) -> None:
+        """The RM's activeNodes against the RUNNING nodes of a full read (caller holds _poll_lock): the
+        difference becomes the norm once two full reads in a row find it."""
+        if active is None:
+            return
+        offset = active - sum(1 for n in nodes if n.state == RUNNING)
+        if offset == self._offset_seen and offset != self._count_offset:
+            log.info("decom: the ResourceManager counts %d active nodes but lists %d RUNNING ones; that "
+                     "difference is taken as its norm", active, active - offset)
+            self._count_offset = offset
+        self._offset_seen = offset
 
     def _active_count(self) -> int | None:
         if not self._metrics_ok:

@@ -294,14 +294,41 @@ def test_a_failing_full_read_apart_shows_and_backs_off(caplog: pytest.LogCapture
         for t in range(1, 6):
             now[0] = float(t)
             p.poll_once()
-            wait_until(lambda: not p._full_in_flight)  # noqa: SLF001
+            assert wait_until(lambda: not p._full_in_flight)  # noqa: SLF001
     full_reads = sum(1 for q in rm.queries() if q == FULL)
-    assert 1 <= full_reads <= 3, f"{full_reads} full reads in 5 s: no backoff"
+    assert full_reads == 2, f"{full_reads} full reads in 5 s: at t=1, then after a 2 s backoff at t=3"
     status = p.status()
     assert status["full_read_errors"] == full_reads and status["last_full_read_error"]
     assert sum("full read of the ResourceManager's nodes failed" in r.message for r in caplog.records) == 1
     p.stop()
     assert wait_until(lambda: p._full_thread is not None and not p._full_thread.is_alive())  # noqa: SLF001
+
+
+def test_an_rm_whose_count_never_matches_its_list_costs_no_full_read_per_poll() -> None:
+    """YARN keeps its node counters apart from its node list; if they disagree for good, the difference
+    found by a full read is taken as the norm, not chased with a full read every poll."""
+    rm = FakeRM()
+    rm.set("h1:1", "RUNNING")
+    p, rec = make(rm)
+    real_metrics = rm.metrics
+
+    def one_more_active() -> dict[str, Any]:
+        m = real_metrics()
+        m["clusterMetrics"]["activeNodes"] += 1
+        return m
+
+    rm.metrics = one_more_active  # type: ignore[method-assign]
+    p.poll_once()
+    p.poll_once()  # a second full read finds the same difference: the RM's norm from now on
+    rm.requests.clear()
+    for _ in range(3):
+        p.poll_once()
+    assert rm.queries() == ["metrics", DOOMED] * 3
+    rm.set("h2:1", "RUNNING")  # a real registration is still seen
+    rm.requests.clear()
+    p.poll_once()
+    assert FULL in rm.queries()
+    assert {n.host for n in p.nodes()} == {"h1", "h2"}
 
 
 def test_full_mode_lists_running_every_poll() -> None:
