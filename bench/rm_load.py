@@ -202,7 +202,9 @@ def pollers(lab: YarnLab, mode: str, drivers: int, seen: Seen) -> Iterator[list[
         # Every poller has made its first (full) poll: at 10,000 nodes ~2 s of the RM each, one after the
         # other, so a fixed wait would time the first decommission against that queue.
         deadline = time.monotonic() + 300
-        while any(p.status()["polls"] < 1 for p in started) and time.monotonic() < deadline:
+        while any(p.status()["last_success"] is None for p in started):
+            if time.monotonic() > deadline:
+                raise SystemExit("a driver's poller had no successful poll in 300 s")
             time.sleep(0.2)
         time.sleep(1)
         yield started
@@ -251,18 +253,25 @@ class RmWatch:
         return self.changed_after
 
 
-def deliveries(lab: YarnLab, seen: Seen, drivers: int, hosts: list[str], log: Callable[[str], None]) -> list[float]:
+def deliveries(lab: YarnLab, seen: Seen, drivers: int, hosts: list[str], log: Callable[[str], None],
+               before_each: Callable[[], None] | None = None,
+               at_change: Callable[[], None] | None = None) -> list[float]:
     """Decommission each host gracefully (as an operator: exclude file + `-refreshNodes -g`), time every
-    poller's first sight of it against the RM's own change, then recommission it."""
+    poller's first sight of it against the RM's own change, then recommission it. `before_each` runs
+    before each decommission, `at_change` as soon as the RM shows it."""
     out: list[float] = []
     for host in hosts:
         seen.watch(host)
+        if before_each is not None:
+            before_each()
         with RmWatch(lab, f"{host}:45454", {"DECOMMISSIONING", "DECOMMISSIONED"}) as watch:
             time.sleep(0.2)  # it has seen the node RUNNING
             with ExcludeFile(lab.exclude_path).edit() as excluded:
                 excluded[host] = 3600
             lab.rmadmin("-refreshNodes", "-g", "-server")
             at = watch.wait()
+            if at_change is not None:
+                at_change()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with seen.lock:
@@ -359,12 +368,49 @@ def measure(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, A
                         f"p99 {pct(got, 0.99):.2f}s worst {max(got):.2f}s ({len(got)} sightings); "
                         f"RM polls {polls / elapsed:.1f}/s ({full} full); RM CPU over idle {rm_cpu_rate:.3f} s/s"
                         + (f"; agent CPU {agent_rate:.3f} s/s" if agent_rate is not None else ""))
+                if mode == "agent" and nodes == max(args.nodes):
+                    registered = during_full_read(lab, jar, rm, registered, host_no, args, results, nodes, log)
+                    host_no += args.events
                 if mode == "agent":
                     lab.stop_agent()
         rm.close()
     finally:
         lab.stop()
     return results
+
+
+def during_full_read(lab: YarnLab, jar: Path, rm: ResourceManagerClient, registered: int, host_no: int,
+                     args: argparse.Namespace, results: dict[str, Any], nodes: int,
+                     log: Callable[[str], None]) -> int:
+    """Delivery while the agent reads every node: right before each decommission one more simulated
+    NodeManager registers, so the RM's node count tells the agent to read every node (~2 s at 10,000
+    nodes); whether that read was still under way when the RM showed the change is sampled from the
+    agent's status. One driver, so that no other driver's parsing in this process adds to the delay.
+    Returns the number of simulated NodeManagers registered; a failure here is logged and skipped."""
+    count = [registered]
+    overlapped: list[bool] = []
+
+    def one_more() -> None:
+        register(lab, jar, count[0], 1, rm, lambda _msg: None)
+        count[0] += 1
+
+    def sample() -> None:
+        overlapped.append(bool(lab.agent_status()["rm_reads"].get("full_read_in_flight")))
+
+    seen = Seen()
+    hosts = [sim_host(host_no + k) for k in range(args.events)]
+    try:
+        with pollers(lab, "agent", 1, seen):
+            got = deliveries(lab, seen, 1, hosts, log, before_each=one_more, at_change=sample)
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - the other measurements must be saved
+        log(f"  agent: delivery during the agent's full reads not measured: {type(e).__name__}: {e}")
+        return count[0]
+    results["deliveries_during_full_read"] = {f"agent/1/{nodes}": {
+        "delivery_s": got, "events": len(hosts), "full_read_under_way_at_change": overlapped}}
+    log(f"  agent     1 driver, a NodeManager registering before each decommission: delivery p50 "
+        f"{statistics.median(got):.2f}s worst {max(got):.2f}s; the agent's full read was under way at "
+        f"{sum(overlapped)} of {len(overlapped)} changes")
+    return count[0]
 
 
 def rm_reads(lab: YarnLab, mode: str, ps: list[NodePoller]) -> tuple[int, int]:

@@ -138,10 +138,6 @@ def job_checksum(spec: Mapping[str, Any]) -> int:
     raise ValueError(f"unknown job shape {shape!r}: one of {', '.join(SHAPES)}")
 
 
-class _Done(Exception):
-    """The sql shape's result is set: skip the checksum paths."""
-
-
 class ShuffleJob:
     """parallelize(range(n), maps) -> (x % keys, x) with a per-map-task sleep -> reduceByKey(reduces)
     with a per-reduce-task sleep -> collect, in job group `group`, on a background thread.

@@ -109,7 +109,7 @@ class Agent:
         # The drivers' light polls, once for all of them: the doomed states and the RM's node count each
         # interval, every node only when that count says something else changed, and every 60 s. A read
         # of every node costs the RM ~0.1 s of CPU per 1,000 nodes (bench/rm_load.py).
-        # Its full reads run apart (~3 s at 10,000 nodes): the light polls, and so the drivers, don't wait.
+        # Its full reads run apart (~2 s at 10,000 nodes): the light polls, and so the drivers, don't wait.
         self._poller = NodePoller(rm, interval, lambda _changes: None, full_apart=True)
         self._stop = threading.Event()
         self._save_lock = threading.Lock()
@@ -429,7 +429,8 @@ class Agent:
                 "apps": {a: {"let_go": sorted(s.report.let_go), "received": s.received}
                          for a, s in sorted(self._apps.items())},
                 "releases": [r.to_json() for r in self._releases],
-                "rm_reads": {k: v for k, v in self._poller.status().items() if k in ("polls", "full_polls")},
+                "rm_reads": {k: v for k, v in self._poller.status().items()
+                             if k in ("polls", "full_polls", "full_read_in_flight", "full_read_errors")},
                 "counters": {"polls": c.polls, "poll_errors": c.poll_errors, "releases": c.releases,
                              "release_errors": c.release_errors, "reports": c.reports,
                              "unauthenticated": c.unauthenticated, "bad_requests": c.bad_requests},

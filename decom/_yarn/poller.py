@@ -14,7 +14,7 @@ Listing every RUNNING node each interval costs the RM and the driver O(cluster) 
   forgotten by the RM) is looked up alone (``/ws/v1/cluster/nodes/{id}``); more than
   ``max_lookups`` (16) such nodes at once make a full poll instead.
 * A *full* poll (those states plus ``RUNNING``) is made on the first poll, when the RM's
-  ``activeNodes`` moved by more than the nodes just seen leaving or re-entering RUNNING explain
+  ``activeNodes`` differs from the RUNNING nodes the snapshot holds once the poll's answer is in
   (a NodeManager registered, maybe on a new port of a doomed host, or left RUNNING for a state not
   listed), and every ``full_interval`` seconds as a safety net (default 60 s). An RM without the
   metrics call (a fake, a proxy) just gets the periodic full poll.
@@ -24,10 +24,12 @@ registering costs one.
 
 ``light=False`` makes every poll a full one (simple, and what the CLI's ``watch`` can use).
 
-``full_apart=True`` (the cluster agent) makes the full reads after the first one in a thread of their
-own, so they don't hold the light polls back: at 10,000 nodes a full read takes the RM ~2.5 s to
-answer, and an agent serving its drivers every interval can't wait for it. The full answer is then
-merged without undoing what a light poll saw while it was being read.
+``full_apart=True`` (the cluster agent) makes the periodic and count-triggered full reads after the first
+one in a thread of their own, one at a time, so they don't hold the light polls back: at 10,000 nodes a
+full read takes the RM ~2 s to answer, and an agent serving its drivers every interval can't wait for it.
+The full answer is then merged without undoing what a light poll saw while it was being read, and is
+dropped if a full read made inline (too many nodes to look up at once) began after it. A failed one is
+retried with backoff and shows in ``status()``.
 
 Targets: a node is named by its host, or by its YARN node id (``host:port``) when several
 NodeManagers in the snapshot share the host. A NodeManager that restarted on a new port leaves
@@ -146,8 +148,19 @@ class NodePoller:
         self._light_seq = 0
         self._light_seen: dict[str, int] = {}
         self._apart_changes: list[NodeStatus] = []
+        self._full_gen = 0  # full reads made inline: one that began after an apart read supersedes it
+        self._full_in_flight = False
+        self._full_retry_at = 0.0
+        self._full_failing = 0
+        self._full_errors = 0
+        self._last_full_error: str | None = None
         self._metrics_ok = True
-        self._active_nodes: int | None = None
+        self._running = 0  # RUNNING nodes in the snapshot: what the RM's activeNodes should say
+        # activeNodes less the RUNNING nodes a full read listed: 0, unless the RM's counters and its node list
+        # disagree for good, which must not make every poll a full read. Taken once two full reads in a row
+        # found the same difference: a node changing between the two requests of one read makes a one-off.
+        self._count_offset = 0
+        self._offset_seen: int | None = None
         # Counters for status().
         self._polls = 0
         self._full_polls = 0
@@ -201,6 +214,9 @@ class NodePoller:
                 "consecutive_errors": self._consecutive_errors,
                 "errors": self._errors,
                 "last_error": self._last_error,
+                "full_read_in_flight": self._full_in_flight,
+                "full_read_errors": self._full_errors,
+                "last_full_read_error": self._last_full_error,
             }
 
     def nodes(self) -> list[RMNode]:
@@ -280,35 +296,27 @@ class NodePoller:
                         forgotten.append(node_id)
                     else:
                         nodes.append(node)
-            if not full and active is not None and self._active_nodes is not None:
-                # RUNNING <-> a doomed state moves the RM's activeNodes by one each; any other
-                # difference is a NodeManager we don't know about (registered, maybe on a new port
-                # of a doomed host) or one that left RUNNING for a state we don't list.
-                moved = 0
-                for n in nodes:
-                    old = self._snapshot.get(n.node_id)
-                    if old is not None and old.state == RUNNING and n.state != RUNNING:
-                        moved -= 1
-                    elif old is not None and old.state != RUNNING and n.state == RUNNING:
-                        moved += 1
-                mismatch = active != self._active_nodes + moved
-                if mismatch and self._full_apart:
-                    self._want_full(now)
-                else:
-                    full = mismatch
             if not full:
                 touched = self._merge(nodes, forgotten)
                 if self._full_apart:
                     for node_id in [n.node_id for n in nodes] + forgotten:
                         self._light_seen[node_id] = self._light_seq
+                # The RM counts its RUNNING nodes. A difference from the snapshot's, this answer in, is a
+                # NodeManager we don't know about (registered, maybe on a new port of a doomed host) or one
+                # that left RUNNING for a state we don't list.
+                if active is not None and active != self._running + self._count_offset:
+                    if self._full_apart:
+                        self._want_full(now)
+                    else:
+                        full = True
         if full:
+            self._full_gen += 1
             nodes = self._client.nodes(FULL_QUERY)
-            touched = self._replace(nodes)
+            touched |= self._replace(nodes)
+            self._set_count_offset(active, nodes)
             self._last_full = now
             with self._status_lock:
                 self._full_polls += 1
-        if active is not None:
-            self._active_nodes = active
         changes = self._diff(touched)
         if self._apart_changes:
             # What the last full read apart found, before what this poll found (newer).
@@ -317,9 +325,16 @@ class NodePoller:
         return changes
 
     def _want_full(self, now: float) -> None:
-        """Ask the full reader for a full read (full_apart); starts it on the first call."""
-        self._last_full = now  # the periodic read is asked for once, not at every light poll until it lands
-        if self._full_thread is None:
+        """Ask the full reader for a full read (full_apart; the caller holds _poll_lock). One at a time, and
+        none before a failed one's backoff has passed; the thread starts on the first call."""
+        if self._full_in_flight and self._full_thread is not None and not self._full_thread.is_alive():
+            self._full_in_flight = False  # the reader died (it should not): start another
+            self._full_thread = None
+        if self._full_in_flight or now < self._full_retry_at:
+            return
+        self._last_full = now  # asked for once, not at every light poll until it lands
+        self._full_in_flight = True
+        if self._full_thread is None and not self._stop.is_set():
             self._full_thread = threading.Thread(target=self._run_full_reads, name="decom-node-full-reader",
                                                  daemon=True)
             self._full_thread.start()
@@ -328,29 +343,65 @@ class NodePoller:
     def _run_full_reads(self) -> None:
         while True:
             self._full_wanted.wait()
+            self._full_wanted.clear()  # before the stop check: a stop() after it still wakes the next wait
             if self._stop.is_set():
                 return
-            self._full_wanted.clear()
             try:
                 self._full_read_apart()
-            except Exception as e:  # noqa: BLE001 - the light polls go on; the next due read retries
+            except Exception as e:  # noqa: BLE001 - the light polls go on; retried with backoff
+                self._full_read_failed(e)
+            finally:
                 with self._poll_lock:
-                    self._last_full = None
-                log.debug("decom: a full node read failed (%s); the light polls go on", e)
+                    self._full_in_flight = False
 
     def _full_read_apart(self) -> None:
         with self._poll_lock:
-            since = self._light_seq
-        nodes = self._client.nodes(FULL_QUERY)  # outside the lock: the light polls go on meanwhile
+            since, gen = self._light_seq, self._full_gen
+        # Outside the lock: the light polls go on meanwhile. The count first, as a light poll asks.
+        active = self._active_count() if self._light else None
+        nodes = self._client.nodes(FULL_QUERY)
         with self._poll_lock:
+            if gen != self._full_gen:
+                return  # a full read made inline began after this one: its answer is the newer
+            self._set_count_offset(active, nodes)
             # A node a light poll saw (or found forgotten) after this read began is newer there.
             newer = {i for i, seq in self._light_seen.items() if seq > since}
             self._light_seen = {i: seq for i, seq in self._light_seen.items() if seq > since}
             touched = self._replace([n for n in nodes if n.node_id not in newer], keep=newer)
             # Told with the next light poll, so on_update is called from one thread, in order.
             self._apart_changes.extend(self._diff(touched))
+            failed, self._full_failing, self._full_retry_at = self._full_failing, 0, 0.0
             with self._status_lock:
                 self._full_polls += 1
+        if failed:
+            log.info("decom: a full read of the ResourceManager's nodes works again after %d failure(s)", failed)
+
+    def _full_read_failed(self, e: Exception) -> None:
+        reason = str(e) if isinstance(e, ResourceManagerError) else f"{type(e).__name__}: {e}"
+        with self._poll_lock:
+            self._full_failing += 1
+            backoff = min(self._full_interval, self._interval * 2 ** min(self._full_failing, 16))
+            self._full_retry_at = self._clock() + backoff
+            self._last_full = None  # due again once the backoff has passed
+            first = self._full_failing == 1
+            with self._status_lock:
+                self._full_errors += 1
+                self._last_full_error = reason
+        if first:
+            log.warning("decom: a full read of the ResourceManager's nodes failed (%s); the light polls go on, "
+                        "retrying with backoff (up to %g s)", reason, self._full_interval)
+
+    def _set_count_offset(self, active: int | None, nodes: Iterable[RMNode]) -> None:
+        """The RM's activeNodes against the RUNNING nodes of a full read (caller holds _poll_lock): the
+        difference becomes the norm once two full reads in a row find it."""
+        if active is None:
+            return
+        offset = active - sum(1 for n in nodes if n.state == RUNNING)
+        if offset == self._offset_seen and offset != self._count_offset:
+            log.info("decom: the ResourceManager counts %d active nodes but lists %d RUNNING ones; that "
+                     "difference is taken as its norm", active, active - offset)
+            self._count_offset = offset
+        self._offset_seen = offset
 
     def _active_count(self) -> int | None:
         if not self._metrics_ok:
@@ -376,6 +427,7 @@ class NodePoller:
         old = self._snapshot.get(node.node_id)
         if old == node:
             return
+        self._running += (node.state == RUNNING) - (old is not None and old.state == RUNNING)
         if old is not None and old.host != node.host:
             self._unindex(old)
             touched.add(old.host)
@@ -389,6 +441,14 @@ class NodePoller:
                 (node.state, node.decommissioning_timeout) or old.host != node.host:
             touched.add(node.host)
 
+    def _drop(self, node_id: str) -> RMNode | None:
+        """Take a node out of the snapshot; returns it (None: it was not there)."""
+        old = self._snapshot.pop(node_id, None)
+        if old is not None:
+            self._running -= old.state == RUNNING
+            self._unindex(old)
+        return old
+
     def _unindex(self, node: RMNode) -> None:
         self._doomed_ids.discard(node.node_id)
         ids = self._by_host.get(node.host)
@@ -400,9 +460,8 @@ class NodePoller:
     def _merge(self, nodes: Iterable[RMNode], forgotten: Iterable[str] = ()) -> set[str]:
         touched: set[str] = set()
         for node_id in forgotten:
-            old = self._snapshot.pop(node_id, None)
+            old = self._drop(node_id)
             if old is not None:
-                self._unindex(old)
                 touched.add(old.host)
         for node in nodes:
             self._put(node, touched)
@@ -412,8 +471,8 @@ class NodePoller:
         touched: set[str] = set()
         fresh = {n.node_id for n in nodes} | keep
         for nid in [nid for nid in self._snapshot if nid not in fresh]:
-            old = self._snapshot.pop(nid)
-            self._unindex(old)
+            old = self._drop(nid)
+            assert old is not None
             touched.add(old.host)
         for node in nodes:
             self._put(node, touched)

@@ -477,14 +477,16 @@ def test_the_agent_reads_every_node_only_when_the_doomed_states_and_the_node_cou
     assert {n.host: n.state for n in agent.nodes_snapshot()[1]}["d1"] == "DECOMMISSIONING"
     rm.asked.clear()
     rm.nodes.append(rm_node("new", "RUNNING"))  # a NodeManager registered: only a full read finds it
-    agent.poll_once()  # the full read runs apart from the light polls (~3 s at 10,000 nodes)
-    deadline = time.monotonic() + 5
-    while agent.status()["rm_reads"]["full_polls"] < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert any("RUNNING" in a for a in rm.asked)
-    agent.poll_once()
-    assert "new" in {n.host for n in agent.nodes_snapshot()[1]}
-    agent.stop()
+    try:
+        agent.poll_once()  # the full read runs apart from the light polls (~2 s at 10,000 nodes)
+        deadline = time.monotonic() + 5
+        while agent.status()["rm_reads"]["full_polls"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert any("RUNNING" in a for a in rm.asked)
+        agent.poll_once()
+        assert "new" in {n.host for n in agent.nodes_snapshot()[1]}
+    finally:
+        agent.stop()
 
 
 def test_the_agent_serves_drivers_the_states_they_ask_for_with_the_node_count(served: Any) -> None:

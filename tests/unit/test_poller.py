@@ -219,6 +219,118 @@ def test_full_read_apart_follows_a_registration_and_its_news_comes_with_the_next
     p.stop()
 
 
+def test_an_inline_full_read_supersedes_an_older_one_still_in_flight_apart() -> None:
+    """17 nodes back at once are too many to look up: that poll reads every node inline. A full read apart
+    that began before it must not put its older answer over it."""
+    rm = FakeRM()
+    for i in range(17):
+        rm.set(f"d{i}:1", "DECOMMISSIONED")
+    rm.set("r:1", "RUNNING")
+    now = [0.0]
+    p, rec = make(rm, clock=lambda: now[0], full_interval=60.0, full_apart=True)
+    p.poll_once()
+    asked, go = _hold_full_reads(rm)
+    now[0] = 61.0
+    try:
+        p.poll_once()  # the periodic read, apart: it holds the RM's answer of now (17 DECOMMISSIONED)
+        assert asked.wait(5)
+        rm.on_request = None
+        for i in range(17):
+            rm.set(f"d{i}:1", "RUNNING")  # recommissioned: 17 lookups would be needed
+        assert sorted(s.state for s in p.poll_once()) == ["RUNNING"] * 17
+    finally:
+        go.set()
+    assert wait_until(lambda: not p._full_in_flight)  # noqa: SLF001 - the held read has ended
+    assert p.poll_once() == [], "the older answer came back"
+    assert {p.states()[f"d{i}"] for i in range(17)} == {"RUNNING"}
+    assert rec.flat().count(("d0", "DECOMMISSIONED")) == 1 and rec.flat().count(("d0", "RUNNING")) == 1
+    p.stop()
+
+
+def test_a_registration_after_a_merge_apart_is_still_caught_by_the_node_count() -> None:
+    """The count check compares the RM's activeNodes with the snapshot's RUNNING nodes, so a merge from the
+    full reader that was first to see h1 leave RUNNING leaves it right, and h9 registering is read at once."""
+    rm = FakeRM()
+    for i in range(1, 4):
+        rm.set(f"h{i}:1", "RUNNING")
+    now = [0.0]
+    p, rec = make(rm, clock=lambda: now[0], full_interval=60.0, full_apart=True)
+    p.poll_once()
+
+    def h1_goes_first(req: httpx.Request) -> httpx.Response | None:
+        if req.url.params.get("states") == FULL:
+            rm.set("h1:1", "DECOMMISSIONING")  # after the light poll's read, before the full one's
+        return None
+
+    rm.on_request = h1_goes_first
+    now[0] = 61.0
+    assert p.poll_once() == []
+    assert wait_until(lambda: p.status()["full_polls"] == 2 and not p._full_in_flight)  # noqa: SLF001
+    rm.on_request = None
+    rm.set("h9:1", "RUNNING")  # registers: the RM's count is back where it was before h1 left
+    rm.requests.clear()
+    assert [(s.target, s.state) for s in p.poll_once()] == [("h1", "DECOMMISSIONING")]
+    assert wait_until(lambda: p.status()["full_polls"] == 3), "the registration was not followed by a full read"
+    assert FULL in rm.queries()
+    assert "h9" in {n.host for n in p.nodes()}
+    assert rec.flat() == [("h1", "DECOMMISSIONING")]
+    p.stop()
+
+
+def test_a_failing_full_read_apart_shows_and_backs_off(caplog: pytest.LogCaptureFixture) -> None:
+    rm = FakeRM()
+    rm.set("h1:1", "RUNNING")
+    now = [0.0]
+    p, _ = make(rm, clock=lambda: now[0], full_interval=60.0, full_apart=True)
+    p.poll_once()
+    rm.requests.clear()
+
+    def refuse_full(req: httpx.Request) -> httpx.Response | None:
+        return httpx.Response(500) if req.url.params.get("states") == FULL else None
+
+    rm.on_request = refuse_full
+    rm.set("h2:1", "RUNNING")  # registered: every light poll now asks for a full read
+    with caplog.at_level(logging.WARNING, logger="decom.poller"):
+        for t in range(1, 6):
+            now[0] = float(t)
+            p.poll_once()
+            assert wait_until(lambda: not p._full_in_flight)  # noqa: SLF001
+    full_reads = sum(1 for q in rm.queries() if q == FULL)
+    assert full_reads == 2, f"{full_reads} full reads in 5 s: at t=1, then after a 2 s backoff at t=3"
+    status = p.status()
+    assert status["full_read_errors"] == full_reads and status["last_full_read_error"]
+    assert sum("full read of the ResourceManager's nodes failed" in r.message for r in caplog.records) == 1
+    p.stop()
+    assert wait_until(lambda: p._full_thread is not None and not p._full_thread.is_alive())  # noqa: SLF001
+
+
+def test_an_rm_whose_count_never_matches_its_list_costs_no_full_read_per_poll() -> None:
+    """YARN keeps its node counters apart from its node list; if they disagree for good, the difference
+    found by a full read is taken as the norm, not chased with a full read every poll."""
+    rm = FakeRM()
+    rm.set("h1:1", "RUNNING")
+    p, rec = make(rm)
+    real_metrics = rm.metrics
+
+    def one_more_active() -> dict[str, Any]:
+        m = real_metrics()
+        m["clusterMetrics"]["activeNodes"] += 1
+        return m
+
+    rm.metrics = one_more_active  # type: ignore[method-assign]
+    p.poll_once()
+    p.poll_once()  # a second full read finds the same difference: the RM's norm from now on
+    rm.requests.clear()
+    for _ in range(3):
+        p.poll_once()
+    assert rm.queries() == ["metrics", DOOMED] * 3
+    rm.set("h2:1", "RUNNING")  # a real registration is still seen
+    rm.requests.clear()
+    p.poll_once()
+    assert FULL in rm.queries()
+    assert {n.host for n in p.nodes()} == {"h1", "h2"}
+
+
 def test_full_mode_lists_running_every_poll() -> None:
     rm = FakeRM()
     rm.set("h1:1", "RUNNING")
