@@ -245,13 +245,18 @@ def test_no_refresh_while_the_file_lists_a_host_still_in_service(setup: Any, in_
     assert "r1" in agent.status()["last_error"]
 
 
+def _let_go_by_app_a(rm: Any, admin: Any, agent: Any, host: str) -> None:
+    """`host` alone, DECOMMISSIONING, with APP_A running there and letting go of it."""
+    rm.nodes = [rm_node(host, "DECOMMISSIONING")]
+    admin.apps = {host: {APP_A}}
+    agent.app_reported(AppReport(APP_A, frozenset({host}), 1.0))
+
+
 def test_no_refresh_when_the_new_and_unhealthy_nodes_cannot_be_read(setup: Any) -> None:
     rm, admin, path, make = setup
     before = path.read_bytes()
     agent = make()
-    rm.nodes = [rm_node("d1", "DECOMMISSIONING")]
-    admin.apps = {"d1": {APP_A}}
-    agent.app_reported(AppReport(APP_A, frozenset({"d1"}), 1.0))
+    _let_go_by_app_a(rm, admin, agent, "d1")
     rm.refused_states = {"UNHEALTHY"}
     agent.poll_once()
     assert path.read_bytes() == before and admin.refreshes == 0
@@ -262,9 +267,7 @@ def test_a_host_not_in_the_exclude_file_is_never_added(setup: Any) -> None:
     rm, admin, path, make = setup
     before = path.read_bytes()
     agent = make()
-    rm.nodes = [rm_node("elsewhere", "DECOMMISSIONING")]
-    admin.apps = {"elsewhere": {APP_A}}
-    agent.app_reported(AppReport(APP_A, frozenset({"elsewhere"}), 1.0))
+    _let_go_by_app_a(rm, admin, agent, "elsewhere")
     agent.poll_once()
     assert path.read_bytes() == before and admin.refreshes == 0
     assert "not in the exclude file" in agent.status()["last_error"]
