@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from enum import Enum
@@ -112,6 +113,8 @@ class Agent:
         # Its full reads run apart (~2 s at 10,000 nodes): the light polls, and so the drivers, don't wait.
         self._poller = NodePoller(rm, interval, lambda _changes: None, full_apart=True)
         self._stop = threading.Event()
+        self._act_wanted = threading.Event()  # a read is in that the release thread has not acted on
+        self._poll_seconds: deque[float] = deque(maxlen=60)  # the last minute's reads, at 1 s
         self._save_lock = threading.Lock()
         # Right after a start, an app that has not reported yet may be a decom app whose next report is
         # on its way: under --other-apps release, nothing is released over unknown apps until every
@@ -142,21 +145,42 @@ class Agent:
     # ---- the loop ----------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Poll until :meth:`stop`; a failed poll is logged and retried next interval."""
+        """Poll until :meth:`stop`, one read of the RM every ``interval`` seconds (a fixed rate: a slow read
+        does not push the next one back); a failed poll is logged and retried next interval.
+
+        Deciding and releasing run in a thread of their own: a release asks NodeManagers and runs
+        ``rmadmin`` (seconds), and the drivers waiting on the next read must not wait for that."""
         log.info("decom agent: polling %s every %g s (other apps: %s%s)", ", ".join(self.rm.addresses),
                  self.interval, self.other_apps.value, ", dry run" if self.dry_run else "")
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-            except Exception:  # noqa: BLE001 - one bad poll must not end the agent's polling
-                log.exception("decom agent: a poll failed (next one in %g s)", self.interval)
-            self._stop.wait(self.interval)
+        actor = threading.Thread(target=self._act_loop, name="decom-agent-release", daemon=True)
+        actor.start()
+        next_at = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                try:
+                    if self._read():
+                        self._act_wanted.set()
+                except Exception:  # noqa: BLE001 - one bad poll must not end the agent's polling
+                    log.exception("decom agent: a poll failed (next one in %g s)", self.interval)
+                now = time.monotonic()
+                next_at = max(next_at + self.interval, now)  # behind (a slow read): the next one now, no burst
+                self._stop.wait(next_at - now)
+        finally:
+            self._act_wanted.set()
+            actor.join(self.interval + 1)
 
     def stop(self) -> None:
         self._stop.set()
+        self._act_wanted.set()
         self._poller.stop(timeout=0)
 
     def poll_once(self) -> None:
+        """One read of the RM, then what it allows released (in the caller's thread)."""
+        if self._read():
+            self._act()
+
+    def _read(self) -> bool:
+        """Read the RM's nodes and wake the drivers waiting for it; False if the RM could not be read."""
         t0 = time.monotonic()
         try:
             self._poller.poll_once()
@@ -167,16 +191,35 @@ class Agent:
                 self.counters.poll_errors += 1
                 self.counters.last_error = str(e)
             log.warning("decom agent: cannot read the RM's nodes (nothing is released meanwhile): %s", e)
-            return
+            return False
         now = time.time()
         with self._lock:
             self._nodes = nodes
             self.counters.polls += 1
             self.counters.last_poll_ok = now
             self.counters.last_poll_s = time.monotonic() - t0
+            self._poll_seconds.append(self.counters.last_poll_s)
             self._polled.notify_all()
             for app_id in [a for a, s in self._apps.items() if now - s.received > _APP_FORGET_S]:
                 del self._apps[app_id]
+        return True
+
+    def _act_loop(self) -> None:
+        """The release thread: after each good read, act on the newest nodes (reads made while it acted
+        are folded into one)."""
+        while True:
+            self._act_wanted.wait()
+            self._act_wanted.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self._act()
+            except Exception:  # noqa: BLE001 - the next read retries; polling goes on regardless
+                log.exception("decom agent: deciding or releasing failed (retried after the next read)")
+
+    def _act(self) -> None:
+        with self._lock:
+            nodes = self._nodes
         self._restore_timeouts(nodes)
         ready = self._ready(nodes)
         if ready:
@@ -424,6 +467,8 @@ class Agent:
                 "rm": self.rm.active_address or (self.rm.addresses[0] if self.rm.addresses else None),
                 "last_poll_ok": c.last_poll_ok,
                 "last_error": c.last_error,
+                "last_poll_s": round(c.last_poll_s, 4),
+                "slowest_recent_poll_s": round(max(self._poll_seconds, default=0.0), 4),
                 "nodes_decommissioning": sorted(n.host for n in self._nodes if n.state == "DECOMMISSIONING"),
                 "waiting": dict(self._waiting),
                 "apps": {a: {"let_go": sorted(s.report.let_go), "received": s.received}
@@ -458,6 +503,8 @@ class Agent:
         metric("apps_reporting", "gauge", "Apps whose driver reports to the agent.", len(s["apps"]))
         metric("nodes_decommissioning", "gauge", "DECOMMISSIONING nodes at the last poll.",
                len(s["nodes_decommissioning"]))
+        metric("slowest_recent_poll_seconds", "gauge", "The slowest of the last 60 RM polls.",
+               s["slowest_recent_poll_s"])
         metric("up", "gauge", "1 if the last RM poll is recent.", 1 if healthy else 0)
         metric("last_poll_age_seconds", "gauge", "Seconds since the last good RM poll (-1: none yet).",
                -1 if age is None else age)

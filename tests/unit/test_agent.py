@@ -295,6 +295,64 @@ def test_nothing_is_released_while_the_rm_cannot_be_read(setup: Any) -> None:
     assert agent.healthy()[0] is False
 
 
+def _running(agent: Any) -> threading.Thread:
+    t = threading.Thread(target=agent.run, daemon=True)
+    t.start()
+    return t
+
+
+def test_the_agent_reads_the_rm_at_a_fixed_rate_however_long_a_read_takes(setup: Any) -> None:
+    rm, admin, path, make = setup
+    agent = make(interval=0.4)
+    rm.nodes = [rm_node("r1", "RUNNING")]
+    starts: list[float] = []
+    read = agent._poller.poll_once
+
+    def slow_read() -> Any:  # a busy RM: each read takes 0.25 s
+        starts.append(time.monotonic())
+        time.sleep(0.25)
+        return read()
+
+    agent._poller.poll_once = slow_read
+    t = _running(agent)
+    time.sleep(2.1)
+    agent.stop()
+    t.join(3)
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    # One read every 0.4 s from the start of the last, not 0.4 s after its end (0.65 s apart).
+    assert len(gaps) >= 4 and sorted(gaps)[len(gaps) // 2] < 0.5, gaps
+
+
+def test_a_slow_release_does_not_hold_the_reads_the_drivers_wait_for(setup: Any) -> None:
+    rm, admin, path, make = setup
+    agent = make(interval=0.1)
+    rm.nodes = [rm_node("d1", "DECOMMISSIONING")]
+    admin.apps = {"d1": {APP_A}}
+    agent.app_reported(AppReport(APP_A, frozenset({"d1"}), 1.0))
+    releasing = threading.Event()
+    refresh = admin.refresh_nodes_graceful
+
+    def slow_refresh() -> None:  # rmadmin is a JVM: seconds
+        releasing.set()
+        time.sleep(1.5)
+        refresh()
+
+    admin.refresh_nodes_graceful = slow_refresh
+    t = _running(agent)
+    assert releasing.wait(5), "never released"
+    polls = agent.status()["counters"]["polls"]
+    at = agent.last_polled_at()
+    agent.wait_for_poll(at, 1.0)  # what a driver's long poll does
+    assert agent.last_polled_at() > at, "no read while the release ran"
+    time.sleep(0.5)
+    assert agent.status()["counters"]["polls"] >= polls + 3
+    assert admin.refreshes == 0, "the release was not still under way: this test shows nothing"
+    time.sleep(1.2)
+    agent.stop()
+    t.join(3)
+    assert admin.refreshes == 1 and ExcludeFile(path).read() == {"d1": 0}, "released twice, or not at all"
+
+
 def test_a_restarted_agent_keeps_the_apps_reports_and_what_it_must_restore(setup: Any, tmp_path: Path) -> None:
     rm, admin, path, make = setup
     state = tmp_path / "agent-state.json"
