@@ -1,6 +1,7 @@
 """Chaos on the real YARN lab: seeded random scale-in schedules, each run with stock Spark and with decom.
 
     python -m bench.chaos [--seed S] [--runs N] [--mode stock|decom ...] [--nodes 4] [--json]
+    python -m bench.chaos --long ...   # chaos at scale: generator 2, in chunks (bench/chaos_long.py)
 
 Schedule `s` (seeds S .. S+N-1; without --seed, S is random and printed) is built by random.Random(s)
 alone, so `--seed s --runs 1` replays it exactly (the lab's own timing still varies). A schedule is:
@@ -241,9 +242,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=4, help="schedules: seeds seed .. seed+runs-1 (default 4)")
     p.add_argument("--mode", action="append", choices=list(MODES), help="(repeatable) default: stock and decom")
     p.add_argument("--nodes", type=int, default=4)
-    p.add_argument("--out", default="chaos", help="results file stem under bench/results/ (default chaos)")
+    p.add_argument("--out", default=None, help="results file stem under bench/results/ (default chaos; --long: "
+                   "chaos-long-<seed>; --merge: chaos-long)")
     p.add_argument("--json", action="store_true", help="print the results as JSON on stdout (progress on stderr)")
+    from . import chaos_long
+
+    chaos_long.add_arguments(p)
     args = p.parse_args(args_in)
+    if args.merge:
+        return chaos_long.merge(args.merge, args.out or "chaos-long")
+    if args.long:
+        return chaos_long.run_chunk(args, args_in)
+    args.out = args.out or "chaos"
     first = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 100_000)
     seeds = list(range(first, first + max(1, args.runs)))
     modes = args.mode or list(MODES)

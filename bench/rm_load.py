@@ -389,13 +389,16 @@ def during_full_read(lab: YarnLab, jar: Path, rm: ResourceManagerClient, registe
     Returns the number of simulated NodeManagers registered; a failure here is logged and skipped."""
     count = [registered]
     overlapped: list[bool] = []
+    slowest_read: list[float] = []
 
     def one_more() -> None:
         register(lab, jar, count[0], 1, rm, lambda _msg: None)
         count[0] += 1
 
     def sample() -> None:
-        overlapped.append(bool(lab.agent_status()["rm_reads"].get("full_read_in_flight")))
+        status = lab.agent_status()
+        overlapped.append(bool(status["rm_reads"].get("full_read_in_flight")))
+        slowest_read.append(float(status.get("slowest_recent_poll_s", float("nan"))))
 
     seen = Seen()
     hosts = [sim_host(host_no + k) for k in range(args.events)]
@@ -406,10 +409,12 @@ def during_full_read(lab: YarnLab, jar: Path, rm: ResourceManagerClient, registe
         log(f"  agent: delivery during the agent's full reads not measured: {type(e).__name__}: {e}")
         return count[0]
     results["deliveries_during_full_read"] = {f"agent/1/{nodes}": {
-        "delivery_s": got, "events": len(hosts), "full_read_under_way_at_change": overlapped}}
+        "delivery_s": got, "events": len(hosts), "full_read_under_way_at_change": overlapped,
+        "agent_slowest_light_read_s": slowest_read}}
     log(f"  agent     1 driver, a NodeManager registering before each decommission: delivery p50 "
         f"{statistics.median(got):.2f}s worst {max(got):.2f}s; the agent's full read was under way at "
-        f"{sum(overlapped)} of {len(overlapped)} changes")
+        f"{sum(overlapped)} of {len(overlapped)} changes; the agent's slowest light read of the RM in the minute "
+        f"before: {max(slowest_read):.2f}s")
     return count[0]
 
 

@@ -56,9 +56,11 @@ MODES: dict[str, tuple[bool, dict[str, str]]] = {
     "decom-ess-off": (True, dict(ESS_OFF)),
     # decom with the shuffle service on, reporting to the lab's decom agent (started for the run).
     "decom-agent": (True, {}),
+    # The same with the shuffle service off (bench/chaos.py's long mode).
+    "decom-agent-ess-off": (True, dict(ESS_OFF)),
 }
 #: Modes whose app reports to the decom agent: the lab's agent runs during their runs, and only then.
-AGENT_MODES = frozenset({"decom-agent"})
+AGENT_MODES = frozenset({"decom-agent", "decom-agent-ess-off"})
 
 
 #: FetchFailed(BlockManagerId(<executor>, <host>, <port>, ...), shuffleId=...): the host fetched from
@@ -116,6 +118,11 @@ class YarnOutcome:
     let_go_s: float | None = None
     #: tasks re-run in a later attempt of a stage that is not the job's last (recomputed work)
     tasks_recomputed: int = 0
+    #: graceful victims that were not recommissioned: seconds from the request to DECOMMISSIONED (None: not
+    #: within the wait)
+    drain_by_node: dict[str, float | None] = field(default_factory=dict)
+    #: decom's count of map outputs it unregistered on the victims (lost: nowhere else to read them)
+    outputs_unregistered: int = 0
 
     def row(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -223,7 +230,10 @@ class Event:
     attempt: int = 0
     min_done: int = 2
     nodes: int = 1
-    how: str = "graceful"  # graceful | vanish | rm-restart (timed only: the RM is down `timeout` s, then restarted)
+    #: graceful | vanish | timed only: nm-restart (the NodeManager process killed, its containers left running;
+    #: started again `back_after` s later), rm-restart (the RM down `timeout` s, then restarted), rm-failover
+    #: (an HA lab: to the other RM), agent-restart (the decom agent stopped, started `back_after` s later)
+    how: str = "graceful"
     timeout: int = 120
     #: Timed instead: the event fires this many seconds after the job started (stage/attempt/min_done unused).
     at_s: float | None = None
@@ -249,7 +259,7 @@ def run_scenario(lab: YarnLab, scenario: str, mode: str, log: Callable[[str], No
                  events: list[Event] | None = None, wait_drain: bool = True, *,
                  base_conf: dict[str, str] | None = None, executors: int = EXECUTORS,
                  check_rows: Callable[[list[list[Any]]], str | None] | None = None, workload: str = "synthetic",
-                 tail_s: float | None = None) -> YarnOutcome:
+                 tail_s: float | None = None, drain_wait_s: float | None = None) -> YarnOutcome:
     """One Spark app on `lab`, one job, the scenario's scale-in events; figures from Spark and the RM.
 
     `events` replaces the scenario's (bench/chaos.py: timed events, Event.at_s, with recoveries);
@@ -261,8 +271,9 @@ def run_scenario(lab: YarnLab, scenario: str, mode: str, log: Callable[[str], No
     Drain, with `tail_s` None: the victims are waited for while the app still runs (up to 150 s after the
     request). With `tail_s` (the benchmark): the app stays up `tail_s` after its job (less once every victim
     is DECOMMISSIONED), as an app that goes on with other work; then it stops, and the victims are waited
-    for up to their YARN timeout. On Apache Hadoop a node that ran the app's containers leaves only then,
-    or once the decom agent releases it."""
+    for up to their YARN timeout (`drain_wait_s`, if given, caps that wait). On Apache Hadoop a node that ran
+    the app's containers leaves only then, or once the decom agent releases it. Victims recommissioned or
+    brought back (timed events) are not waited for."""
     use_decom, mode_conf = MODES[mode]
     spec = {**JOB, **SCENARIO_JOB.get(scenario, {}), **(job or {})}
     sql = spec.get("shape") == "sql"
@@ -336,7 +347,8 @@ def run_scenario(lab: YarnLab, scenario: str, mode: str, log: Callable[[str], No
             out.job_end_t = round(float(res.get("ended") or time.time()) - t_job, 1)
             log(f"[{mode}] t={out.job_end_t}s job {'ABORTED' if out.aborted else 'done'} in {out.wall_s:.1f}s"
                 + (f": {out.error[:160]}" if out.error else ""))
-            graceful = {v: t for v, t in requested.items() if v not in vanished}
+            back = {v for r in out.recoveries for v in r["victims"]}
+            graceful = {v: t for v, t in requested.items() if v not in vanished and v not in back}
             if tail_s is None:
                 # Drain: graceful request -> DECOMMISSIONED in the RM (while the app still runs).
                 for v, t in graceful.items() if wait_drain else []:
@@ -347,7 +359,7 @@ def run_scenario(lab: YarnLab, scenario: str, mode: str, log: Callable[[str], No
                 until = time.time() + tail_s
                 while time.time() < until and not all(watch.first(v, "DECOMMISSIONED", t) for v, t in graceful.items()):
                     time.sleep(0.25)
-            for v in vanished if wait_drain else []:
+            for v in [v for v in vanished if v not in back] if wait_drain else []:
                 watch.wait(v, {"LOST"}, requested[v],
                            timeout=max(0.0, requested[v] + out.nm_expiry_s + 30 - time.time()))
             rep = app.report() if use_decom else None
@@ -359,9 +371,13 @@ def run_scenario(lab: YarnLab, scenario: str, mode: str, log: Callable[[str], No
         if tail_s is not None and wait_drain:
             # The app has ended: YARN frees the nodes it held (CLEANUP_APP). Up to each one's YARN timeout.
             timeouts = {v: ev["timeout"] for ev in out.events for v in ev["victims"]}
+            app_end = time.time()
             for v, t in graceful.items():
                 left = t + timeouts.get(v, 120) + 30 - time.time()
+                if drain_wait_s is not None:
+                    left = min(left, app_end + drain_wait_s - time.time())
                 done = watch.wait(v, {"DECOMMISSIONED"}, t, timeout=max(0.0, left))
+                out.drain_by_node[v] = None if done is None else round(done - t, 1)
                 if done is not None:
                     out.drain_s = round(max(out.drain_s or 0.0, done - t), 1)
     _figures(out, attempts, rep, watch, requested, t_job)
@@ -412,6 +428,7 @@ def _figures(out: YarnOutcome, attempts: list[dict[str, Any]], rep: dict[str, An
         nodes = rep.get("nodes", {})
         out.outputs_migrated = sum(int(nodes.get(v, {}).get("outputs_migrated") or 0) for v in requested)
         out.outputs_orphaned = sum(int(nodes.get(v, {}).get("outputs_orphaned") or 0) for v in requested)
+        out.outputs_unregistered = sum(int(nodes.get(v, {}).get("outputs_unregistered") or 0) for v in requested)
         let_go = [nodes[v]["let_go_at"] - t for v, t in requested.items() if (nodes.get(v) or {}).get("let_go_at")]
         if let_go and len(let_go) == len([v for v in requested if v in nodes]):
             out.let_go_s = round(max(let_go), 1)
@@ -453,16 +470,38 @@ def _run_timed(lab: YarnLab, app: SparkApp, events: list[Event], am: str, t_job:
         t = time.time()
         stages = [f"{s['id']}.{s['attempt']} {s['done']}/{s['total']}" for s in prog["stages"]]
         if action == "back":
+            what = _BACK[ev.how]
             if ev.how == "vanish":
                 for v in victims:
                     lab.restore(v)
+            elif ev.how == "nm-restart":
+                for v in victims:
+                    lab.start_nm(v, wait=False)
+            elif ev.how == "agent-restart":
+                lab.start_agent()
             else:
                 lab.recommission(victims, wait=False)
             out_now.difference_update(victims)
-            out.recoveries.append({"how": "restore" if ev.how == "vanish" else "recommission", "victims": victims,
-                                   "told_t": round(t - t_job, 1), "stages": stages})
-            log(f"t={t - t_job:.1f}s {'link up on' if ev.how == 'vanish' else 'recommission of'} {victims} "
-                f"(stages {stages})")
+            out.recoveries.append({"how": what, "victims": victims, "told_t": round(t - t_job, 1), "stages": stages})
+            log(f"t={t - t_job:.1f}s {what} {victims or ''} (stages {stages})")
+            continue
+        if ev.how in ("rm-failover", "agent-restart"):  # no victim
+            if ev.how == "rm-failover":
+                to = lab.failover()
+                what = f"ResourceManager failed over to {to}"
+            elif not lab.agent_running:
+                log(f"t={t - t_job:.1f}s no decom agent runs: agent-restart skipped")
+                continue
+            else:
+                lab.stop_agent()
+                what = "decom agent stopped"
+            out.events.append({"stage": "timed", "attempt": 0, "stage_id": None, "how": ev.how, "timeout": ev.timeout,
+                               "victims": [], "at": t, "stage_reached_t": round(due, 1), "told_t": round(t - t_job, 1),
+                               "stages": stages})
+            log(f"t={t - t_job:.1f}s {what} (stages {stages})")
+            if ev.back_after is not None and ev.how == "agent-restart":
+                seq += 1
+                heapq.heappush(queue, (t - t_job + ev.back_after, seq, "back", i, []))
             continue
         if ev.how == "rm-restart":  # no victim: the active RM stops, stays down `timeout` s, starts again
             log(f"t={t - t_job:.1f}s ResourceManager stopped for {ev.timeout}s (stages {stages})")
@@ -485,6 +524,10 @@ def _run_timed(lab: YarnLab, app: SparkApp, events: list[Event], am: str, t_job:
             for v in victims:
                 lab.vanish(v)
                 vanished.append(v)
+        elif ev.how == "nm-restart":
+            for v in victims:
+                lab.kill_nm(v, containers=False)
+                vanished.append(v)  # not gracefully asked to go: no drain to wait for
         else:
             lab.decommission(victims, timeout=ev.timeout)
         out_now.update(victims)
@@ -494,11 +537,16 @@ def _run_timed(lab: YarnLab, app: SparkApp, events: list[Event], am: str, t_job:
         out.events.append({"stage": "timed", "attempt": 0, "stage_id": None, "how": ev.how, "timeout": ev.timeout,
                            "victims": victims, "at": t, "stage_reached_t": round(due, 1),
                            "told_t": round(t - t_job, 1), "stages": stages})
-        log(f"t={t - t_job:.1f}s {'link down on' if ev.how == 'vanish' else 'graceful decommission of'} {victims}"
-            + (f" (timeout {ev.timeout}s)" if ev.how != "vanish" else "") + f" (stages {stages})")
+        log(f"t={t - t_job:.1f}s {_OUT[ev.how]} {victims}"
+            + (f" (timeout {ev.timeout}s)" if ev.how == "graceful" else "") + f" (stages {stages})")
         if ev.back_after is not None:
             seq += 1
             heapq.heappush(queue, (t - t_job + ev.back_after, seq, "back", i, victims))
+
+
+_OUT = {"graceful": "graceful decommission of", "vanish": "link down on", "nm-restart": "NodeManager killed on"}
+_BACK = {"graceful": "recommission of", "vanish": "link up on", "nm-restart": "NodeManager started on",
+         "agent-restart": "decom agent started"}
 
 
 def repair(lab: YarnLab, timeout: float = 240.0) -> None:
@@ -509,6 +557,7 @@ def repair(lab: YarnLab, timeout: float = 240.0) -> None:
     bad = [n for n in lab.nodes if states.get(n.host) != "RUNNING" or n.host in excluded]
     for n in lab.nodes:
         lab.restore(n)
+        lab.start_nm(n, wait=False)  # a NodeManager killed by a run that ended before its restart
     if bad:
         lab.recommission(bad, wait=False)
     lab.wait_for_nodes({n.host: "RUNNING" for n in lab.nodes}, timeout=timeout)

@@ -237,6 +237,11 @@ class ClusterOps(LabLayout):
             p.popen.kill()
             p.popen.wait(timeout=10)
 
+    @property
+    def agent_running(self) -> bool:
+        p = self._procs.get("agent")
+        return p is not None and p.alive()
+
     def agent_status(self) -> dict[str, Any]:
         """The agent's own view (`decom agent status --json`)."""
         with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(

@@ -70,7 +70,7 @@ def shuffle_checksum(n: int, keys: int) -> int:
 #:  join     (x % keys, x) joined with a small (k, k*k+1) table, both sides shuffled (3 stages)
 #:  agg      two chained aggregations: by key, then by key % 7 (3 stages)
 #:  cached   an aggregation cached in the executors, then reused by 2 more jobs (count, re-aggregate, sum)
-SHAPES = ("shuffle", "join", "agg", "cached")
+SHAPES = ("shuffle", "join", "agg", "cached", "session")
 #: A real query instead (spec "shape": "sql"): spec "sql" over the Parquet files spec "tables" ({view: path}),
 #: its answer the result rows (``encode_cell``), checked by the caller (bench/tpch.py against DuckDB's).
 SQL = "sql"
@@ -128,6 +128,8 @@ def job_checksum(spec: Mapping[str, Any]) -> int:
     n, keys = int(spec.get("n", 40_000)), int(spec.get("keys", 97))
     if shape == "shuffle":
         return shuffle_checksum(n, keys)
+    if shape == "session":
+        return sum(job_checksum(q) for q in spec.get("queries") or []) % MOD
     if shape == "join":
         return sum(x * ((x % keys) ** 2 + 1) for x in range(n)) % MOD
     sums = _key_sums(n, keys)
@@ -143,7 +145,9 @@ class ShuffleJob:
     with a per-reduce-task sleep -> collect, in job group `group`, on a background thread.
 
     Other shapes (spec "shape", see SHAPES): join, agg and cached add a middle stage of `mids` tasks
-    sleeping `mid_sleep` s each (join: the small table's side, 2 tasks); their answers: job_checksum."""
+    sleeping `mid_sleep` s each (join: the small table's side, 2 tasks); their answers: job_checksum.
+    session: a notebook-like user, the jobs of spec "queries" (specs of the other shapes) one after the
+    other, idle `gap_s` seconds between them (dynamic allocation lets idle executors go meanwhile)."""
 
     def __init__(self, sc: SparkContext, spec: Mapping[str, Any]) -> None:
         self.sc = sc
@@ -160,6 +164,10 @@ class ShuffleJob:
             raise ValueError("a sql job needs its query in spec 'sql'")
         if self.shape not in SHAPES and self.shape != SQL:
             raise ValueError(f"unknown job shape {self.shape!r}: one of {', '.join(SHAPES)}")
+        self.queries = [dict(q) for q in spec.get("queries") or []]
+        self.gap_s = float(spec.get("gap_s", 0.0))
+        if self.shape == "session" and not all(q.get("shape", "shuffle") in SHAPES[:4] for q in self.queries):
+            raise ValueError("a session's queries are shuffle, join, agg or cached jobs")
         self.mids = int(spec.get("mids", 8))
         self.mid_sleep = float(spec.get("mid_sleep", self.reduce_sleep / 2))
         self.group = str(spec.get("group", f"job-{int(time.time() * 1000)}"))
@@ -191,7 +199,9 @@ class ShuffleJob:
             if self.shape == SQL:
                 self.result = {"checksum": None, "aborted": False, "error": "", "rows": self._run_sql()}
             else:
-                if self.shape == "shuffle":
+                if self.shape == "session":
+                    checksum = self._run_session()
+                elif self.shape == "shuffle":
                     rdd = (self.sc.parallelize(range(self.n), self.maps).mapPartitions(slow_map)
                            .reduceByKey(add, self.reduces).mapPartitions(slow_reduce))
                     checksum = sum(k * v for k, v in rdd.collect()) % MOD
@@ -207,6 +217,18 @@ class ShuffleJob:
         self.result["wall_s"] = round(time.monotonic() - t0, 2)
         self.result["started"] = self.started
         self.result["ended"] = time.time()
+
+    def _run_session(self) -> int:
+        total = 0
+        for i, q in enumerate(self.queries):
+            if i:
+                time.sleep(self.gap_s)
+            query = ShuffleJob(self.sc, {**q, "group": self.group})
+            query._run()
+            if query.result.get("aborted"):
+                raise RuntimeError(f"query {i + 1} of {len(self.queries)} aborted: {query.result['error']}")
+            total += int(query.result["checksum"])
+        return total % MOD
 
     def _run_sql(self) -> list[list[Any]]:
         from pyspark.sql import SparkSession

@@ -1,0 +1,94 @@
+"""make chaos's long mode without a lab: its schedules (seeded, versioned) and the figures it merges."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import chaos_long
+from bench.chaos_long import GENERATOR, SCALE_IN, abort_cause, schedule, summarize
+from yarnlab.sparkapp import MOD, job_checksum
+
+
+def test_a_seed_always_means_the_same_schedule_and_seeds_differ() -> None:
+    assert schedule(7) == schedule(7) and schedule(7, ha=True) == schedule(7, ha=True)
+    assert len({chaos_long.describe(schedule(s)) for s in range(1, 30)}) == 29
+
+
+def test_fifty_seeds_hold_every_event_kind_and_over_200_scale_in_events() -> None:
+    scheds = [schedule(s) for s in range(1, 51)]
+    kinds = {e.how for s in scheds for e in s["events"]}
+    assert kinds == {"graceful", "vanish", "nm-restart", "rm-restart", "agent-restart"}
+    assert "rm-failover" in {e.how for s in range(1, 11) for e in schedule(s, ha=True)["events"]}
+    assert sum(e.how in SCALE_IN for s in scheds for e in s["events"]) >= 200
+    graceful = [e for s in scheds for e in s["events"] if e.how == "graceful"]
+    assert min(e.timeout for e in graceful) == 10 and max(e.timeout for e in graceful) == 3600
+    assert any(e.back_after is not None and e.back_after < e.timeout for e in graceful), "no recommission"
+    assert {e.nodes for e in graceful} == {1, 2, 3}
+    assert {s["workload"] for s in scheds} >= {"join", "agg", "cached", "session", "tpch-q3", "tpch-q9"}
+    assert {(s["shuffle_service"], s["dynamic_allocation"]) for s in scheds} == {
+        (True, True), (True, False), (False, True), (False, False)}
+    for s in scheds:  # recommissions come before the timeout, and every event lands inside its job
+        assert all(e.back_after is None or e.how != "graceful" or e.back_after < e.timeout for e in s["events"])
+        assert all(3.0 <= (e.at_s or 0) <= chaos_long.DURATION[s["workload"]] for e in s["events"])
+
+
+def test_a_session_answers_the_sum_of_its_queries() -> None:
+    session = chaos_long.SESSION
+    assert job_checksum(session) == sum(job_checksum(q) for q in session["queries"]) % MOD  # type: ignore[union-attr]
+
+
+def _row(seed: int, mode: str, wall: float, **kw: Any) -> dict[str, Any]:
+    row = {"seed": seed, "ha": False, "mode": mode, "dynamic_allocation": True, "wall_s": wall, "correct": True,
+           "aborted": False, "mismatch": False, "error": "", "scale_in_events": 4, "other_events": 1,
+           "fetch_failed_tasks": 0, "outputs_lost": 3, "map_tasks_recomputed": 3, "drain_by_node": {"n1": 5.0},
+           "timeline": [], "abort_cause": None, "stage_attempts": 2}
+    row.update(kw)
+    return row
+
+
+@pytest.mark.parametrize(("error", "timeline", "cause"), [
+    ("Job aborted due to stage failure: ShuffleMapStage 3 has failed the maximum allowable number of times: 2",
+     [{"how": "graceful"}], "scale-in"),
+    ("SparkContext was shut down", [{"how": "rm-restart"}], "rm-outage"),
+    ("SparkContext was shut down", [{"how": "vanish"}], "other"),
+])
+def test_aborts_are_put_down_to_their_cause(error: str, timeline: list[dict[str, str]], cause: str) -> None:
+    assert abort_cause({"aborted": True, "error": error, "timeline": timeline, "dynamic_allocation": True}) == cause
+
+
+def test_ratios_count_only_seeds_stock_finished_and_name_the_slow_ones() -> None:
+    rows = [_row(1, "stock", 40.0), _row(1, "decom", 60.0),
+            _row(2, "stock", 40.0), _row(2, "decom", 40.0, outputs_lost=4, map_tasks_recomputed=5),
+            _row(3, "stock", 50.0, aborted=True, correct=False, abort_cause="scale-in", error="stage failure"),
+            _row(3, "decom", 45.0)]
+    s = summarize(rows)
+    assert s["decom_over_stock"]["seeds"] == 2 and s["decom_over_stock"]["max"] == 1.5
+    assert s["decom_over_stock"]["over_1_2x"] == [{"seed": 1, "ha": False, "ratio": 1.5}]
+    assert s["recompute_differs"] == [{"seed": 2, "ha": False, "mode": "decom", "lost": 4, "recomputed": 5}]
+    assert s["stock"]["aborts_by_cause"]["scale-in"] == 1 and s["decom"]["aborts"] == 0
+    assert s["decom"]["scale_in_events"] == 12
+
+
+def test_merge_joins_chunks_and_leaves_out_other_generators_and_repeats(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chaos_long, "RESULTS", tmp_path)
+
+    def chunk(name: str, rows: list[dict[str, Any]], generator: int = GENERATOR) -> Path:
+        doc = {"generator": generator, "chunks": [{"command": name, "when": "w", "seconds": 1, "seeds": [],
+                                                   "ha": False}],
+               "schedules": {str(r["seed"]): f"s{r['seed']}" for r in rows}, "rows": rows}
+        (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+        return tmp_path / f"{name}.json"
+
+    paths = [chunk("a", [_row(1, "stock", 40.0), _row(1, "decom", 41.0)]),
+             chunk("b", [_row(1, "decom", 99.0), _row(2, "stock", 40.0), _row(2, "decom", 42.0)]),
+             chunk("old", [_row(9, "decom", 1.0)], generator=1)]
+    assert chaos_long.merge(paths, "merged") == 0
+    doc = json.loads((tmp_path / "merged.json").read_text())
+    assert [(r["seed"], r["mode"], r["wall_s"]) for r in doc["rows"]] == [
+        (1, "stock", 40.0), (1, "decom", 41.0), (2, "stock", 40.0), (2, "decom", 42.0)]
+    assert doc["summary"]["decom"]["runs"] == 2 and "| decom | 2 |" in (tmp_path / "merged.md").read_text()
