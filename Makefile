@@ -93,6 +93,9 @@ dist: setup
 
 # Seeded random scale-in schedules on the YARN lab, stock Spark vs decom (bench/results/chaos.{json,md}).
 # Replay one schedule: make chaos CHAOS_ARGS="--seed S --runs 1".
+# Chaos at scale, in chunks of at most ~2 h (bench/chaos_long.py), then one table:
+#   make chaos CHAOS_ARGS="--long --seed 1 --runs 20"     (--ha: on an HA lab, with RM failovers)
+#   make chaos CHAOS_ARGS="--merge bench/results/chaos-long-*.json"
 CHAOS_ARGS ?= --seed 1 --runs 4
 .PHONY: chaos
 chaos: setup
