@@ -44,8 +44,8 @@ def test_a_session_answers_the_sum_of_its_queries() -> None:
 def _row(seed: int, mode: str, wall: float, **kw: Any) -> dict[str, Any]:
     row = {"seed": seed, "ha": False, "mode": mode, "dynamic_allocation": True, "wall_s": wall, "correct": True,
            "aborted": False, "mismatch": False, "error": "", "scale_in_events": 4, "other_events": 1,
-           "fetch_failed_tasks": 0, "outputs_lost": 3, "map_tasks_recomputed": 3, "drain_by_node": {"n1": 5.0},
-           "timeline": [], "abort_cause": None, "stage_attempts": 2}
+           "fetch_failed_tasks": 0, "outputs_lost": 3, "outputs_unregistered": 3, "tasks_recomputed": 3,
+           "drain_by_node": {"n1": 5.0}, "timeline": [], "abort_cause": None, "stage_attempts": 2}
     row.update(kw)
     return row
 
@@ -62,7 +62,8 @@ def test_aborts_are_put_down_to_their_cause(error: str, timeline: list[dict[str,
 
 def test_ratios_count_only_seeds_stock_finished_and_name_the_slow_ones() -> None:
     rows = [_row(1, "stock", 40.0), _row(1, "decom", 60.0),
-            _row(2, "stock", 40.0), _row(2, "decom", 40.0, outputs_lost=4, map_tasks_recomputed=5),
+            _row(2, "stock", 40.0), _row(2, "decom", 40.0, outputs_unregistered=4, tasks_recomputed=5),
+            _row(4, "stock", 40.0, outputs_lost=2, tasks_recomputed=5),
             _row(3, "stock", 50.0, aborted=True, correct=False, abort_cause="scale-in", error="stage failure"),
             _row(3, "decom", 45.0)]
     s = summarize(rows)
