@@ -470,7 +470,7 @@ def _run_timed(lab: YarnLab, app: SparkApp, events: list[Event], am: str, t_job:
         t = time.time()
         stages = [f"{s['id']}.{s['attempt']} {s['done']}/{s['total']}" for s in prog["stages"]]
         if action == "back":
-            what = _BACK[ev.how]
+            kind, what = _BACK[ev.how]
             if ev.how == "vanish":
                 for v in victims:
                     lab.restore(v)
@@ -482,7 +482,7 @@ def _run_timed(lab: YarnLab, app: SparkApp, events: list[Event], am: str, t_job:
             else:
                 lab.recommission(victims, wait=False)
             out_now.difference_update(victims)
-            out.recoveries.append({"how": what, "victims": victims, "told_t": round(t - t_job, 1), "stages": stages})
+            out.recoveries.append({"how": kind, "victims": victims, "told_t": round(t - t_job, 1), "stages": stages})
             log(f"t={t - t_job:.1f}s {what} {victims or ''} (stages {stages})")
             continue
         if ev.how in ("rm-failover", "agent-restart"):  # no victim
@@ -545,8 +545,9 @@ def _run_timed(lab: YarnLab, app: SparkApp, events: list[Event], am: str, t_job:
 
 
 _OUT = {"graceful": "graceful decommission of", "vanish": "link down on", "nm-restart": "NodeManager killed on"}
-_BACK = {"graceful": "recommission of", "vanish": "link up on", "nm-restart": "NodeManager started on",
-         "agent-restart": "decom agent started"}
+#: event -> its recovery (Event.back_after): the kind recorded, what the log says
+_BACK = {"graceful": ("recommission", "recommission of"), "vanish": ("restore", "link up on"),
+         "nm-restart": ("nm-start", "NodeManager started on"), "agent-restart": ("agent-start", "decom agent started")}
 
 
 def repair(lab: YarnLab, timeout: float = 240.0) -> None:
