@@ -16,7 +16,9 @@ varies. Generator 2:
   Hadoop's YARN behaviour (no vendor emulation); 5 NodeManagers;
 - 4 to 7 events at random times of the job: graceful decommissions (YARN timeout 10 s to 1 h; 1-3 nodes;
   some recommissioned before their timeout), a node vanishing (link down) and coming back, a NodeManager
-  restart (its containers live on), the RM restarted (down 2-15 s), the decom agent stopped and started,
+  crash and restart (its process killed; NodeManager recovery is off, Apache's default, so the restarted
+  one does not know the executors that live on and YARN counts their containers lost), the RM restarted
+  (down 2-15 s), the decom agent stopped and started (decom runs only: stock has no agent),
   and on an HA lab (``--ha``, shuffle service on) RM failovers. The AM's node and one more always stay.
 
 Scale-in events are the node events (graceful, vanish, NodeManager restart); RM and agent events are
@@ -146,7 +148,8 @@ def abort_cause(row: dict[str, Any]) -> str | None:
     if not row.get("aborted"):
         return None
     err = str(row.get("error") or "")
-    if any(k in err for k in ("stage failure", "FetchFailed", "maximum allowable number of times", "failed 4 times")):
+    if row.get("scale_in_events") and any(k in err for k in ("stage failure", "FetchFailed",
+                                                             "maximum allowable number of times")):
         return "scale-in"
     rm_event = any(e.get("how") in ("rm-restart", "rm-failover") for e in row.get("timeline", []))
     if rm_event and row.get("dynamic_allocation"):
@@ -201,7 +204,7 @@ def run_one(lab: YarnLab, s: Schedule, mode: str, jobs: dict[str, Any], log: Cal
             repair(lab)
         except Exception as e:  # noqa: BLE001 - reported; the next run would fail loudly anyway
             log(f"repair failed: {type(e).__name__}: {e}")
-            row.setdefault("failed", f"lab repair failed: {e}"[:2000])
+            row["repair_failed"] = f"{type(e).__name__}: {e}"[:2000]  # the run itself counts
     return row
 
 
@@ -229,7 +232,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
                   "fetch_failed_tasks": sum(r["fetch_failed_tasks"] for r in rs)}
     ratios = []
     for r in ok:
-        if r["mode"] != "decom" or r["aborted"]:
+        if r["mode"] != "decom" or r["aborted"] or not r["correct"]:
             continue
         stock = [x for x in ok if x["mode"] == "stock" and x["seed"] == r["seed"] and x["ha"] == r["ha"]
                  and not x["aborted"] and x["correct"]]
@@ -337,6 +340,10 @@ def _jobs(workloads: set[str]) -> dict[str, Any]:
 
 
 def run_chunk(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.mode or args.json:
+        print("chaos --long: runs both modes on 5 nodes and prints as it goes; --mode and --json are the short "
+              "mode's", file=sys.stderr)
+        return 2
     first = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 100_000)
     seeds = list(range(first, first + max(1, args.runs)))
     stem = args.out or f"chaos-long-{first}{'-ha' if args.ha else ''}"
@@ -393,20 +400,29 @@ def merge(paths: list[Path], stem: str) -> int:
     chunks: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     schedules: dict[str, str] = {}
-    for p in sorted(paths):
+    def key(r: dict[str, Any]) -> tuple[int, bool, str]:
+        return r["seed"], r["ha"], r["mode"]
+
+    for p in paths:  # in the order given; a seed run twice keeps its first run carried out
         doc = json.loads(p.read_text())
         if doc.get("generator") != GENERATOR:
             print(f"chaos --merge: {p} was made by schedule generator {doc.get('generator')}, not {GENERATOR}; "
                   "left out", file=sys.stderr)
             continue
-        seen = {(r["seed"], r["ha"], r["mode"]) for r in rows}
-        dup = [r for r in doc["rows"] if (r["seed"], r["ha"], r["mode"]) in seen]
-        if dup:
-            print(f"chaos --merge: {p} repeats seed {dup[0]['seed']} ({dup[0]['mode']}); its repeats are left out",
-                  file=sys.stderr)
-        chunks += doc["chunks"]
-        rows += [r for r in doc["rows"] if (r["seed"], r["ha"], r["mode"]) not in seen]
-        schedules.update(doc["schedules"])
+        taken = 0
+        for r in doc["rows"]:
+            i = next((j for j, x in enumerate(rows) if key(x) == key(r)), None)
+            if i is None:
+                rows.append(r)
+            elif "failed" in rows[i] and "failed" not in r:
+                rows[i] = r
+            else:
+                print(f"chaos --merge: {p} repeats seed {r['seed']} ({r['mode']}); left out", file=sys.stderr)
+                continue
+            taken += 1
+            schedules[_key(r["seed"], r["ha"])] = doc["schedules"][_key(r["seed"], r["ha"])]
+        if taken:
+            chunks += doc["chunks"]
     doc = _doc(chunks, rows, schedules)
     _save(doc, stem)
     print(markdown(doc))

@@ -347,7 +347,8 @@ def run_scenario(lab: YarnLab, scenario: str, mode: str, log: Callable[[str], No
             out.job_end_t = round(float(res.get("ended") or time.time()) - t_job, 1)
             log(f"[{mode}] t={out.job_end_t}s job {'ABORTED' if out.aborted else 'done'} in {out.wall_s:.1f}s"
                 + (f": {out.error[:160]}" if out.error else ""))
-            back = {v for r in out.recoveries for v in r["victims"]}
+            # Brought back after its last event (a node can be hit again once it is back).
+            back = {v for r in out.recoveries for v in r["victims"] if t_job + r["told_t"] >= requested[v] - 0.1}
             graceful = {v: t for v, t in requested.items() if v not in vanished and v not in back}
             if tail_s is None:
                 # Drain: graceful request -> DECOMMISSIONED in the RM (while the app still runs).
@@ -465,7 +466,21 @@ def _run_timed(lab: YarnLab, app: SparkApp, events: list[Event], am: str, t_job:
                 break
             time.sleep(min(1.0, left))
         if not prog["running"]:
-            log(f"job ended before the {action} at t={due:.1f}s: {len(queue) + 1} action(s) not run")
+            # The event's own end is still carried out for an agent or a NodeManager that was stopped: the
+            # drain that follows is decom's with its agent, and a NodeManager restart is a restart.
+            ends = [(d, a, k, vs) for d, _, a, k, vs in [(due, 0, action, i, victims), *queue]
+                    if a == "back" and events[k].how in ("agent-restart", "nm-restart")]
+            log(f"job ended before the {action} at t={due:.1f}s: {len(queue) + 1 - len(ends)} action(s) not run")
+            for _due, _a, k, vs in sorted(ends):
+                if events[k].how == "agent-restart":
+                    lab.start_agent()
+                else:
+                    for v in vs:
+                        lab.start_nm(v, wait=False)
+                kind, what = _BACK[events[k].how]
+                out.recoveries.append({"how": kind, "victims": vs, "told_t": round(time.time() - t_job, 1),
+                                       "stages": [], "after_job": True})
+                log(f"t={time.time() - t_job:.1f}s (after the job) {what} {vs or ''}")
             return
         t = time.time()
         stages = [f"{s['id']}.{s['attempt']} {s['done']}/{s['total']}" for s in prog["stages"]]
@@ -530,6 +545,7 @@ def _run_timed(lab: YarnLab, app: SparkApp, events: list[Event], am: str, t_job:
                 vanished.append(v)  # not gracefully asked to go: no drain to wait for
         else:
             lab.decommission(victims, timeout=ev.timeout)
+            vanished[:] = [v for v in vanished if v not in victims]  # hit before, gracefully now
         out_now.update(victims)
         out.victims += victims
         for v in victims:

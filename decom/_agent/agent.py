@@ -167,7 +167,7 @@ class Agent:
                 self._stop.wait(next_at - now)
         finally:
             self._act_wanted.set()
-            actor.join(self.interval + 1)
+            actor.join()  # a release under way finishes (and is recorded) before the agent stops
 
     def stop(self) -> None:
         self._stop.set()

@@ -55,9 +55,12 @@ def _row(seed: int, mode: str, wall: float, **kw: Any) -> dict[str, Any]:
      [{"how": "graceful"}], "scale-in"),
     ("SparkContext was shut down", [{"how": "rm-restart"}], "rm-outage"),
     ("SparkContext was shut down", [{"how": "vanish"}], "other"),
+    ("Job aborted due to stage failure: Task 3 in stage 1.0 failed 4 times: OOM", [{"how": "rm-restart"}], "other"),
 ])
 def test_aborts_are_put_down_to_their_cause(error: str, timeline: list[dict[str, str]], cause: str) -> None:
-    assert abort_cause({"aborted": True, "error": error, "timeline": timeline, "dynamic_allocation": True}) == cause
+    scale_in = sum(e["how"] in SCALE_IN for e in timeline)
+    assert abort_cause({"aborted": True, "error": error, "timeline": timeline, "dynamic_allocation": False
+                        if "failed 4" in error else True, "scale_in_events": scale_in}) == cause
 
 
 def test_ratios_count_only_seeds_stock_finished_and_name_the_slow_ones() -> None:
@@ -85,11 +88,14 @@ def test_merge_joins_chunks_and_leaves_out_other_generators_and_repeats(tmp_path
         (tmp_path / f"{name}.json").write_text(json.dumps(doc))
         return tmp_path / f"{name}.json"
 
-    paths = [chunk("a", [_row(1, "stock", 40.0), _row(1, "decom", 41.0)]),
+    paths = [chunk("a", [_row(1, "stock", 40.0), _row(1, "decom", 41.0), _row(3, "decom", 0.0, failed="lab")]),
              chunk("b", [_row(1, "decom", 99.0), _row(2, "stock", 40.0), _row(2, "decom", 42.0)]),
+             chunk("c", [_row(3, "decom", 43.0)]),
+             chunk("d", [_row(2, "stock", 50.0)]),
              chunk("old", [_row(9, "decom", 1.0)], generator=1)]
     assert chaos_long.merge(paths, "merged") == 0
     doc = json.loads((tmp_path / "merged.json").read_text())
     assert [(r["seed"], r["mode"], r["wall_s"]) for r in doc["rows"]] == [
-        (1, "stock", 40.0), (1, "decom", 41.0), (2, "stock", 40.0), (2, "decom", 42.0)]
-    assert doc["summary"]["decom"]["runs"] == 2 and "| decom | 2 |" in (tmp_path / "merged.md").read_text()
+        (1, "stock", 40.0), (1, "decom", 41.0), (3, "decom", 43.0), (2, "stock", 40.0), (2, "decom", 42.0)]
+    assert [c["command"] for c in doc["chunks"]] == ["a", "b", "c"], "a chunk that added nothing is listed"
+    assert doc["summary"]["decom"]["runs"] == 3 and "| decom | 3 |" in (tmp_path / "merged.md").read_text()
