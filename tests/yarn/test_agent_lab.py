@@ -120,7 +120,7 @@ def test_a_node_two_decom_apps_let_go_of_is_freed_by_the_agent_while_both_stay_u
                   lambda: bool(_node(batch, victim).get("let_go_at")) and bool(_node(session, victim).get("let_go_at")),
                   timeout=120)
             rpc = _rpc_timeouts(lab, monkeypatch)
-            time.sleep(10)
+            time.sleep(5)  # YARN's decommissioning watcher runs every second here: 5 chances to let go
             held = lab.node_states()[victim]
             read_from_down = {a.app_id: _reads_from(a) for a in (batch, session)}
             t_agent = time.time()
@@ -180,7 +180,7 @@ def test_an_app_without_decom_holds_the_node_under_wait_and_not_under_release(la
             _wait("the agent sees the plain app holding the node",
                   lambda: lab.agent_status()["waiting"].get(victim, {}).get("other_apps") == [plain.app_id],
                   timeout=30)
-            time.sleep(10)
+            time.sleep(5)  # as above: the agent holds it (--other-apps wait) while YARN would have let go
             held = lab.node_states()[victim]
             lab.start_agent(other_apps="release")
             gone_s = _released(lab, victim)

@@ -103,6 +103,11 @@ def test_capacity_comes_back_while_the_node_stays_decommissioning(lab: Any, allo
     assert node["state"] == "DECOMMISSIONING" and node["executors_released"], node
     released = [e for e in rep["shim"]["events"] if e["action"] == "executors-released" and e["target"] == victim]
     assert released and all(e["detail"]["outputsKept"] for e in released), released
+    if allocation == "dynamic":
+        # The plugin turned spark.decommission.enabled on for the executors' sake only: dynamic allocation
+        # still kills idle executors (shuffle service on) instead of decommissioning them.
+        started = next(e for e in rep["shim"]["events"] if e["action"] == "shim-started")["detail"]
+        assert started["tellExecutors"] and started["sparkScaleDownKept"], started
     let_go = [e for e, h in before.items() if h == victim]
     new = {e: h for e, h in ever.items() if e not in before}
     print(f"job {out['wall_s']}s; released {node['executors_released']} at "

@@ -28,6 +28,7 @@ def raw_get(url: str) -> tuple[int, str | None]:
         return int(e.code), e.headers.get("Location")
 
 
+@pytest.mark.long  # the HA lab's own check: make test fails over through test_control_plane_ha
 def test_ha_standby_redirects_and_manual_failover(ha_lab: YarnLab) -> None:
     lab = ha_lab
     assert lab.active_rm == "rm1"

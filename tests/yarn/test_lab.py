@@ -199,6 +199,7 @@ def test_spark_executor_pins_decommissioning_node(lab: YarnLab) -> None:
     lab.recommission([target, second], timeout=240)
 
 
+@pytest.mark.long  # the lab's own check: make test drives this through decom's tests
 def test_recommission_while_decommissioning(lab: YarnLab) -> None:
     with SparkApp(lab, executors=1, name="yarnlab-recommission") as app:
         host = app.executor_hosts[0]
@@ -210,6 +211,7 @@ def test_recommission_while_decommissioning(lab: YarnLab) -> None:
         assert app.current_executors() == [host]  # the executor survived
 
 
+@pytest.mark.long  # the lab's own check: make test drives this through decom's tests
 def test_restart_rm(lab: YarnLab) -> None:
     before = lab.rest("/ws/v1/cluster/info")["clusterInfo"]["startedOn"]
     t0 = time.monotonic()
@@ -220,6 +222,7 @@ def test_restart_rm(lab: YarnLab) -> None:
     lab.wait_for_nodes({n.host: "RUNNING" for n in lab.nodes}, timeout=120)
 
 
+@pytest.mark.long  # the lab's own check: make test drives this through decom's tests
 def test_vanished_node_goes_lost_and_comes_back(lab: YarnLab) -> None:
     target = lab.nodes[1]
     t0 = time.monotonic()

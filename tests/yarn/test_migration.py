@@ -76,7 +76,10 @@ def _executor_logs(lab: Any, app_id: str, host: str) -> str:
                    for f in sorted((node.workdir / "logs" / app_id).glob("container_*/stderr")))
 
 
-@pytest.mark.parametrize("shuffle", ["service", pytest.param("executors", marks=pytest.mark.long)])
+# Long (~65 s): make test keeps migration on real YARN through test_agent_lab (moved, nothing recomputed on a
+# re-read) and test_graceful_apache (every output that could move did, under a short timeout read over RPC).
+@pytest.mark.long
+@pytest.mark.parametrize("shuffle", ["service", "executors"])
 def test_moved_outputs_and_cached_blocks_outlive_the_node(lab: Any, shuffle: str) -> None:
     """A shuffle and a cached RDD are materialised on 4 executors. A node with executors is gracefully
     decommissioned (600 s): its executors move their map outputs and cached blocks to the other nodes,
