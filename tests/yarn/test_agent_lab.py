@@ -180,7 +180,7 @@ def test_an_app_without_decom_holds_the_node_under_wait_and_not_under_release(la
             _wait("the agent sees the plain app holding the node",
                   lambda: lab.agent_status()["waiting"].get(victim, {}).get("other_apps") == [plain.app_id],
                   timeout=30)
-            time.sleep(5)  # as above: the agent holds it (--other-apps wait) while YARN would have let go
+            time.sleep(5)  # 5 of YARN's watcher rounds: the node stays while the plain app holds it under wait
             held = lab.node_states()[victim]
             lab.start_agent(other_apps="release")
             gone_s = _released(lab, victim)
