@@ -245,8 +245,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
                                "over_1_2x": [{"seed": s, "ha": ha, "ratio": round(x, 2)} for x, s, ha in ratios
                                              if x > 1.2]}
     # decom's promise: each lost output recomputed once. Lost: the map outputs decom unregistered (no copy left);
-    # recomputed: tasks of later attempts of stages that are not a job's last. Fewer recomputed than lost is
-    # expected when a lost output's consumer had already finished; more is work done twice.
+    # recomputed: a partition's successful runs after its first, over the stages but the last. Fewer recomputed
+    # than lost is expected when a lost output's consumer had already finished; more is work done twice.
     out["recompute_differs"] = [{"seed": r["seed"], "ha": r["ha"], "mode": r["mode"], "lost": r["outputs_unregistered"],
                                  "recomputed": r["tasks_recomputed"]}
                                 for r in ok if r["mode"] == "decom" and not r["aborted"]
@@ -293,8 +293,9 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += ["", "decom runs where the outputs it found lost (unregistered) and the tasks recomputed differ:"] + [
             f"- seed {d['seed']}{' (HA)' if d['ha'] else ''} {d['mode']}: lost {d['lost']}, "
             f"recomputed {d['recomputed']}" for d in s["recompute_differs"]]
-    lines += ["", "Lost / recomputed: decom, the outputs it unregistered (no copy left) / the tasks of later stage "
-              "attempts; stock, the first stage's outputs on the victims when they were hit / the same tasks.", "",
+    lines += ["", "Lost / recomputed: decom, the outputs it unregistered (no copy left) / a partition's successful "
+              "runs after its first; stock, the first stage's outputs on the victims when they were hit / the same.",
+              "",
               "| seed | schedule | mode | wall s | right | aborted | FetchFailed | attempts | lost / recomputed "
               "| drain s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:

@@ -116,7 +116,8 @@ class YarnOutcome:
     outputs_orphaned: int = 0
     #: seconds from the graceful request to decom's "let go" of the victim (the last victim), None: never
     let_go_s: float | None = None
-    #: tasks re-run in a later attempt of a stage that is not the job's last (recomputed work)
+    #: successful task runs of a partition after its first (in the same stage attempt or a later one), over the
+    #: stages but the job's last: recomputed work
     tasks_recomputed: int = 0
     #: graceful victims that were not recommissioned: seconds from the request to DECOMMISSIONED (None: not
     #: within the wait)
@@ -401,8 +402,15 @@ def _figures(out: YarnOutcome, attempts: list[dict[str, Any]], rep: dict[str, An
         # A later attempt of a stage re-runs only the partitions whose outputs are missing.
         out.map_tasks_recomputed = sum(1 for a in attempts if a["stage"] == map_stage != result_stage
                                        and a["attempt"] > 0 for t in a["tasks"] if t["status"] == "SUCCESS")
-        out.tasks_recomputed = sum(1 for a in attempts if a["stage"] != result_stage and a["attempt"] > 0
-                                   for t in a["tasks"] if t["status"] == "SUCCESS")
+        # Every successful run of a partition after its first, in any attempt: a lost output is re-run in a later
+        # attempt, or in the same one while the stage still runs (Spark resubmits the tasks of a lost executor).
+        runs: dict[tuple[int, int], int] = {}
+        for a in attempts:
+            if a["stage"] != result_stage:
+                for t in a["tasks"]:
+                    if t["status"] == "SUCCESS":
+                        runs[(a["stage"], t["index"])] = runs.get((a["stage"], t["index"]), 0) + 1
+        out.tasks_recomputed = sum(n - 1 for n in runs.values())
         out.result_stage_attempts = sum(1 for a in attempts if a["stage"] == result_stage)
     # Tasks launched on a victim after it was known to be leaving. With decom: from the moment the
     # shim's exclusion took effect (its "excluded" event, in the driver's clock like Spark's launch
