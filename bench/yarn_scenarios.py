@@ -172,14 +172,15 @@ class NodeWatch:
                      and c["at"] >= after), None)
 
     def wait(self, host: str, states: set[str], after: float, timeout: float) -> float | None:
+        """When `host` first reached one of `states` after `after`, waiting up to `timeout` s for it (looked up
+        at least once, also with no time left)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             t = next((c["at"] for c in self.changes if c["host"] == host and c["state"] in states
                       and c["at"] >= after), None)
-            if t is not None:
+            if t is not None or time.monotonic() >= deadline:
                 return t
             time.sleep(0.25)
-        return None
 
 
 def holders(attempts: list[dict[str, Any]], map_stage: int) -> dict[str, list[int]]:
@@ -535,11 +536,19 @@ def _run_timed(lab: YarnLab, app: SparkApp, events: list[Event], am: str, t_job:
                                "stages": stages, "rm_up_t": round(up - t_job, 1)})
             log(f"t={up - t_job:.1f}s ResourceManager up again, nodes RUNNING")
             continue
-        room = len(lab.nodes) - 2 - len(out_now)  # the AM's node and one more stay in
-        victims, executors = pick_victims(app, min(ev.nodes, room), {am, *out_now}) if room > 0 else ([], 0)
+        # A node brought back may not be RUNNING in the RM yet (a link up after LOST: its NodeManager registers
+        # again): it is not a victim until it is, or a decommission would hit a node YARN does not list.
+        try:
+            rm_states = lab.node_states()
+        except Exception:  # noqa: BLE001 - the RM busy or down: the lab's own view
+            rm_states = {}
+        not_running = {n.host for n in lab.nodes if rm_states and rm_states.get(n.host) != "RUNNING"}
+        room = len(lab.nodes) - 2 - len(out_now | not_running)  # the AM's node and one more stay in
+        avoid = {am, *out_now, *not_running}
+        victims, executors = pick_victims(app, min(ev.nodes, room), avoid) if room > 0 else ([], 0)
         out.executors_on_victims += executors
         if room > 0 and not victims:  # no executor left outside the AM's node: any node will do
-            victims = sorted(n.host for n in lab.nodes if n.host not in {am, *out_now})[:min(ev.nodes, room)]
+            victims = sorted(n.host for n in lab.nodes if n.host not in avoid)[:min(ev.nodes, room)]
         if not victims:
             log(f"t={t - t_job:.1f}s no node may go now: event {i} skipped")
             continue
