@@ -511,7 +511,7 @@ def _run_timed(lab: YarnLab, app: SparkApp, events: list[Event], am: str, t_job:
             continue
         if ev.how in ("rm-failover", "agent-restart"):  # no victim
             if ev.how == "rm-failover":
-                to = lab.failover()
+                to = lab.failover(skip=out_now)
                 what = f"ResourceManager failed over to {to}"
             elif not lab.agent_running:
                 log(f"t={t - t_job:.1f}s no decom agent runs: agent-restart skipped")
@@ -529,7 +529,7 @@ def _run_timed(lab: YarnLab, app: SparkApp, events: list[Event], am: str, t_job:
             continue
         if ev.how == "rm-restart":  # no victim: the active RM stops, stays down `timeout` s, starts again
             log(f"t={t - t_job:.1f}s ResourceManager stopped for {ev.timeout}s (stages {stages})")
-            lab.restart_rm(down_seconds=ev.timeout)
+            lab.restart_rm(down_seconds=ev.timeout, skip=out_now)  # a vanished node can't register again
             up = time.time()
             out.events.append({"stage": "timed", "attempt": 0, "stage_id": None, "how": ev.how, "timeout": ev.timeout,
                                "victims": [], "at": t, "stage_reached_t": round(due, 1), "told_t": round(t - t_job, 1),

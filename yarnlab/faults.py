@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
 
 from . import net
 from .errors import LabError
@@ -65,11 +66,12 @@ class Faults(ClusterOps):
 
     # -- ResourceManagers ----------------------------------------------------------------------
     def restart_rm(self, kill: bool = False, wait: bool = True, timeout: float = 180.0,
-                   down_seconds: float = 0.0) -> None:
+                   down_seconds: float = 0.0, skip: Iterable[str] = ()) -> None:
         """Stop the active ResourceManager (SIGTERM, or SIGKILL if kill) and start it again on the
-        same address; with wait, return once REST answers and the nodes that were RUNNING are again."""
+        same address; with wait, return once REST answers and the nodes that were RUNNING are again
+        (but those in `skip`: a vanished node the RM still listed RUNNING can't register again)."""
         rid = self.active_rm
-        before = self._running_nodes()
+        before = {h: s for h, s in self._running_nodes().items() if h not in set(skip)}
         p = self._procs[rid]
         self._rm_down_ok = True
         try:
@@ -95,13 +97,14 @@ class Faults(ClusterOps):
             if before:
                 self.wait_for_nodes(before, timeout=max(5.0, timeout - (time.monotonic() - t0)))
 
-    def failover(self, to: str | None = None, timeout: float = 120.0) -> str:
-        """HA mode: manual failover to `to` (default: the other RM). Returns the new active rm-id."""
+    def failover(self, to: str | None = None, timeout: float = 120.0, skip: Iterable[str] = ()) -> str:
+        """HA mode: manual failover to `to` (default: the other RM); waits for the RUNNING nodes to register
+        with it, but those in `skip`. Returns the new active rm-id."""
         if not self.ha:
             raise LabError("failover() needs YarnLab(ha=True)")
         target = to or next(r for r in self.rm_ids if r != self.active_rm)
         old = self.active_rm
-        running = self._running_nodes()
+        running = {h: s for h, s in self._running_nodes().items() if h not in set(skip)}
         others_alive = [r for r in self.rm_ids if r != target and self._procs.get(r) is not None
                         and self._procs[r].alive()]
         if old in others_alive:
