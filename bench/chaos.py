@@ -30,7 +30,8 @@ import platform
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -124,13 +125,33 @@ def describe(sched: Schedule) -> str:
             f"{'on' if sched['dynamic_allocation'] else 'off'}; " + "; ".join(parts))
 
 
+@contextmanager
+def recorded_run(lab: YarnLab, row: dict[str, Any], mode: str, log: Callable[[str], None]) -> Iterator[None]:
+    """One chaos run: a failure is recorded in `row` ("failed": not carried out) and the next run goes on; the
+    lab is repaired afterwards whatever happened, and a failed repair is recorded apart ("repair_failed": the
+    run itself counts)."""
+    from .yarn_scenarios import repair
+
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - one broken run must not lose the others
+        log(f"[{mode}] run failed: {type(e).__name__}: {str(e)[:500]}")
+        row["failed"] = f"{type(e).__name__}: {e}"[:2000]
+    finally:
+        try:
+            repair(lab)
+        except Exception as e:  # noqa: BLE001 - reported; the next run would fail loudly anyway
+            log(f"repair failed: {type(e).__name__}: {e}")
+            row["repair_failed"] = f"{type(e).__name__}: {e}"[:2000]
+
+
 def run_one(lab: YarnLab, sched: Schedule, mode: str, log: Callable[[str], None]) -> dict[str, Any]:
     """One schedule in one mode; the lab is repaired afterwards whatever happened."""
-    from .yarn_scenarios import repair, run_scenario
+    from .yarn_scenarios import run_scenario
 
     row: dict[str, Any] = {"seed": sched["seed"], "mode": mode, "shape": sched["shape"],
                            "dynamic_allocation": sched["dynamic_allocation"]}
-    try:
+    with recorded_run(lab, row, mode, log):
         o = run_scenario(lab, f"chaos-{sched['seed']}", MODES[mode], log=log, job=sched["job"],
                          extra_conf=sched["conf"], events=list(sched["events"]), wait_drain=False)
         row.update({
@@ -144,15 +165,6 @@ def run_one(lab: YarnLab, sched: Schedule, mode: str, log: Callable[[str], None]
         })
         if o.decom is not None:
             row["decom_transitions"] = {h: [t["state"] for t in n["transitions"]] for h, n in o.decom["nodes"].items()}
-    except Exception as e:  # noqa: BLE001 - one broken run must not lose the others
-        log(f"[{mode}] run failed: {type(e).__name__}: {str(e)[:500]}")
-        row["failed"] = f"{type(e).__name__}: {e}"[:2000]
-    finally:
-        try:
-            repair(lab)
-        except Exception as e:  # noqa: BLE001 - reported; the next run would fail loudly anyway
-            log(f"repair failed: {type(e).__name__}: {e}")
-            row.setdefault("failed", f"lab repair failed: {e}"[:2000])
     return row
 
 

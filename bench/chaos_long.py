@@ -42,7 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from .chaos import JOBS
+from .chaos import JOBS, recorded_run
 from .yarn_scenarios import ESS_OFF, Event
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ def abort_cause(row: dict[str, Any]) -> str | None:
 
 def run_one(lab: YarnLab, s: Schedule, mode: str, jobs: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
     """One schedule in one mode; the lab is repaired afterwards whatever happened."""
-    from .yarn_scenarios import SPARK_DEFAULTS_CONF, repair, run_scenario
+    from .yarn_scenarios import SPARK_DEFAULTS_CONF, run_scenario
 
     ymode = MODES[mode][0 if s["shuffle_service"] else 1]
     conf: dict[str, str] = {}
@@ -172,7 +172,7 @@ def run_one(lab: YarnLab, s: Schedule, mode: str, jobs: dict[str, Any], log: Cal
                            "spark_mode": ymode, "workload": s["workload"], "shuffle_service": s["shuffle_service"],
                            "dynamic_allocation": s["dynamic_allocation"], "yarn": "apache",
                            "timeouts": "spark-defaults"}
-    try:
+    with recorded_run(lab, row, mode, log):
         if mode == "stock":
             lab.stop_agent()
         o = run_scenario(lab, f"chaos{GENERATOR}-{s['seed']}", ymode, log=log, job=spec, extra_conf=conf,
@@ -196,15 +196,6 @@ def run_one(lab: YarnLab, s: Schedule, mode: str, jobs: dict[str, Any], log: Cal
                                                               "outputs_there")} for e in o.events] + o.recoveries,
         })
         row["abort_cause"] = abort_cause(row)
-    except Exception as e:  # noqa: BLE001 - one broken run must not lose the others
-        log(f"[{mode}] run failed: {type(e).__name__}: {str(e)[:500]}")
-        row["failed"] = f"{type(e).__name__}: {e}"[:2000]
-    finally:
-        try:
-            repair(lab)
-        except Exception as e:  # noqa: BLE001 - reported; the next run would fail loudly anyway
-            log(f"repair failed: {type(e).__name__}: {e}")
-            row["repair_failed"] = f"{type(e).__name__}: {e}"[:2000]  # the run itself counts
     return row
 
 
