@@ -232,9 +232,10 @@ class Event:
     attempt: int = 0
     min_done: int = 2
     nodes: int = 1
-    #: graceful | vanish | timed only: nm-restart (the NodeManager process killed, its containers left running;
-    #: started again `back_after` s later), rm-restart (the RM down `timeout` s, then restarted), rm-failover
-    #: (an HA lab: to the other RM), agent-restart (the decom agent stopped, started `back_after` s later)
+    #: graceful | vanish | timed only: nm-restart (the NodeManager process killed and started again `back_after`
+    #: s later; its executors' processes live on, but with NM recovery off YARN counts their containers lost),
+    #: rm-restart (the RM down `timeout` s, then restarted), rm-failover (an HA lab: to the other RM),
+    #: agent-restart (the decom agent stopped, started `back_after` s later)
     how: str = "graceful"
     timeout: int = 120
     #: Timed instead: the event fires this many seconds after the job started (stage/attempt/min_done unused).
@@ -481,12 +482,7 @@ def _run_timed(lab: YarnLab, app: SparkApp, events: list[Event], am: str, t_job:
                     if a == "back" and events[k].how in ("agent-restart", "nm-restart")]
             log(f"job ended before the {action} at t={due:.1f}s: {len(queue) + 1 - len(ends)} action(s) not run")
             for _due, _a, k, vs in sorted(ends):
-                if events[k].how == "agent-restart":
-                    lab.start_agent()
-                else:
-                    for v in vs:
-                        lab.start_nm(v, wait=False)
-                kind, what = _BACK[events[k].how]
+                kind, what = _bring_back(lab, events[k].how, vs)
                 out.recoveries.append({"how": kind, "victims": vs, "told_t": round(time.time() - t_job, 1),
                                        "stages": [], "after_job": True})
                 log(f"t={time.time() - t_job:.1f}s (after the job) {what} {vs or ''}")
@@ -494,17 +490,7 @@ def _run_timed(lab: YarnLab, app: SparkApp, events: list[Event], am: str, t_job:
         t = time.time()
         stages = [f"{s['id']}.{s['attempt']} {s['done']}/{s['total']}" for s in prog["stages"]]
         if action == "back":
-            kind, what = _BACK[ev.how]
-            if ev.how == "vanish":
-                for v in victims:
-                    lab.restore(v)
-            elif ev.how == "nm-restart":
-                for v in victims:
-                    lab.start_nm(v, wait=False)
-            elif ev.how == "agent-restart":
-                lab.start_agent()
-            else:
-                lab.recommission(victims, wait=False)
+            kind, what = _bring_back(lab, ev.how, victims)
             out_now.difference_update(victims)
             out.recoveries.append({"how": kind, "victims": victims, "told_t": round(t - t_job, 1), "stages": stages})
             log(f"t={t - t_job:.1f}s {what} {victims or ''} (stages {stages})")
@@ -581,6 +567,21 @@ _OUT = {"graceful": "graceful decommission of", "vanish": "link down on", "nm-re
 #: event -> its recovery (Event.back_after): the kind recorded, what the log says
 _BACK = {"graceful": ("recommission", "recommission of"), "vanish": ("restore", "link up on"),
          "nm-restart": ("nm-start", "NodeManager started on"), "agent-restart": ("agent-start", "decom agent started")}
+
+
+def _bring_back(lab: YarnLab, how: str, victims: list[str]) -> tuple[str, str]:
+    """A timed event's recovery (Event.back_after); returns its kind and what the log says (_BACK)."""
+    if how == "vanish":
+        for v in victims:
+            lab.restore(v)
+    elif how == "nm-restart":
+        for v in victims:
+            lab.start_nm(v, wait=False)
+    elif how == "agent-restart":
+        lab.start_agent()
+    else:
+        lab.recommission(victims, wait=False)
+    return _BACK[how]
 
 
 def repair(lab: YarnLab, timeout: float = 240.0) -> None:

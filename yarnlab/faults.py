@@ -71,7 +71,7 @@ class Faults(ClusterOps):
         same address; with wait, return once REST answers and the nodes that were RUNNING are again
         (but those in `skip`: a vanished node the RM still listed RUNNING can't register again)."""
         rid = self.active_rm
-        before = {h: s for h, s in self._running_nodes().items() if h not in set(skip)}
+        before = self._running_nodes(skip)
         p = self._procs[rid]
         self._rm_down_ok = True
         try:
@@ -104,7 +104,7 @@ class Faults(ClusterOps):
             raise LabError("failover() needs YarnLab(ha=True)")
         target = to or next(r for r in self.rm_ids if r != self.active_rm)
         old = self.active_rm
-        running = {h: s for h, s in self._running_nodes().items() if h not in set(skip)}
+        running = self._running_nodes(skip)
         others_alive = [r for r in self.rm_ids if r != target and self._procs.get(r) is not None
                         and self._procs[r].alive()]
         if old in others_alive:
@@ -123,10 +123,12 @@ class Faults(ClusterOps):
             self.wait_for_nodes(running, timeout=max(5.0, timeout - (time.monotonic() - t0)))
         return target
 
-    def _running_nodes(self) -> dict[str, str]:
-        """host -> "RUNNING" for the lab's nodes the active RM shows RUNNING (empty if it can't answer)."""
+    def _running_nodes(self, skip: Iterable[str] = ()) -> dict[str, str]:
+        """host -> "RUNNING" for the lab's nodes the active RM shows RUNNING, but those in `skip` (empty if it
+        can't answer)."""
+        skipped = set(skip)
         try:
-            return {h: s for h, s in self.node_states().items() if s == "RUNNING"}
+            return {h: s for h, s in self.node_states().items() if s == "RUNNING" and h not in skipped}
         except (OSError, ValueError):
             return {}
 

@@ -166,7 +166,8 @@ class ShuffleJob:
             raise ValueError(f"unknown job shape {self.shape!r}: one of {', '.join(SHAPES)}")
         self.queries = [dict(q) for q in spec.get("queries") or []]
         self.gap_s = float(spec.get("gap_s", 0.0))
-        if self.shape == "session" and not all(q.get("shape", "shuffle") in SHAPES[:4] for q in self.queries):
+        if self.shape == "session" and not all(q.get("shape", "shuffle") in SHAPES and q.get("shape") != "session"
+                                               for q in self.queries):
             raise ValueError("a session's queries are shuffle, join, agg or cached jobs")
         self.mids = int(spec.get("mids", 8))
         self.mid_sleep = float(spec.get("mid_sleep", self.reduce_sleep / 2))
