@@ -1,7 +1,7 @@
 """Chaos on the real YARN lab: seeded random scale-in schedules, each run with stock Spark and with decom.
 
     python -m bench.chaos [--seed S] [--runs N] [--mode stock|decom ...] [--nodes 4] [--json]
-    python -m bench.chaos --long ...   # chaos at scale: generator 2, in chunks (bench/chaos_long.py)
+    python -m bench.chaos --long ...   # chaos at scale: seeded schedules, in chunks (bench/chaos_long.py)
 
 Schedule `s` (seeds S .. S+N-1; without --seed, S is random and printed) is built by random.Random(s)
 alone, so `--seed s --runs 1` replays it exactly (the lab's own timing still varies). A schedule is:

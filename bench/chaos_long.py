@@ -2,12 +2,12 @@
 Spark and with decom (+ the decom agent) on the same schedule, in chunks that fit a 2-hour window, merged
 into one table.
 
-    python -m bench.chaos --long --seed S --runs N [--ha] [--budget-min 110] [--out chaos-long-S]
+    python -m bench.chaos --long --seed S --runs N [--ha] [--generator 3] [--budget-min 110] [--out chaos-long-S]
     python -m bench.chaos --merge bench/results/chaos-long-*.json      # -> chaos-long.{json,md}
 
-A schedule is made by :func:`schedule` from its seed and the generator version (GENERATOR) alone, so
-``--long --seed s --runs 1`` replays it (``--ha`` too if it was an HA chunk); the lab's own timing still
-varies. Generator 2:
+A schedule is made by :func:`schedule` from its seed and the generator version alone, so
+``--long --seed s --runs 1 --generator g`` replays it (``--ha`` too if it was an HA chunk); the lab's own
+timing still varies. Generator 2:
 
 - a workload: a join, a chained aggregation or a cached RDD reused (yarnlab.sparkapp shapes, ~40 s), a
   notebook-like session (three queries with 25 s idle gaps, longer than dynamic allocation's idle timeout),
@@ -20,6 +20,10 @@ varies. Generator 2:
   one does not know the executors that live on and YARN counts their containers lost), the RM restarted
   (down 2-15 s), the decom agent stopped and started (decom runs only: stock has no agent),
   and on an HA lab (``--ha``, shuffle service on) RM failovers. The AM's node and one more always stay.
+
+Generator 3 (the default) is generator 2 on 6 NodeManagers with 5 to 8 events and fewer 2-3 node
+decommissions: on 5 nodes about a third of generator 2's scale-in events did not run (seeds 1-11: 35 of 52
+ran), nearly all because no node could be taken (the AM's node and one more stay, 3 were out already).
 
 Scale-in events are the node events (graceful, vanish, NodeManager restart); RM and agent events are
 counted apart. Per run: the answer (right or not), abort and its cause, FetchFailed tasks, stage attempts,
@@ -49,9 +53,12 @@ if TYPE_CHECKING:
     from yarnlab import YarnLab
 
 RESULTS = Path(__file__).resolve().parent / "results"
-#: Bumped whenever schedule() would turn a seed into something else: old seeds keep their meaning.
-GENERATOR = 2
-NODES = 5
+#: The newest schedule generator. A new one is added whenever schedule() would turn a seed into something
+#: else, so old seeds keep their meaning; every generator stays replayable.
+GENERATOR = 3
+GENERATORS = (2, 3)
+#: generator -> NodeManagers in its lab
+NODES = {2: 5, 3: 6}
 EXECUTORS = 4
 #: chaos mode -> bench.yarn_scenarios mode, by shuffle service on / off
 MODES = {"stock": ("stock", "stock"), "decom": ("decom-agent", "decom-agent-ess-off")}
@@ -80,9 +87,11 @@ class Schedule(TypedDict):
     events: list[Event]
 
 
-def schedule(seed: int, ha: bool = False) -> Schedule:
-    """Generator 2's schedule of `seed` (on an HA lab if `ha`). Depends on nothing else."""
-    rng = random.Random(f"decom-chaos-{GENERATOR}-{seed}")
+def schedule(seed: int, ha: bool = False, generator: int = GENERATOR) -> Schedule:
+    """The schedule of `seed` by `generator` (on an HA lab if `ha`). Depends on nothing else."""
+    if generator not in GENERATORS:
+        raise ValueError(f"schedule generator {generator} is not one of {GENERATORS}")
+    rng = random.Random(f"decom-chaos-{generator}-{seed}")
     r = rng.random()
     if r < 0.45:
         workload = rng.choice(("join", "agg", "cached"))
@@ -96,12 +105,13 @@ def schedule(seed: int, ha: bool = False) -> Schedule:
     kinds = ["graceful", "vanish", "nm-restart", "rm-restart", "agent-restart"] + (["rm-failover"] if ha else [])
     weights = [0.50, 0.20, 0.14, 0.08, 0.08] + ([0.12] if ha else [])
     events: list[Event] = []
-    for _ in range(rng.randint(4, 7)):
+    many, sizes = ((4, 7), (0.7, 0.2, 0.1)) if generator == 2 else ((5, 8), (0.75, 0.2, 0.05))
+    for _ in range(rng.randint(*many)):
         at = round(rng.uniform(*window), 1)
         how = rng.choices(kinds, weights)[0]
         if how == "graceful":
             timeout = rng.choice(GRACEFUL_TIMEOUTS)
-            nodes = rng.choices((1, 2, 3), (0.7, 0.2, 0.1))[0]
+            nodes = rng.choices((1, 2, 3), sizes)[0]
             back = round(rng.uniform(3.0, min(timeout - 2.0, 40.0)), 1) if rng.random() < 0.3 else None
             events.append(Event(how=how, timeout=timeout, nodes=nodes, at_s=at, back_after=back))
         elif how == "vanish":
@@ -116,7 +126,7 @@ def schedule(seed: int, ha: bool = False) -> Schedule:
         else:
             events.append(Event(how=how, at_s=at))
     events.sort(key=lambda e: e.at_s or 0.0)
-    return {"seed": seed, "generator": GENERATOR, "ha": ha, "workload": workload, "shuffle_service": ess,
+    return {"seed": seed, "generator": generator, "ha": ha, "workload": workload, "shuffle_service": ess,
             "dynamic_allocation": dynamic, "events": events}
 
 
@@ -175,7 +185,7 @@ def run_one(lab: YarnLab, s: Schedule, mode: str, jobs: dict[str, Any], log: Cal
     with recorded_run(lab, row, mode, log):
         if mode == "stock":
             lab.stop_agent()
-        o = run_scenario(lab, f"chaos{GENERATOR}-{s['seed']}", ymode, log=log, job=spec, extra_conf=conf,
+        o = run_scenario(lab, f"chaos{s['generator']}-{s['seed']}", ymode, log=log, job=spec, extra_conf=conf,
                          events=[Event(**e.__dict__) for e in s["events"]], wait_drain=True,
                          base_conf=SPARK_DEFAULTS_CONF, executors=EXECUTORS, check_rows=check,
                          workload=s["workload"], tail_s=5.0, drain_wait_s=60.0)
@@ -225,26 +235,24 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for r in ok:
         if r["mode"] != "decom" or r["aborted"] or not r["correct"]:
             continue
-        stock = [x for x in ok if x["mode"] == "stock" and x["seed"] == r["seed"] and x["ha"] == r["ha"]
-                 and not x["aborted"] and x["correct"]]
+        stock = [x for x in ok if x["mode"] == "stock" and _same_schedule(x, r) and not x["aborted"] and x["correct"]]
         if stock and stock[0]["wall_s"]:
-            ratios.append((r["wall_s"] / stock[0]["wall_s"], r["seed"], r["ha"]))
+            ratios.append((r["wall_s"] / stock[0]["wall_s"], r))
     vals = [x[0] for x in ratios]
     out["decom_over_stock"] = {"seeds": len(vals), "median": round(statistics.median(vals), 2) if vals else None,
                                "p90": round(pct(vals, 0.9), 2) if vals else None,
                                "max": round(max(vals), 2) if vals else None,
-                               "over_1_2x": [{"seed": s, "ha": ha, "ratio": round(x, 2)} for x, s, ha in ratios
-                                             if x > 1.2]}
+                               "over_1_2x": [{**_which(r), "ratio": round(x, 2)} for x, r in ratios if x > 1.2]}
     # decom's promise: each lost output recomputed once. Lost: the map outputs decom unregistered (no copy left);
     # recomputed: a partition's successful runs after its first, over the stages but the last. Fewer recomputed
     # than lost is expected when a lost output's consumer had already finished; more is work done twice.
-    out["recompute_differs"] = [{"seed": r["seed"], "ha": r["ha"], "mode": r["mode"], "lost": r["outputs_unregistered"],
+    out["recompute_differs"] = [{**_which(r), "mode": r["mode"], "lost": r["outputs_unregistered"],
                                  "recomputed": r["tasks_recomputed"]}
                                 for r in ok if r["mode"] == "decom" and not r["aborted"]
                                 and r["outputs_unregistered"] != r["tasks_recomputed"]]
-    out["decom_aborts_from_scale_in"] = [{"seed": r["seed"], "ha": r["ha"], "error": r["error"][:300]} for r in ok
+    out["decom_aborts_from_scale_in"] = [{**_which(r), "error": r["error"][:300]} for r in ok
                                          if r["mode"] == "decom" and r.get("abort_cause") == "scale-in"]
-    out["aborts"] = [{"seed": r["seed"], "ha": r["ha"], "mode": r["mode"], "cause": r.get("abort_cause"),
+    out["aborts"] = [{**_which(r), "mode": r["mode"], "cause": r.get("abort_cause"),
                       "error": r["error"][:300]} for r in ok if r["aborted"]]
     drains = {m: [d for r in ok if r["mode"] == m for d in r["drain_by_node"].values() if d is not None]
               for m in MODES}
@@ -257,11 +265,14 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def markdown(doc: dict[str, Any]) -> str:
     s, rows = doc["summary"], doc["rows"]
     lines = ["# Chaos at scale: seeded schedules on the YARN lab, stock Spark and decom on each", "",
-             "Apache Hadoop 3.5 YARN behaviour (no vendor emulation), 5 NodeManagers in network namespaces; Spark 4.3 "
+             "Apache Hadoop 3.5 YARN behaviour (no vendor emulation), NodeManagers in network namespaces; Spark 4.3 "
              "with its default network timeouts and `spark.stage.maxConsecutiveAttempts=2`; decom with the decom "
-             f"agent. Schedule generator {GENERATOR}. Chunks:", ""]
+             "agent. Schedule generators (bench/chaos_long.py): "
+             + ", ".join(f"{g} ({NODES[g]} NodeManagers)" for g in sorted({r["generator"] for r in rows}))
+             + ". Chunks:", ""]
     for c in doc["chunks"]:
-        lines.append(f"- `{c['command']}`: {c['when']}, {c['seconds']} s, seeds {c['seeds']}")
+        lines.append(f"- `{c['command']}`: {c['when']}, {c['seconds']} s, generator {c.get('generator', 2)}, "
+                     f"seeds {c['seeds']}")
     lines += ["", "| mode | runs | scale-in events | RM / agent events | right answers | data mismatches | aborts "
               "(scale-in / RM outage / other) | FetchFailed tasks | drain median s (not drained) |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -275,22 +286,20 @@ def markdown(doc: dict[str, Any]) -> str:
     lines += ["", f"decom's wall time over stock's on the {r['seeds']} seeds both finished: median {r['median']}x, "
               f"p90 {r['p90']}x, max {r['max']}x."]
     if r["over_1_2x"]:
-        lines.append("Over 1.2x: " + ", ".join(f"seed {x['seed']}{' (HA)' if x['ha'] else ''} {x['ratio']}x"
-                                               for x in r["over_1_2x"]) + ".")
+        lines.append("Over 1.2x: " + ", ".join(f"{_label(x)} {x['ratio']}x" for x in r["over_1_2x"]) + ".")
     if s["aborts"]:
-        lines += ["", "Aborts:"] + [f"- seed {a['seed']}{' (HA)' if a['ha'] else ''} {a['mode']} ({a['cause']}): "
-                                    f"{a['error']}" for a in s["aborts"]]
+        lines += ["", "Aborts:"] + [f"- {_label(a)} {a['mode']} ({a['cause']}): {a['error']}" for a in s["aborts"]]
     if s["recompute_differs"]:
         lines += ["", "decom runs where the outputs it found lost (unregistered) and the tasks recomputed differ:"] + [
-            f"- seed {d['seed']}{' (HA)' if d['ha'] else ''} {d['mode']}: lost {d['lost']}, "
-            f"recomputed {d['recomputed']}" for d in s["recompute_differs"]]
+            f"- {_label(d)} {d['mode']}: lost {d['lost']}, recomputed {d['recomputed']}"
+            for d in s["recompute_differs"]]
     lines += ["", "Lost / recomputed: decom, the outputs it unregistered (no copy left) / a partition's successful "
               "runs after its first; stock, the first stage's outputs on the victims when they were hit / the same.",
               "",
               "| seed | schedule | mode | wall s | right | aborted | FetchFailed | attempts | lost / recomputed "
               "| drain s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        sched = doc["schedules"][_key(row["seed"], row["ha"])]
+        sched = doc["schedules"][_key(row)]
         if "failed" in row:
             lines.append(f"| {row['seed']} | {sched} | {row['mode']} | run not carried out: {row['failed'][:120]} "
                          "| | | | | | |")
@@ -303,12 +312,26 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _key(seed: int, ha: bool) -> str:
-    return f"{seed}{'-ha' if ha else ''}"
+def _key(r: Schedule | dict[str, Any]) -> str:
+    """A schedule's name in the files (generator 2's were named by seed alone, and stay so)."""
+    return ("" if r["generator"] == 2 else f"g{r['generator']}-") + f"{r['seed']}{'-ha' if r['ha'] else ''}"
+
+
+def _which(r: dict[str, Any]) -> dict[str, Any]:
+    return {"seed": r["seed"], "generator": r["generator"], "ha": r["ha"]}
+
+
+def _label(w: dict[str, Any]) -> str:
+    return f"seed {w['seed']} (gen {w['generator']}{', HA' if w['ha'] else ''})"
+
+
+def _same_schedule(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return _which(a) == _which(b)
 
 
 def _doc(chunks: list[dict[str, Any]], rows: list[dict[str, Any]], schedules: dict[str, str]) -> dict[str, Any]:
-    return {"generator": GENERATOR, "chunks": chunks, "schedules": schedules, "summary": summarize(rows), "rows": rows}
+    return {"generators": sorted({r["generator"] for r in rows}), "chunks": chunks, "schedules": schedules,
+            "summary": summarize(rows), "rows": rows}
 
 
 def _save(doc: dict[str, Any], stem: str) -> None:
@@ -333,15 +356,19 @@ def _jobs(workloads: set[str]) -> dict[str, Any]:
 
 def run_chunk(args: argparse.Namespace, argv: list[str]) -> int:
     if args.mode or args.json:
-        print("chaos --long: runs both modes on 5 nodes and prints as it goes; --mode and --json are the short "
+        print("chaos --long: runs both modes and prints as it goes; --mode and --json are the short "
               "mode's", file=sys.stderr)
         return 2
     first = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 100_000)
     seeds = list(range(first, first + max(1, args.runs)))
-    stem = args.out or f"chaos-long-{first}{'-ha' if args.ha else ''}"
-    scheds = {s: schedule(s, args.ha) for s in seeds}
-    print(f"chaos --long: generator {GENERATOR}, seeds {seeds[0]}..{seeds[-1]}{' on an HA lab' if args.ha else ''}; "
-          f"replay one with: python -m bench.chaos --long --seed S --runs 1{' --ha' if args.ha else ''}", flush=True)
+    gen = args.generator
+    stem = args.out or f"chaos-long-{'' if gen == 2 else f'g{gen}-'}{first}{'-ha' if args.ha else ''}"
+    scheds = {s: schedule(s, args.ha, gen) for s in seeds}
+    nodes = NODES[gen]
+    print(f"chaos --long: generator {gen} ({nodes} nodes), seeds {seeds[0]}..{seeds[-1]}"
+          f"{' on an HA lab' if args.ha else ''}; "
+          f"replay one with: python -m bench.chaos --long --seed S --runs 1 --generator {gen}"
+          f"{' --ha' if args.ha else ''}", flush=True)
     for s in seeds:
         print("  " + describe(scheds[s]), flush=True)
 
@@ -358,8 +385,8 @@ def run_chunk(args: argparse.Namespace, argv: list[str]) -> int:
     ran: list[int] = []
     try:
         # quick_spark_jvms, as make bench: the Spark JVMs start in half the time on 2 cores, in both modes.
-        with YarnLab(nodes=NODES, shuffle_service=True, ha=args.ha, quick_spark_jvms=True) as lab:
-            log(f"lab: {NODES} nodes{' (HA)' if args.ha else ''} up in {lab.startup_seconds:.0f}s")
+        with YarnLab(nodes=nodes, shuffle_service=True, ha=args.ha, quick_spark_jvms=True) as lab:
+            log(f"lab: {nodes} nodes{' (HA)' if args.ha else ''} up in {lab.startup_seconds:.0f}s")
             for s in seeds:
                 spent = (time.monotonic() - t0) / 60
                 per_seed = spent / len(ran) if ran else 6.0
@@ -377,8 +404,8 @@ def run_chunk(args: argparse.Namespace, argv: list[str]) -> int:
                         f"unregistered {r['outputs_unregistered']} recomputed {r['tasks_recomputed']} "
                         f"migrated {r['outputs_migrated']} drains {r['drain_by_node']}"))
                     chunk = {"command": command, "when": when, "seconds": round(time.monotonic() - t0), "seeds": ran,
-                             "ha": args.ha}
-                    _save(_doc([chunk], rows, {_key(x, args.ha): describe(scheds[x]) for x in ran}), stem)
+                             "ha": args.ha, "generator": gen}
+                    _save(_doc([chunk], rows, {_key(scheds[x]): describe(scheds[x]) for x in ran}), stem)
     except LabUnavailable as e:
         print(f"chaos: the YARN lab is unavailable here: {e}", file=sys.stderr)
         return 2
@@ -392,27 +419,32 @@ def merge(paths: list[Path], stem: str) -> int:
     chunks: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     schedules: dict[str, str] = {}
-    def key(r: dict[str, Any]) -> tuple[int, bool, str]:
-        return r["seed"], r["ha"], r["mode"]
+    def key(r: dict[str, Any]) -> tuple[int, int, bool, str]:
+        return r["generator"], r["seed"], r["ha"], r["mode"]
 
     for p in paths:  # in the order given; a seed run twice keeps its first run carried out
         doc = json.loads(p.read_text())
-        if doc.get("generator") != GENERATOR:
-            print(f"chaos --merge: {p} was made by schedule generator {doc.get('generator')}, not {GENERATOR}; "
-                  "left out", file=sys.stderr)
+        # a chunk before generator 3 named its one generator; its rows and chunks inherit it
+        made_by = doc.get("generators") or [doc.get("generator")]
+        if not set(made_by) <= set(GENERATORS):
+            print(f"chaos --merge: {p} was made by schedule generator(s) {made_by}, none of which is still "
+                  f"known ({GENERATORS}); left out", file=sys.stderr)
             continue
+        for c in doc["chunks"]:
+            c.setdefault("generator", made_by[0])
         taken = 0
         for r in doc["rows"]:
+            r.setdefault("generator", made_by[0])
             i = next((j for j, x in enumerate(rows) if key(x) == key(r)), None)
             if i is None:
                 rows.append(r)
             elif "failed" in rows[i] and "failed" not in r:
                 rows[i] = r
             else:
-                print(f"chaos --merge: {p} repeats seed {r['seed']} ({r['mode']}); left out", file=sys.stderr)
+                print(f"chaos --merge: {p} repeats {_label(r)} ({r['mode']}); left out", file=sys.stderr)
                 continue
             taken += 1
-            schedules[_key(r["seed"], r["ha"])] = doc["schedules"][_key(r["seed"], r["ha"])]
+            schedules[_key(r)] = doc["schedules"][_key(r)]
         if taken:
             chunks += doc["chunks"]
     doc = _doc(chunks, rows, schedules)
@@ -423,8 +455,10 @@ def merge(paths: list[Path], stem: str) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--long", action="store_true", help=f"the long mode (schedule generator {GENERATOR}, see "
-                   "bench/chaos_long.py): stock and decom + agent, 5 nodes, Spark's default timeouts")
+    p.add_argument("--long", action="store_true", help="the long mode (see bench/chaos_long.py): stock and "
+                   "decom + agent on seeded schedules, Spark's default timeouts")
+    p.add_argument("--generator", type=int, choices=GENERATORS, default=GENERATOR,
+                   help=f"--long: the schedule generator (default {GENERATOR}; an older one replays its seeds)")
     p.add_argument("--ha", action="store_true", help="--long on an HA lab (two RMs; RM failovers in the schedules)")
     p.add_argument("--budget-min", type=float, default=110.0,
                    help="--long: start no seed that would end after this many minutes (default 110: a 2-hour window)")

@@ -16,14 +16,27 @@ from yarnlab.sparkapp import MOD, job_checksum
 def test_a_seed_always_means_the_same_schedule_and_seeds_differ() -> None:
     assert schedule(7) == schedule(7) and schedule(7, ha=True) == schedule(7, ha=True)
     assert len({chaos_long.describe(schedule(s)) for s in range(1, 30)}) == 29
+    assert schedule(7)["generator"] == GENERATOR and schedule(7) != schedule(7, generator=2)
 
 
-def test_fifty_seeds_hold_every_event_kind_and_over_200_scale_in_events() -> None:
-    scheds = [schedule(s) for s in range(1, 51)]
+def test_an_older_generator_still_makes_the_schedules_it_made() -> None:
+    # as bench/results/chaos-long-1.md (2026-12-02) printed seed 11, which ran with generator 2
+    assert chaos_long.describe(schedule(11, generator=2)) == (
+        "seed 11 (gen 2): join, shuffle service on, dynamic allocation off; t=4.0s NodeManager restart (3.5s down); "
+        "t=5.4s 2 node(s) vanish, back 27.2s later; t=9.7s 1 node(s) vanish, back 24.0s later; t=29.5s 1 node(s) "
+        "vanish, back 8.0s later; t=34.4s decommission 1 node(s), timeout 120s; t=35.5s decommission 1 node(s), "
+        "timeout 3600s; t=36.0s decommission 1 node(s), timeout 900s")
+    with pytest.raises(ValueError, match="generator 1 is not one of"):
+        schedule(1, generator=1)
+
+
+@pytest.mark.parametrize("generator", chaos_long.GENERATORS)
+def test_fifty_seeds_hold_every_event_kind_and_over_200_scale_in_events(generator: int) -> None:
+    scheds = [schedule(s, generator=generator) for s in range(1, 51)]
     kinds = {e.how for s in scheds for e in s["events"]}
     assert kinds == {"graceful", "vanish", "nm-restart", "rm-restart", "agent-restart"}
-    assert "rm-failover" in {e.how for s in range(1, 11) for e in schedule(s, ha=True)["events"]}
-    assert sum(e.how in SCALE_IN for s in scheds for e in s["events"]) >= 200
+    assert "rm-failover" in {e.how for s in range(1, 11) for e in schedule(s, ha=True, generator=generator)["events"]}
+    assert sum(e.how in SCALE_IN for s in scheds for e in s["events"]) >= (200 if generator == 2 else 250)
     graceful = [e for s in scheds for e in s["events"] if e.how == "graceful"]
     assert min(e.timeout for e in graceful) == 10 and max(e.timeout for e in graceful) == 3600
     assert any(e.back_after is not None and e.back_after < e.timeout for e in graceful), "no recommission"
@@ -42,8 +55,8 @@ def test_a_session_answers_the_sum_of_its_queries() -> None:
 
 
 def _row(seed: int, mode: str, wall: float, **kw: Any) -> dict[str, Any]:
-    row = {"seed": seed, "ha": False, "mode": mode, "dynamic_allocation": True, "wall_s": wall, "correct": True,
-           "aborted": False, "mismatch": False, "error": "", "scale_in_events": 4, "other_events": 1,
+    row = {"seed": seed, "generator": 2, "ha": False, "mode": mode, "dynamic_allocation": True, "wall_s": wall,
+           "correct": True, "aborted": False, "mismatch": False, "error": "", "scale_in_events": 4, "other_events": 1,
            "fetch_failed_tasks": 0, "outputs_lost": 3, "outputs_unregistered": 3, "tasks_recomputed": 3,
            "drain_by_node": {"n1": 5.0}, "timeline": [], "abort_cause": None, "stage_attempts": 2}
     row.update(kw)
@@ -71,20 +84,29 @@ def test_ratios_count_only_seeds_stock_finished_and_name_the_slow_ones() -> None
             _row(3, "decom", 45.0)]
     s = summarize(rows)
     assert s["decom_over_stock"]["seeds"] == 2 and s["decom_over_stock"]["max"] == 1.5
-    assert s["decom_over_stock"]["over_1_2x"] == [{"seed": 1, "ha": False, "ratio": 1.5}]
-    assert s["recompute_differs"] == [{"seed": 2, "ha": False, "mode": "decom", "lost": 4, "recomputed": 5}]
+    assert s["decom_over_stock"]["over_1_2x"] == [{"seed": 1, "generator": 2, "ha": False, "ratio": 1.5}]
+    assert s["recompute_differs"] == [{"seed": 2, "generator": 2, "ha": False, "mode": "decom", "lost": 4,
+                                       "recomputed": 5}]
     assert s["stock"]["aborts_by_cause"]["scale-in"] == 1 and s["decom"]["aborts"] == 0
     assert s["decom"]["scale_in_events"] == 12
 
 
-def test_merge_joins_chunks_and_leaves_out_other_generators_and_repeats(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_merge_joins_chunks_of_both_generators_and_leaves_out_unknown_ones_and_repeats(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(chaos_long, "RESULTS", tmp_path)
 
-    def chunk(name: str, rows: list[dict[str, Any]], generator: int = GENERATOR) -> Path:
-        doc = {"generator": generator, "chunks": [{"command": name, "when": "w", "seconds": 1, "seeds": [],
-                                                   "ha": False}],
-               "schedules": {str(r["seed"]): f"s{r['seed']}" for r in rows}, "rows": rows}
+    def chunk(name: str, rows: list[dict[str, Any]], generator: int = 2) -> Path:
+        if generator == 2:  # as the chunks made before generator 3 were written: one generator, seed keys
+            for r in rows:
+                del r["generator"]
+            head: dict[str, Any] = {"generator": 2, "schedules": {str(r["seed"]): f"s{r['seed']}" for r in rows}}
+        else:
+            for r in rows:
+                r["generator"] = generator
+            head = {"generators": [generator], "schedules": {f"g{generator}-{r['seed']}": f"g{generator} s{r['seed']}"
+                                                             for r in rows}}
+        doc = {**head, "chunks": [{"command": name, "when": "w", "seconds": 1, "seeds": [], "ha": False}],
+               "rows": rows}
         (tmp_path / f"{name}.json").write_text(json.dumps(doc))
         return tmp_path / f"{name}.json"
 
@@ -92,10 +114,18 @@ def test_merge_joins_chunks_and_leaves_out_other_generators_and_repeats(tmp_path
              chunk("b", [_row(1, "decom", 99.0), _row(2, "stock", 40.0), _row(2, "decom", 42.0)]),
              chunk("c", [_row(3, "decom", 43.0)]),
              chunk("d", [_row(2, "stock", 50.0)]),
+             chunk("new", [_row(1, "stock", 40.0), _row(1, "decom", 80.0)], generator=3),
              chunk("old", [_row(9, "decom", 1.0)], generator=1)]
     assert chaos_long.merge(paths, "merged") == 0
     doc = json.loads((tmp_path / "merged.json").read_text())
-    assert [(r["seed"], r["mode"], r["wall_s"]) for r in doc["rows"]] == [
-        (1, "stock", 40.0), (1, "decom", 41.0), (3, "decom", 43.0), (2, "stock", 40.0), (2, "decom", 42.0)]
-    assert [c["command"] for c in doc["chunks"]] == ["a", "b", "c"], "a chunk that added nothing is listed"
-    assert doc["summary"]["decom"]["runs"] == 3 and "| decom | 3 |" in (tmp_path / "merged.md").read_text()
+    assert [(r["generator"], r["seed"], r["mode"], r["wall_s"]) for r in doc["rows"]] == [
+        (2, 1, "stock", 40.0), (2, 1, "decom", 41.0), (2, 3, "decom", 43.0), (2, 2, "stock", 40.0),
+        (2, 2, "decom", 42.0), (3, 1, "stock", 40.0), (3, 1, "decom", 80.0)]
+    assert [c["command"] for c in doc["chunks"]] == ["a", "b", "c", "new"], "a chunk that added nothing is listed"
+    assert [c["generator"] for c in doc["chunks"]] == [2, 2, 2, 3]
+    # seed 1 of generator 3 is another schedule than seed 1 of generator 2: its ratio is its own
+    assert doc["summary"]["decom_over_stock"]["over_1_2x"] == [{"seed": 1, "generator": 3, "ha": False, "ratio": 2.0}]
+    md = (tmp_path / "merged.md").read_text()
+    assert doc["summary"]["decom"]["runs"] == 4 and "| decom | 4 |" in md
+    assert "| 1 | g3 s1 | decom | 80.0 |" in md and "| 1 | s1 | decom | 41.0 |" in md
+    assert "generators (bench/chaos_long.py): 2 (5 NodeManagers), 3 (6 NodeManagers)" in md
