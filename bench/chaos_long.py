@@ -355,14 +355,16 @@ def _jobs(workloads: set[str]) -> dict[str, Any]:
 
 
 def run_chunk(args: argparse.Namespace, argv: list[str]) -> int:
-    if args.mode or args.json:
-        print("chaos --long: runs both modes and prints as it goes; --mode and --json are the short "
-              "mode's", file=sys.stderr)
+    if args.json:
+        print("chaos --long prints as it goes; --json is the short mode's", file=sys.stderr)
         return 2
+    # One mode (--mode, e.g. decom alone) replays a seed to look into it: its file is named apart.
+    modes = tuple(m for m in MODES if not args.mode or m in args.mode)
     first = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 100_000)
     seeds = list(range(first, first + max(1, args.runs)))
     gen = args.generator
-    stem = args.out or f"chaos-long-{'' if gen == 2 else f'g{gen}-'}{first}{'-ha' if args.ha else ''}"
+    stem = args.out or (f"chaos-long-{'' if gen == 2 else f'g{gen}-'}{first}{'-ha' if args.ha else ''}"
+                        + ("" if len(modes) == len(MODES) else f"-{'-'.join(modes)}-only"))
     scheds = {s: schedule(s, args.ha, gen) for s in seeds}
     nodes = NODES[gen]
     print(f"chaos --long: generator {gen} ({nodes} nodes), seeds {seeds[0]}..{seeds[-1]}"
@@ -395,7 +397,7 @@ def run_chunk(args: argparse.Namespace, argv: list[str]) -> int:
                         f"{args.budget_min} min (go on with --seed {s})")
                     break
                 ran.append(s)
-                for m in (("stock", "decom") if s % 2 == 0 else ("decom", "stock")):
+                for m in (modes if s % 2 == 0 else modes[::-1]):
                     log(f"seed {s} / {m}: {describe(scheds[s])}")
                     rows.append(run_one(lab, scheds[s], m, jobs, log))
                     r = rows[-1]
