@@ -199,7 +199,8 @@ def run_one(lab: YarnLab, s: Schedule, mode: str, jobs: dict[str, Any], log: Cal
             "nodes_hit": len(o.victims), "recoveries": len(o.recoveries),
             "stage_attempts": o.stage_attempts, "fetch_failed_tasks": o.fetch_failed_tasks,
             "outputs_lost": o.outputs_lost, "map_tasks_recomputed": o.map_tasks_recomputed,
-            "tasks_recomputed": o.tasks_recomputed, "outputs_unregistered": o.outputs_unregistered,
+            "tasks_recomputed": o.tasks_recomputed, "partitions_recomputed_twice": o.partitions_recomputed_twice,
+            "outputs_unregistered": o.outputs_unregistered,
             "outputs_migrated": o.outputs_migrated, "outputs_orphaned": o.outputs_orphaned,
             "drain_by_node": o.drain_by_node, "tasks_on_victims_after": o.tasks_on_victims_after,
             "timeline": [{k: v for k, v in e.items() if k in ("how", "timeout", "victims", "told_t", "stages",
@@ -250,6 +251,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
                                  "recomputed": r["tasks_recomputed"]}
                                 for r in ok if r["mode"] == "decom" and not r["aborted"]
                                 and r["outputs_unregistered"] != r["tasks_recomputed"]]
+    # Recorded since 2026-12-02 (rows before have no such field): partitions computed three times or more.
+    out["recomputed_more_than_once"] = [{**_which(r), "mode": r["mode"], "partitions": r["partitions_recomputed_twice"]}
+                                        for r in ok if r.get("partitions_recomputed_twice")]
     out["decom_aborts_from_scale_in"] = [{**_which(r), "error": r["error"][:300]} for r in ok
                                          if r["mode"] == "decom" and r.get("abort_cause") == "scale-in"]
     out["aborts"] = [{**_which(r), "mode": r["mode"], "cause": r.get("abort_cause"),
@@ -293,11 +297,14 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += ["", "decom runs where the outputs it found lost (unregistered) and the tasks recomputed differ:"] + [
             f"- {_label(d)} {d['mode']}: lost {d['lost']}, recomputed {d['recomputed']}"
             for d in s["recompute_differs"]]
-    lines += ["", "Lost / recomputed: decom, the outputs it unregistered (no copy left) / a partition's successful "
-              "runs after its first; stock, the first stage's outputs on the victims when they were hit / the same.",
-              "",
-              "| seed | schedule | mode | wall s | right | aborted | FetchFailed | attempts | lost / recomputed "
-              "| drain s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    if s.get("recomputed_more_than_once"):
+        lines += ["", "Runs where a partition was computed three times or more:"] + [
+            f"- {_label(d)} {d['mode']}: {d['partitions']} partition(s)" for d in s["recomputed_more_than_once"]]
+    lines += ["", "On victims / unregistered / recomputed: the job's first stage's outputs on the victims when they "
+              "were hit (both modes); the outputs decom unregistered, no copy being left (decom only); a partition's "
+              "successful runs after its first, in any attempt or job (both modes).", "",
+              "| seed | schedule | mode | wall s | right | aborted | FetchFailed | attempts | on victims / "
+              "unregistered / recomputed | drain s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         sched = doc["schedules"][_key(row)]
         if "failed" in row:
@@ -305,10 +312,10 @@ def markdown(doc: dict[str, Any]) -> str:
                          "| | | | | | |")
             continue
         drains = ", ".join(f"{h} {d}" for h, d in row["drain_by_node"].items()) or "-"
-        lost = row["outputs_unregistered"] if row["mode"] == "decom" else row["outputs_lost"]
+        unreg = row["outputs_unregistered"] if row["mode"] == "decom" else "-"
         lines.append(f"| {row['seed']} | {sched} | {row['mode']} | {row['wall_s']} | {row['correct']} | "
                      f"{row['aborted']} | {row['fetch_failed_tasks']} | {row['stage_attempts']} | "
-                     f"{lost} / {row['tasks_recomputed']} | {drains} |")
+                     f"{row['outputs_lost']} / {unreg} / {row['tasks_recomputed']} | {drains} |")
     return "\n".join(lines) + "\n"
 
 

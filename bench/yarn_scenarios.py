@@ -116,9 +116,11 @@ class YarnOutcome:
     outputs_orphaned: int = 0
     #: seconds from the graceful request to decom's "let go" of the victim (the last victim), None: never
     let_go_s: float | None = None
-    #: successful task runs of a partition after its first (in the same stage attempt or a later one), over the
-    #: stages but the job's last: recomputed work
+    #: successful task runs of a partition after its first (in the same stage attempt, a later one, or a later
+    #: job's stage over the same RDDs), over the stages but the job's last: recomputed work
     tasks_recomputed: int = 0
+    #: partitions computed more than twice: recomputed more than once
+    partitions_recomputed_twice: int = 0
     #: graceful victims that were not recommissioned: seconds from the request to DECOMMISSIONED (None: not
     #: within the wait)
     drain_by_node: dict[str, float | None] = field(default_factory=dict)
@@ -189,7 +191,7 @@ def holders(attempts: list[dict[str, Any]], map_stage: int) -> dict[str, list[in
     for a in sorted((a for a in attempts if a["stage"] == map_stage), key=lambda a: a["attempt"]):
         for t in a["tasks"]:
             if t["status"] == "SUCCESS":
-                holder[t["index"]] = t["host"]
+                holder[t.get("partition", t["index"])] = t["host"]
     out: dict[str, list[int]] = {}
     for idx, host in sorted(holder.items()):
         out.setdefault(host, []).append(idx)
@@ -219,8 +221,9 @@ def outputs_at(attempts: list[dict[str, Any]], hosts: list[str], when: float) ->
             continue
         for t in a["tasks"]:
             launch = t["launch"] or 0.0
-            if t["status"] == "SUCCESS" and launch < when and launch >= holder.get(t["index"], (-1.0, ""))[0]:
-                holder[t["index"]] = (launch, t["host"])
+            part = t.get("partition", t["index"])
+            if t["status"] == "SUCCESS" and launch < when and launch >= holder.get(part, (-1.0, ""))[0]:
+                holder[part] = (launch, t["host"])
     return sum(1 for _, h in holder.values() if h in hosts)
 
 
@@ -405,14 +408,18 @@ def _figures(out: YarnOutcome, attempts: list[dict[str, Any]], rep: dict[str, An
         out.map_tasks_recomputed = sum(1 for a in attempts if a["stage"] == map_stage != result_stage
                                        and a["attempt"] > 0 for t in a["tasks"] if t["status"] == "SUCCESS")
         # Every successful run of a partition after its first, in any attempt: a lost output is re-run in a later
-        # attempt, or in the same one while the stage still runs (Spark resubmits the tasks of a lost executor).
-        runs: dict[tuple[int, int], int] = {}
+        # attempt, in the same one while the stage still runs (Spark resubmits the tasks of a lost executor), or
+        # by a later job, whose map stage computes the same RDDs under a new stage id.
+        runs: dict[tuple[tuple[int, ...] | int, int], int] = {}
         for a in attempts:
             if a["stage"] != result_stage:
+                what = tuple(a.get("rdds") or ()) or a["stage"]
                 for t in a["tasks"]:
                     if t["status"] == "SUCCESS":
-                        runs[(a["stage"], t["index"])] = runs.get((a["stage"], t["index"]), 0) + 1
+                        k = (what, t.get("partition", t["index"]))
+                        runs[k] = runs.get(k, 0) + 1
         out.tasks_recomputed = sum(n - 1 for n in runs.values())
+        out.partitions_recomputed_twice = sum(1 for n in runs.values() if n > 2)
         out.result_stage_attempts = sum(1 for a in attempts if a["stage"] == result_stage)
     # Tasks launched on a victim after it was known to be leaving. With decom: from the moment the
     # shim's exclusion took effect (its "excluded" event, in the driver's clock like Spark's launch

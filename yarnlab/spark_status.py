@@ -2,7 +2,7 @@
 
 One reader for the lab's driver process (yarnlab.sparkapp), the local-cluster benchmarks and the tests,
 so every one of them judges a run from the same records: stage attempts, and each task's index,
-executor, host, status, launch time and error.
+executor, host, status, launch time and error, and the partition it computed.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class Task:
     error: str
     host: str = ""
     launch: float | None = None
+    #: The partition computed: a later attempt runs only the missing ones, so its task indexes start at 0 again.
+    partition: int = -1
 
     @property
     def fetch_failed(self) -> bool:
@@ -52,14 +54,17 @@ class StageAttempt:
     num_tasks: int
     failure: str
     tasks: list[Task] = field(default_factory=list)
+    #: The RDDs the stage computes: a later job that needs a lost shuffle output again runs its map stage
+    #: under a new stage id, with the same RDDs.
+    rdds: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able record with errors cut short (a FetchFailed trace runs to kilobytes per task)."""
         return {"stage": self.stage, "attempt": self.attempt, "name": self.name, "status": self.status,
-                "num_tasks": self.num_tasks, "failure": self.failure[:500],
+                "num_tasks": self.num_tasks, "failure": self.failure[:500], "rdds": self.rdds,
                 "fetch_failed": sum(1 for t in self.tasks if t.fetch_failed),
-                "tasks": [{"index": t.index, "executor": t.executor, "host": t.host, "status": t.status,
-                           "launch": t.launch, "error": t.error[:300]} for t in self.tasks]}
+                "tasks": [{"index": t.index, "partition": t.partition, "executor": t.executor, "host": t.host,
+                           "status": t.status, "launch": t.launch, "error": t.error[:300]} for t in self.tasks]}
 
 
 class SparkProbe:
@@ -104,10 +109,12 @@ class SparkProbe:
                     continue
                 tl = self._get(f"/stages/{sid}/{a['attemptId']}/taskList?length=100000")
                 tasks = [Task(sid, a["attemptId"], t["index"], t.get("executorId", ""), t.get("status", ""),
-                              t.get("errorMessage") or "", t.get("host", ""), spark_time(t.get("launchTime")))
+                              t.get("errorMessage") or "", t.get("host", ""), spark_time(t.get("launchTime")),
+                              t.get("partitionId", t["index"]))
                          for t in tl]
                 out.append(StageAttempt(sid, a["attemptId"], a.get("name", ""), a.get("status", ""),
-                                        a.get("numTasks", 0), a.get("failureReason") or "", tasks))
+                                        a.get("numTasks", 0), a.get("failureReason") or "", tasks,
+                                        sorted(a.get("rddIds") or [])))
         return out
 
     def executors(self) -> list[dict[str, Any]]:

@@ -129,3 +129,28 @@ def test_merge_joins_chunks_of_both_generators_and_leaves_out_unknown_ones_and_r
     assert doc["summary"]["decom"]["runs"] == 4 and "| decom | 4 |" in md
     assert "| 1 | g3 s1 | decom | 80.0 |" in md and "| 1 | s1 | decom | 41.0 |" in md
     assert "generators (bench/chaos_long.py): 2 (5 NodeManagers), 3 (6 NodeManagers)" in md
+
+
+def test_a_partition_computed_again_counts_once_per_rerun_also_in_a_later_job_or_attempt() -> None:
+    from types import SimpleNamespace
+
+    from bench.yarn_scenarios import YarnOutcome, _figures
+
+    def attempt(stage: int, attempt: int, rdds: list[int], parts: list[int]) -> dict[str, Any]:
+        # a later attempt runs only the missing partitions: its task indexes start at 0 again
+        return {"stage": stage, "attempt": attempt, "rdds": rdds, "fetch_failed": 0,
+                "tasks": [{"index": i, "partition": p, "status": "SUCCESS", "host": "h", "launch": 1.0, "error": ""}
+                          for i, p in enumerate(parts)]}
+
+    attempts = [attempt(1, 0, [1, 2], [0, 1, 2, 3]),
+                attempt(1, 1, [1, 2], [3]),  # a lost output, re-run by the next attempt
+                attempt(2, 0, [3], [0, 1]),  # the first job's result stage: not a map stage
+                attempt(5, 0, [1, 2], [2]),  # a later job needed partition 2 of the same map stage again
+                attempt(6, 0, [4], [0])]  # the later job's result stage
+    watch = SimpleNamespace(changes=[], first=lambda *a: None)
+    out = YarnOutcome(scenario="s", mode="decom")
+    _figures(out, attempts, None, watch, {}, 0.0)  # type: ignore[arg-type]
+    assert (out.tasks_recomputed, out.partitions_recomputed_twice) == (2, 0)
+    out = YarnOutcome(scenario="s", mode="decom")
+    _figures(out, [*attempts, attempt(5, 1, [1, 2], [2])], None, watch, {}, 0.0)  # type: ignore[arg-type]
+    assert (out.tasks_recomputed, out.partitions_recomputed_twice) == (3, 1)

@@ -213,6 +213,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
           rec.unexcludeReason = None
           rec.letGoAt = None
           rec.executorsTold.clear()
+          rec.executorsToTell.clear()
           if (tellExecutors) snapshotOutputs(rec)
         }
         rec.excludedUntil = Some(t + timeoutMs)
@@ -540,21 +541,47 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     val fresh = execIds.filterNot(SparkInternals.isMarkedDecommissioning(sc, _))
     // Only a leaving node's executors are told to move their blocks: a told executor exits once done, so
     // an exclusion of single executors (by hand) stays one its owner can undo.
-    val tell = tellExecutors && rec.target.isInstanceOf[NodeTarget]
+    val leaving = tellExecutors && rec.target.isInstanceOf[NodeTarget]
+    // Told with no other executor to take its blocks, an executor finds no peer, reports its migration
+    // done and exits at once; Spark then re-runs its finished map tasks in a running stage, also those the
+    // shuffle service still serves. With the service on, they are told once a peer is up (tick), and let go
+    // when idle before that (their outputs stay served). With it off, an untold idle executor would have
+    // to stay to serve its outputs, holding capacity the job needs: they are told now.
+    val tell = leaving && (!shuffleService || hasPeer(execIds.toSet))
     // A told executor is marked as Spark's own trigger marks it, with no worker host: when it exits after
     // migrating, only its own (already moved) outputs are dropped, not the whole host's.
     val marked = SparkInternals.markDecommissioning(sc, fresh,
-      if (tell) None else rec.target.workerHost, reason, tellExecutors = tell)
+      if (leaving) None else rec.target.workerHost, reason, tellExecutors = tell)
     rec.executorsExcluded ++= execIds
     // Those not marked now were already told, by Spark's own YARN trigger (shuffle service off).
     if (tell) rec.executorsTold ++= execIds
+    else if (leaving) rec.executorsToTell ++= execIds.filterNot(rec.executorsTold.contains)
     marked
+  }
+
+  /** Is an executor up that is not leaving, so a leaving one's blocks have somewhere to go? */
+  private def hasPeer(leaving: Set[String]): Boolean =
+    alive.exists(id => !leaving.contains(id) && !SparkInternals.isMarkedDecommissioning(sc, id))
+
+  /** Tell the executors held back for want of a peer (markOn) to move their blocks, once one is up. */
+  private def tellOncePeerUp(): Unit = {
+    val waiting = nodes.values.filter(_.executorsToTell.nonEmpty).toSeq
+    waiting.foreach(n => n.executorsToTell.filterInPlace(id => alive.contains(id) && !n.executorsReleased(id)))
+    val held = waiting.filter(n => n.executorsToTell.nonEmpty && n.excludedNow && !n.decommissioned)
+    if (held.isEmpty || !hasPeer(held.flatMap(_.executorsToTell).toSet)) return
+    held.foreach { n =>
+      val told = SparkInternals.tellDecommissioning(sc, n.executorsToTell.toSeq)
+      n.executorsToTell.clear()
+      n.executorsTold ++= told
+      if (told.nonEmpty) event("executors-told", n.target.key, ("executors" -> told) ~ ("onceAPeerWasUp" -> true))
+    }
   }
 
   private def unexcludeRecord(rec: NodeRecord, reason: String): Seq[String] = {
     if (!rec.doomed) return Nil
     rec.unexcludedAt = Some(now())
     rec.unexcludeReason = Some(reason)
+    rec.executorsToTell.clear()
     rec.excludedUntil = None
     val ids = rec.executorsExcluded.toSeq.filter(alive.contains)
     // An executor also covered by another node that is still doomed stays excluded.
@@ -574,16 +601,18 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     nodes.values.filter(n => n.target.isInstanceOf[NodeTarget] && n.excludedNow && !n.decommissioned).foreach { n =>
       val idle = n.executorsExcluded.toSeq.filter { id =>
         alive.contains(id) && !n.executorsReleased.contains(id) && runningTasks.getOrElse(id, 0) == 0 &&
-          !SparkInternals.isExecutorBusy(sc, id) && (!tellExecutors || movedOrWaited(n, id))
+          !SparkInternals.isExecutorBusy(sc, id) &&
+          (!tellExecutors || n.executorsToTell.contains(id) || movedOrWaited(n, id))
       }
       if (idle.nonEmpty && (keepCapacity || activeJobs.isEmpty || !holdsOutputs(n))) {
-        // Killed first, the executors are lost as "killed": Spark keeps their outputs with the shuffle
-        // service on (the node's shuffle service serves them until decom drops them when the node goes)
-        // and drops them with it off (hence keepCapacity only with the service on). The loss host below
-        // is what Spark would use if the kill had not registered first.
+        // With the shuffle service on, killed first, the executors are lost as "killed": Spark keeps their
+        // outputs (the node's shuffle service serves them until decom drops them when the node goes) and
+        // re-runs none of their tasks. With it off, their outputs die with them (hence keepCapacity only
+        // with the service on), and they are dropped as decommissioned before the kill: Spark then re-runs
+        // only the tasks whose outputs did not move off them, not every task they ran in a running stage.
         val lossHost = if (keepCapacity) None else n.target.workerHost
         val gone = SparkInternals.releaseExecutors(sc, idle, lossHost,
-          "decom: idle on a decommissioning node")
+          "decom: idle on a decommissioning node", decommissionFirst = !shuffleService)
         n.executorsReleased ++= gone
         alive --= gone
         if (gone.nonEmpty) {
@@ -701,6 +730,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
         .foreach(unexcludeRecord(_, "exclusion timeout expired"))
       // One read of the map output tracker serves both, and only if either needs it.
       lazy val locs = SparkInternals.outputLocations()
+      if (migrate) tellOncePeerUp()
       if (tellExecutors) followMigration(t, locs)
       letGoOfNodes(t, locs)
     }

@@ -60,6 +60,9 @@ final class NodeRecord(val target: Target) {
   val executorsLost: mutable.LinkedHashSet[String] = mutable.LinkedHashSet.empty
   /** Executors decom told to move their blocks off the node (Spark's decommission message). */
   val executorsTold: mutable.LinkedHashSet[String] = mutable.LinkedHashSet.empty
+  /** Executors to tell once another executor can take their blocks: told with no peer, an executor
+   * finds nothing to move to, reports its migration done and exits, and Spark re-runs its map tasks. */
+  val executorsToTell: mutable.LinkedHashSet[String] = mutable.LinkedHashSet.empty
   var outputsUnregistered: Int = 0
   /** shuffle id -> times decom unregistered outputs of that shuffle on this node. */
   val cleanups: mutable.Map[Int, mutable.ArrayBuffer[Long]] = mutable.Map.empty

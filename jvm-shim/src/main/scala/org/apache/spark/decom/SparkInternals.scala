@@ -147,18 +147,51 @@ object SparkInternals {
    * Let go of executors: ask the cluster manager to kill them (so YARN can finish draining the node)
    * and drop them on the driver at once, so their running tasks are re-offered now instead of
    * after a heartbeat timeout when the node has vanished.
+   *
+   * Killed first, Spark loses them as "killed" (its kill wins over any other reason): with the shuffle
+   * service on it then keeps their outputs and re-runs none of their finished map tasks. With
+   * `decommissionFirst` they are dropped first, so Spark loses them as decommissioned executors: a running
+   * map stage then re-runs only the finished tasks whose outputs did not move off them (a kill would re-run
+   * them all when the shuffle service is off), and the containers are killed after.
    */
   def releaseExecutors(
-      sc: SparkContext, execIds: Seq[String], workerHost: Option[String], message: String)
+      sc: SparkContext, execIds: Seq[String], workerHost: Option[String], message: String,
+      decommissionFirst: Boolean = false)
       : Seq[String] = backend(sc) match {
     case Some(b) if execIds.nonEmpty =>
       val alive = execIds.filter(b.getExecutorIds().contains)
-      b.killExecutors(alive, adjustTargetNumExecutors = false, countFailures = false, force = true)
-      // `removeExecutor` is Scala-protected (public in bytecode): the same call Spark makes when an
-      // executor's connection drops, with the decommission loss reason.
+      // `removeExecutor` and `doKillExecutors` are Scala-protected (public in bytecode). The first is the
+      // call Spark makes when an executor's connection drops, here with the decommission loss reason.
       val remove = b.getClass.getMethod("removeExecutor", classOf[String], classOf[ExecutorLossReason])
-      alive.foreach(id => remove.invoke(b, id, ExecutorDecommission(workerHost, message)))
+      if (decommissionFirst) {
+        alive.foreach(id => remove.invoke(b, id, ExecutorDecommission(workerHost, message)))
+        // killExecutors skips executors the driver no longer knows: ask the cluster manager directly.
+        val kill = b.getClass.getMethod("doKillExecutors", classOf[scala.collection.immutable.Seq[_]])
+        val done = kill.invoke(b, alive).asInstanceOf[scala.concurrent.Future[Any]]
+        scala.util.Try(org.apache.spark.util.ThreadUtils.awaitResult(done,
+          scala.concurrent.duration.Duration(30, java.util.concurrent.TimeUnit.SECONDS)))
+      } else {
+        b.killExecutors(alive, adjustTargetNumExecutors = false, countFailures = false, force = true)
+        alive.foreach(id => remove.invoke(b, id, ExecutorDecommission(workerHost, message)))
+      }
       alive
+    case _ => Seq.empty
+  }
+
+  /**
+   * Send executors already marked decommissioning Spark's decommission message, so they move their blocks
+   * off. `decommissionExecutors` skips executors already marked, hence the message is sent here.
+   */
+  def tellDecommissioning(sc: SparkContext, execIds: Seq[String]): Seq[String] = backend(sc) match {
+    case Some(b) if execIds.nonEmpty =>
+      val data = accessor[mutable.HashMap[String, AnyRef]](
+        b, "org$apache$spark$scheduler$cluster$CoarseGrainedSchedulerBackend$$executorDataMap")
+      val refs = b.synchronized(execIds.flatMap(id => data.get(id).map(id -> _)))
+      refs.map { case (id, d) =>
+        accessor[org.apache.spark.rpc.RpcEndpointRef](d, "executorEndpoint")
+          .send(org.apache.spark.scheduler.cluster.CoarseGrainedClusterMessages.DecommissionExecutor)
+        id
+      }
     case _ => Seq.empty
   }
 
