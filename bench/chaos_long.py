@@ -276,7 +276,7 @@ def markdown(doc: dict[str, Any]) -> str:
              + ". Chunks:", ""]
     for c in doc["chunks"]:
         lines.append(f"- `{c['command']}`: {c['when']}, {c['seconds']} s, generator {c.get('generator', 2)}, "
-                     f"seeds {c['seeds']}")
+                     f"decom {c.get('decom_commit') or 'not recorded'}, seeds {c['seeds']}")
     lines += ["", "| mode | runs | scale-in events | RM / agent events | right answers | data mismatches | aborts "
               "(scale-in / RM outage / other) | FetchFailed tasks | drain median s (not drained) |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -317,6 +317,21 @@ def markdown(doc: dict[str, Any]) -> str:
                      f"{row['aborted']} | {row['fetch_failed_tasks']} | {row['stage_attempts']} | "
                      f"{row['outputs_lost']} / {unreg} / {row['tasks_recomputed']} | {drains} |")
     return "\n".join(lines) + "\n"
+
+
+def _commit() -> str:
+    """The decom source the chunk ran (its git commit, "+changes" when the tree differed from it)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
 
 
 def _key(r: Schedule | dict[str, Any]) -> str:
@@ -392,6 +407,7 @@ def run_chunk(args: argparse.Namespace, argv: list[str]) -> int:
     command = " ".join(["python -m bench.chaos", *argv]) + ("" if args.seed is not None else f" (seed {first} drawn)")
     rows: list[dict[str, Any]] = []
     ran: list[int] = []
+    commit = _commit()
     try:
         # quick_spark_jvms, as make bench: the Spark JVMs start in half the time on 2 cores, in both modes.
         with YarnLab(nodes=nodes, shuffle_service=True, ha=args.ha, quick_spark_jvms=True) as lab:
@@ -413,7 +429,7 @@ def run_chunk(args: argparse.Namespace, argv: list[str]) -> int:
                         f"unregistered {r['outputs_unregistered']} recomputed {r['tasks_recomputed']} "
                         f"migrated {r['outputs_migrated']} drains {r['drain_by_node']}"))
                     chunk = {"command": command, "when": when, "seconds": round(time.monotonic() - t0), "seeds": ran,
-                             "ha": args.ha, "generator": gen}
+                             "ha": args.ha, "generator": gen, "decom_commit": commit}
                     _save(_doc([chunk], rows, {_key(scheds[x]): describe(scheds[x]) for x in ran}), stem)
     except LabUnavailable as e:
         print(f"chaos: the YARN lab is unavailable here: {e}", file=sys.stderr)

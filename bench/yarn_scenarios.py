@@ -209,6 +209,25 @@ def pick_victims(app: SparkApp, n: int, avoid: set[str]) -> tuple[list[str], int
     return victims, sum(per_host[h] for h in victims)
 
 
+def reruns(attempts: list[dict[str, Any]]) -> tuple[int, int]:
+    """Successful runs of a partition after its first, and partitions computed more than twice, over every
+    stage but the last job's result stage. A lost output is re-run in a later attempt, in the same one while
+    the stage still runs (Spark resubmits a lost executor's finished map tasks), or by a later job, whose map
+    stage computes the same RDDs under a new stage id (a later attempt's task indexes start at 0 again)."""
+    if not attempts:
+        return 0, 0
+    result_stage = max(a["stage"] for a in attempts)
+    runs: dict[tuple[tuple[int, ...] | int, int], int] = {}
+    for a in attempts:
+        if a["stage"] != result_stage:
+            what = tuple(a.get("rdds") or ()) or a["stage"]
+            for t in a["tasks"]:
+                if t["status"] == "SUCCESS":
+                    k = (what, t.get("partition", t["index"]))
+                    runs[k] = runs.get(k, 0) + 1
+    return sum(n - 1 for n in runs.values()), sum(1 for n in runs.values() if n > 2)
+
+
 def outputs_at(attempts: list[dict[str, Any]], hosts: list[str], when: float) -> int:
     """Map outputs held on `hosts` at time `when`: the latest successful map task of each partition
     launched before then (the map stage is the job's first)."""
@@ -407,19 +426,7 @@ def _figures(out: YarnOutcome, attempts: list[dict[str, Any]], rep: dict[str, An
         # A later attempt of a stage re-runs only the partitions whose outputs are missing.
         out.map_tasks_recomputed = sum(1 for a in attempts if a["stage"] == map_stage != result_stage
                                        and a["attempt"] > 0 for t in a["tasks"] if t["status"] == "SUCCESS")
-        # Every successful run of a partition after its first, in any attempt: a lost output is re-run in a later
-        # attempt, in the same one while the stage still runs (Spark resubmits the tasks of a lost executor), or
-        # by a later job, whose map stage computes the same RDDs under a new stage id.
-        runs: dict[tuple[tuple[int, ...] | int, int], int] = {}
-        for a in attempts:
-            if a["stage"] != result_stage:
-                what = tuple(a.get("rdds") or ()) or a["stage"]
-                for t in a["tasks"]:
-                    if t["status"] == "SUCCESS":
-                        k = (what, t.get("partition", t["index"]))
-                        runs[k] = runs.get(k, 0) + 1
-        out.tasks_recomputed = sum(n - 1 for n in runs.values())
-        out.partitions_recomputed_twice = sum(1 for n in runs.values() if n > 2)
+        out.tasks_recomputed, out.partitions_recomputed_twice = reruns(attempts)
         out.result_stage_attempts = sum(1 for a in attempts if a["stage"] == result_stage)
     # Tasks launched on a victim after it was known to be leaving. With decom: from the moment the
     # shim's exclusion took effect (its "excluded" event, in the driver's clock like Spark's launch

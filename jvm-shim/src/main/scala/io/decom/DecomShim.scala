@@ -206,7 +206,10 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   def exclude(hosts: JList[String], execs: JList[String], timeoutMs: Long, reason: String): String =
     guarded {
       val t = now()
-      val newly = targets(hosts, execs).flatMap { target =>
+      val resolved = targets(hosts, execs).map(target => target -> resolve(target))
+      // Nodes excluded together leave together: none is a peer for another's blocks.
+      val leavingNow = resolved.flatMap(_._2).toSet
+      val newly = resolved.flatMap { case (target, execIds) =>
         val rec = record(target)
         if (!rec.excludedNow) {
           rec.excludedAt = Some(t)
@@ -217,7 +220,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
           if (tellExecutors) snapshotOutputs(rec)
         }
         rec.excludedUntil = Some(t + timeoutMs)
-        val marked = markOn(rec, resolve(target), reason)
+        val marked = markOn(rec, execIds, reason, leavingNow)
         event("excluded", target.key, ("executors" -> marked) ~ ("until" -> (t + timeoutMs)))
         marked
       }
@@ -537,7 +540,8 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     (known ++ extra).toSeq.distinct.filter(active.contains)
   }
 
-  private def markOn(rec: NodeRecord, execIds: Seq[String], reason: String): Seq[String] = {
+  private def markOn(rec: NodeRecord, execIds: Seq[String], reason: String,
+      leavingWith: Set[String] = Set.empty): Seq[String] = {
     val fresh = execIds.filterNot(SparkInternals.isMarkedDecommissioning(sc, _))
     // Only a leaving node's executors are told to move their blocks: a told executor exits once done, so
     // an exclusion of single executors (by hand) stays one its owner can undo.
@@ -547,7 +551,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     // shuffle service still serves. With the service on, they are told once a peer is up (tick), and let go
     // when idle before that (their outputs stay served). With it off, an untold idle executor would have
     // to stay to serve its outputs, holding capacity the job needs: they are told now.
-    val tell = leaving && (!shuffleService || hasPeer(execIds.toSet))
+    val tell = leaving && (!shuffleService || hasPeer(execIds.toSet ++ leavingWith))
     // A told executor is marked as Spark's own trigger marks it, with no worker host: when it exits after
     // migrating, only its own (already moved) outputs are dropped, not the whole host's.
     val marked = SparkInternals.markDecommissioning(sc, fresh,
