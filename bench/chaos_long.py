@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import random
@@ -320,7 +321,7 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def _commit() -> str:
-    """The decom source the chunk ran (its git commit, "+changes" when the tree differed from it)."""
+    """The decom the chunk ran: its git commit ("+changes" when the tree differed from it) and the shim jar."""
     import subprocess
 
     root = Path(__file__).resolve().parent.parent
@@ -331,7 +332,13 @@ def _commit() -> str:
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return head + ("+changes" if dirty else "")
+    try:  # the shim jar the drivers loaded: built from that tree, unless rebuilt since
+        from decom._jar import jar_path
+
+        jar = hashlib.sha256(Path(jar_path()).read_bytes()).hexdigest()[:12]
+    except Exception:  # noqa: BLE001 - no jar: the runs would not have started either
+        jar = "none"
+    return head + ("+changes" if dirty else "") + f", shim jar sha256 {jar}"
 
 
 def _key(r: Schedule | dict[str, Any]) -> str:
@@ -429,7 +436,7 @@ def run_chunk(args: argparse.Namespace, argv: list[str]) -> int:
                         f"unregistered {r['outputs_unregistered']} recomputed {r['tasks_recomputed']} "
                         f"migrated {r['outputs_migrated']} drains {r['drain_by_node']}"))
                     chunk = {"command": command, "when": when, "seconds": round(time.monotonic() - t0), "seeds": ran,
-                             "ha": args.ha, "generator": gen, "decom_commit": commit}
+                             "ha": args.ha, "generator": gen, "decom_commit": commit, "modes": list(modes)}
                     _save(_doc([chunk], rows, {_key(scheds[x]): describe(scheds[x]) for x in ran}), stem)
     except LabUnavailable as e:
         print(f"chaos: the YARN lab is unavailable here: {e}", file=sys.stderr)
@@ -454,6 +461,12 @@ def merge(paths: list[Path], stem: str) -> int:
         if not set(made_by) <= set(GENERATORS):
             print(f"chaos --merge: {p} was made by schedule generator(s) {made_by}, none of which is still "
                   f"known ({GENERATORS}); left out", file=sys.stderr)
+            continue
+        # A one-mode replay (--mode) looks into a seed; its runs ran apart from the other mode's: left out.
+        # (Chunks record their modes since 2026-12-02 06:30 UTC; the replays before are named "...-only".)
+        modes = doc["chunks"][0].get("modes") if doc["chunks"] else None
+        if (set(modes) != set(MODES)) if modes else p.stem.endswith("-only"):
+            print(f"chaos --merge: {p} holds one mode's runs (a --mode replay); left out", file=sys.stderr)
             continue
         for c in doc["chunks"]:
             c.setdefault("generator", made_by[0])

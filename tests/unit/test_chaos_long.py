@@ -95,7 +95,7 @@ def test_merge_joins_chunks_of_both_generators_and_leaves_out_unknown_ones_and_r
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(chaos_long, "RESULTS", tmp_path)
 
-    def chunk(name: str, rows: list[dict[str, Any]], generator: int = 2) -> Path:
+    def chunk(name: str, rows: list[dict[str, Any]], generator: int = 2, modes: list[str] | None = None) -> Path:
         if generator == 2:  # as the chunks made before generator 3 were written: one generator, seed keys
             for r in rows:
                 del r["generator"]
@@ -105,8 +105,8 @@ def test_merge_joins_chunks_of_both_generators_and_leaves_out_unknown_ones_and_r
                 r["generator"] = generator
             head = {"generators": [generator], "schedules": {f"g{generator}-{r['seed']}": f"g{generator} s{r['seed']}"
                                                              for r in rows}}
-        doc = {**head, "chunks": [{"command": name, "when": "w", "seconds": 1, "seeds": [], "ha": False}],
-               "rows": rows}
+        doc = {**head, "chunks": [{"command": name, "when": "w", "seconds": 1, "seeds": [], "ha": False,
+                                   **({"modes": modes} if modes else {})}], "rows": rows}
         (tmp_path / f"{name}.json").write_text(json.dumps(doc))
         return tmp_path / f"{name}.json"
 
@@ -115,7 +115,9 @@ def test_merge_joins_chunks_of_both_generators_and_leaves_out_unknown_ones_and_r
              chunk("c", [_row(3, "decom", 43.0)]),
              chunk("d", [_row(2, "stock", 50.0)]),
              chunk("new", [_row(1, "stock", 40.0), _row(1, "decom", 80.0)], generator=3),
-             chunk("old", [_row(9, "decom", 1.0)], generator=1)]
+             chunk("replay", [_row(2, "decom", 30.0)], generator=3, modes=["decom"]),  # --mode: left out
+             chunk("g2-decom-only", [_row(4, "decom", 30.0)]),  # a replay from before chunks said their modes
+             chunk("old", [_row(9, "decom", 1.0, generator=1)], generator=1)]
     assert chaos_long.merge(paths, "merged") == 0
     doc = json.loads((tmp_path / "merged.json").read_text())
     assert [(r["generator"], r["seed"], r["mode"], r["wall_s"]) for r in doc["rows"]] == [

@@ -36,7 +36,8 @@ def test_executors_with_no_peer_leave_without_their_outputs_being_recomputed(lab
     with SparkApp(lab, executors=2, conf=STATIC, decom=True, name="no-peer") as app:
         app.start_job(**SPEC)
         app.wait_stage("map", 0, min_done=4, timeout=240)
-        leaving = sorted(set(app.executor_ids().values()))
+        before = app.executor_ids()
+        leaving = sorted(set(before.values()))
         lab.decommission(leaving, timeout=600)
         out = app.wait_job(timeout=420)
         rep = app.report()
@@ -53,6 +54,9 @@ def test_executors_with_no_peer_leave_without_their_outputs_being_recomputed(lab
     assert recomputed == 0, f"{recomputed} map task(s) re-run though every output stayed served"
     assert sum(a["fetch_failed"] for a in out["attempts"]) == 0
     assert any(h not in leaving for h in ever.values()), f"no replacement off the leaving nodes: {ever}"
+    # the new path ran: each leaving executor was let go by decom while idle, or told once a peer was up
+    handled = {x for e in released + told for x in e["detail"]["executors"]}
+    assert set(before) <= handled, f"executors neither let go nor told late: {set(before) - handled}"
 
 
 def test_outputs_moved_off_a_leaving_node_are_not_recomputed_with_the_shuffle_service_off(lab: Any) -> None:
@@ -88,6 +92,9 @@ def test_outputs_moved_off_a_leaving_node_are_not_recomputed_with_the_shuffle_se
     assert not out["aborted"], out["error"]
     assert out["checksum"] == job_checksum(SPEC), "wrong answer"
     assert held > 0 and node["outputs_migrated"] > 0, f"nothing moved off {victim}: {node}"
+    # decom let the victim's executors go (rather than their own exit after migrating, which Spark reports as
+    # a decommission anyway): the release path is what this test is about
+    assert any(e["target"] == victim for e in released), f"decom released no executor on {victim}"
     assert recomputed <= held - node["outputs_migrated"], (
         f"{recomputed} map task(s) re-run, more than the {held - node['outputs_migrated']} outputs that did not move")
     assert twice == 0
