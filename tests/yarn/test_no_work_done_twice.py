@@ -26,6 +26,11 @@ def _shim_events(rep: dict[str, Any], *actions: str) -> list[dict[str, Any]]:
     return [e for e in rep["shim"]["events"] if e["action"] in actions]
 
 
+def _assert_right(out: dict[str, Any]) -> None:
+    assert not out["aborted"], out["error"]
+    assert out["checksum"] == job_checksum(SPEC), "wrong answer"
+
+
 def test_executors_with_no_peer_leave_without_their_outputs_being_recomputed(lab: Any) -> None:
     """Shuffle service on, 2 static executors. Mid-map, every node running one is gracefully decommissioned
     (600 s), so no executor is left to take their blocks. Told to move them then, an executor finds no peer,
@@ -49,8 +54,7 @@ def test_executors_with_no_peer_leave_without_their_outputs_being_recomputed(lab
     print(f"\nno peer: decommissioned {leaving}; job {out['wall_s']}s; recomputed {recomputed}; executors ever {ever}; "
           f"released {[e['detail']['executors'] for e in released]}; told once a peer was up "
           f"{[e['detail']['executors'] for e in told]}; fetch failures {rep['fetch_failures']}")
-    assert not out["aborted"], out["error"]
-    assert out["checksum"] == job_checksum(SPEC), "wrong answer"
+    _assert_right(out)
     assert recomputed == 0, f"{recomputed} map task(s) re-run though every output stayed served"
     assert sum(a["fetch_failed"] for a in out["attempts"]) == 0
     assert any(h not in leaving for h in ever.values()), f"no replacement off the leaving nodes: {ever}"
@@ -89,8 +93,7 @@ def test_outputs_moved_off_a_leaving_node_are_not_recomputed_with_the_shuffle_se
     print(f"\nshuffle service off: {victim} wrote {held} map output(s), {node['outputs_migrated']} moved; "
           f"recomputed {recomputed} (computed 3+ times: {twice}); released "
           f"{[e['detail']['executors'] for e in released if e['target'] == victim]}; job {out['wall_s']}s")
-    assert not out["aborted"], out["error"]
-    assert out["checksum"] == job_checksum(SPEC), "wrong answer"
+    _assert_right(out)
     assert held > 0 and node["outputs_migrated"] > 0, f"nothing moved off {victim}: {node}"
     # decom let the victim's executors go (rather than their own exit after migrating, which Spark reports as
     # a decommission anyway): the release path is what this test is about
