@@ -95,6 +95,8 @@ dist: setup
 # Replay one schedule: make chaos CHAOS_ARGS="--seed S --runs 1".
 # Chaos at scale, in chunks of at most ~2 h (bench/chaos_long.py), then one table:
 #   make chaos CHAOS_ARGS="--long --seed 1 --runs 20"     (--ha: on an HA lab, with RM failovers)
+#   (schedule generator 3 by default; --generator 2 replays the first chunks' seeds; --mode decom replays one
+#   mode, into a file of its own that merges leave out)
 #   make chaos CHAOS_ARGS="--merge bench/results/chaos-long-*.json"
 CHAOS_ARGS ?= --seed 1 --runs 4
 .PHONY: chaos
