@@ -237,7 +237,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for r in ok:
         if r["mode"] != "decom" or r["aborted"] or not r["correct"]:
             continue
-        stock = [x for x in ok if x["mode"] == "stock" and _same_schedule(x, r) and not x["aborted"] and x["correct"]]
+        stock = [x for x in ok if x["mode"] == "stock" and _which(x) == _which(r) and not x["aborted"] and x["correct"]]
         if stock and stock[0]["wall_s"]:
             ratios.append((r["wall_s"] / stock[0]["wall_s"], r))
     vals = [x[0] for x in ratios]
@@ -354,10 +354,6 @@ def _label(w: dict[str, Any]) -> str:
     return f"seed {w['seed']} (gen {w['generator']}{', HA' if w['ha'] else ''})"
 
 
-def _same_schedule(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return _which(a) == _which(b)
-
-
 def _doc(chunks: list[dict[str, Any]], rows: list[dict[str, Any]], schedules: dict[str, str]) -> dict[str, Any]:
     return {"generators": sorted({r["generator"] for r in rows}), "chunks": chunks, "schedules": schedules,
             "summary": summarize(rows), "rows": rows}
@@ -392,7 +388,7 @@ def run_chunk(args: argparse.Namespace, argv: list[str]) -> int:
     first = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 100_000)
     seeds = list(range(first, first + max(1, args.runs)))
     gen = args.generator
-    stem = args.out or (f"chaos-long-{'' if gen == 2 else f'g{gen}-'}{first}{'-ha' if args.ha else ''}"
+    stem = args.out or (f"chaos-long-{_key({'seed': first, 'generator': gen, 'ha': args.ha})}"
                         + ("" if len(modes) == len(MODES) else f"-{'-'.join(modes)}-only"))
     scheds = {s: schedule(s, args.ha, gen) for s in seeds}
     nodes = NODES[gen]
