@@ -159,7 +159,7 @@ _EMR_PREFIXES = ("spark.blacklist.decommissioning.", "spark.resourceManager.", "
 #: ``spark.decom.*`` keys the JVM shim reads itself from the Spark conf (the last one the plugin sets).
 JVM_KEYS = ("spark.decom.stage.maxConsecutiveAttempts", "spark.decom.stage.maxDecommissionRetries",
             "spark.decom.releaseIdleExecutors", "spark.decom.keepCapacity", "spark.decom.retryFetchingTasks",
-            "spark.decom.migrateBlocks", "spark.decom.migrationWait",
+            "spark.decom.migrateBlocks", "spark.decom.migrationWait", "spark.decom.dropExecutorsWithoutLocalDirs",
             "spark.decom.internal.decommissionEnabledByDecom")
 
 

@@ -7,7 +7,7 @@ import scala.collection.mutable
 import scala.jdk.CollectionConverters._
 import scala.util.control.NonFatal
 
-import org.apache.spark.{FetchFailed, SparkConf, SparkContext}
+import org.apache.spark.{ExceptionFailure, FetchFailed, SparkConf, SparkContext}
 import org.apache.spark.decom.SparkInternals
 import org.apache.spark.scheduler._
 import org.json4s._
@@ -35,6 +35,9 @@ object Keys {
   /** How long a told executor may take to move its blocks before decom lets it go anyway (what is left
    * stays served by the node's shuffle service until the node goes). */
   val MigrationWait = "spark.decom.migrationWait"
+  /** Drop an executor whose local dirs are gone (a NodeManager restarted without recovery deleted them),
+   * and the app's other executors on its host, at the first task that fails for it. */
+  val DropWithoutLocalDirs = "spark.decom.dropExecutorsWithoutLocalDirs"
   /** Set by the plugin when it, not the user, turned spark.decommission.enabled on. */
   val DecommissionSetByDecom = "spark.decom.internal.decommissionEnabledByDecom"
   val ShuffleService = "spark.shuffle.service.enabled"
@@ -138,6 +141,9 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   private val keepCapacity =
     conf.getBoolean(Keys.KeepCapacity, defaultValue = true) && conf.getBoolean(Keys.ShuffleService, false)
   private val retryFetching = conf.getBoolean(Keys.RetryFetching, defaultValue = true)
+  private val dropWithoutLocalDirs = conf.getBoolean(Keys.DropWithoutLocalDirs, defaultValue = true)
+  /** Executors decom dropped because their local dirs were gone. */
+  private val withoutLocalDirs = mutable.LinkedHashSet.empty[String]
   // Spark's own decommissioning with the shuffle service off and block migration on: Spark's YARN trigger
   // then tells a DECOMMISSIONING node's executors to migrate their blocks and exit, but skips executors
   // decom already marked; so decom tells them itself. Only then: a told executor exits on its own once
@@ -294,6 +300,46 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     }
     if (cleanup && retryFetching && dropped.nonEmpty) retryTasksReading(dropped.toSet, lostExecs.toSet, t)
     compact(render(Wire.decommissionedReply(ts.map(_.key), unregistered, released.toSeq)))
+  }
+
+  /**
+   * A task failed because its executor's local dirs are gone. A NodeManager restarted without recovery
+   * (Apache's default) deletes the app's dirs as it starts, while the executors it had started live on;
+   * YARN tells the app only once the NM re-registers, and the RM never shows the node LOST if it is back
+   * within the liveness expiry. Meanwhile every task offered there fails at once, and one task failing
+   * `spark.task.maxFailures` times aborts the job (seconds, not minutes). So the app's executors on that
+   * host are dropped now, as lost with their outputs (the files are gone; with the shuffle service on, the
+   * restarted service no longer knows them), and running readers of those outputs are retried. The node
+   * itself is not excluded: executors YARN starts there later get fresh dirs.
+   */
+  private[decom] def localDirsGone(execId: String, taskId: Long, detail: String): Unit = synchronized {
+    if (!dropWithoutLocalDirs || withoutLocalDirs.contains(execId) || !alive.contains(execId)) return
+    val found = executors.get(execId)
+    if (found.isEmpty) return
+    val host = found.get.host
+    val ids = executors.values.filter(e => e.host == host && alive.contains(e.id)).map(_.id).toSeq
+    withoutLocalDirs ++= ids
+    val t = now()
+    val rec = record(NodeTarget(host, None))
+    val lost: (String, String) => Boolean =
+      if (shuffleService) (_, h) => h == host else (eid, _) => ids.contains(eid)
+    val matched = SparkInternals.outputsMatching(lost)
+    if (shuffleService) SparkInternals.removeOutputsOnHost(host) else ids.foreach(SparkInternals.removeOutputsOnExecutor)
+    // Dropped as decommissioned, so their running tasks' failures count toward no limit; the kill after
+    // it reaches a restarted NM that no longer knows the container, which is harmless.
+    val gone = SparkInternals.releaseExecutors(sc, ids, if (shuffleService) Some(host) else None,
+      s"decom: executor $execId's local dirs are gone ($detail)", decommissionFirst = true)
+    alive --= gone
+    rec.executorsLost ++= ids
+    rec.executorsReleased ++= gone
+    matched.foreach { case (shuffle, n) =>
+      rec.cleanups.getOrElseUpdate(shuffle, mutable.ArrayBuffer.empty) += t
+      rec.outputsUnregistered += n
+    }
+    event("local-dirs-gone", rec.target.key, ("executors" -> gone) ~ ("task" -> taskId) ~
+      ("outputs" -> matched.values.sum) ~ ("shuffles" -> matched.keys.toSeq.sorted) ~ ("failure" -> detail))
+    if (retryFetching && matched.nonEmpty) retryTasksReading(matched.keySet, ids.toSet, t,
+      why = s"map outputs on $host are gone with its executors' local dirs")
   }
 
   def setExemptionEnabled(enabled: Boolean): Unit = exemptEnabled = enabled
@@ -831,6 +877,9 @@ private[decom] final class DecomListener(shim: DecomShim) extends SparkListener 
   override def onTaskEnd(e: SparkListenerTaskEnd): Unit = {
     e.reason match {
       case f: FetchFailed => safely("fetch failure")(shim.fetchFailed(e.stageId, e.stageAttemptId, f))
+      case f: ExceptionFailure => LocalDirsGone.in(f.className, f.description, f.fullStackTrace).foreach { line =>
+        safely("local dirs gone")(shim.localDirsGone(e.taskInfo.executorId, e.taskInfo.taskId, line))
+      }
       case _ => ()
     }
     val written = if (e.reason == org.apache.spark.Success) Some(e.taskInfo.host) else None

@@ -178,6 +178,22 @@ final class RetryPolicy(val userLimit: Int) {
  * outputs of that shuffle decom unregistered since the stage attempt began (`slackMs` absorbs the
  * clock gap between Spark's submission time and ours).
  */
+/**
+ * Does a task failure say its executor's local dirs are gone? Spark names them `blockmgr-<uuid>`; a missing
+ * one shows as `NoSuchFileException` (a subdir created under it) or `FileNotFoundException` "(No such file or
+ * directory)" (a file under a subdir made before); other file errors there (too many open files, permission)
+ * are not it. Returns the line that says so.
+ */
+object LocalDirsGone {
+  private val Dir = "/blockmgr-"
+
+  def in(className: String, description: String, fullStackTrace: String): Option[String] =
+    (s"$className: $description" +: Option(fullStackTrace).toSeq.flatMap(_.linesIterator.take(200).toSeq))
+      .map(_.trim)
+      .find(l => l.contains(Dir) && (l.contains("java.nio.file.NoSuchFileException") ||
+        (l.contains("java.io.FileNotFoundException") && l.contains("(No such file or directory)"))))
+}
+
 object Blame {
   def of(
       nodes: Iterable[NodeRecord],

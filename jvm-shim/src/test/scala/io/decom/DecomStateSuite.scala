@@ -95,4 +95,19 @@ class DecomStateSuite extends AnyFunSuite {
     assert(p.failed(3, 0, "Stage failed because barrier task ResultTask(3, 0) finished unsuccessfully.", 1) ==
       Counted(1, abort = true))
   }
+
+  test("local dirs gone: a missing blockmgr dir or subdir, not other file errors") {
+    val dir = "/data/nm-local-dir/usercache/u/appcache/application_1_0012/blockmgr-6eb3785c-434f-46f6"
+    // what a task on an executor of a restarted NodeManager reported (seed 8 of make chaos --long)
+    val trace = s"java.nio.file.NoSuchFileException: $dir/36\n\tat java.base/sun.nio.fs.UnixException" +
+      ".translateToIOException(UnixException.java:92)\n\tat org.apache.spark.storage.DiskBlockManager.getFile"
+    assert(LocalDirsGone.in("java.nio.file.NoSuchFileException", s"$dir/36", trace).contains(s"java.nio.file.NoSuchFileException: $dir/36"))
+    val wrapped = s"org.apache.spark.SparkException: Task failed\nCaused by: java.io.FileNotFoundException: " +
+      s"$dir/0c/temp_shuffle_1 (No such file or directory)"
+    assert(LocalDirsGone.in("org.apache.spark.SparkException", "Task failed", wrapped).exists(_.startsWith("Caused by")))
+    assert(LocalDirsGone.in("java.io.FileNotFoundException", s"$dir/0c/temp_shuffle_1 (Too many open files)", "")
+      .isEmpty)
+    assert(LocalDirsGone.in("java.nio.file.NoSuchFileException", "/user/data/part-0001.parquet", null).isEmpty)
+    assert(LocalDirsGone.in("java.lang.RuntimeException", "boom", null).isEmpty)
+  }
 }

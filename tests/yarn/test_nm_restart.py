@@ -1,0 +1,54 @@
+"""A NodeManager restarted mid-job (Apache's default: no NM recovery) deletes the app's local dirs as it
+starts, while the executors it had started live on; YARN tells the app only once the NM re-registers. Found
+by `make chaos --long` (generator 3, seed 8): in that window one task failed 4 times within a second on two
+such executors and Spark aborted the job. decom drops those executors at the first such failure.
+
+Real Spark 4.3, a real NodeManager killed and started again on the Apache lab; Spark's own records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.yarn_scenarios import pick_victims
+from tests.yarn.graceful import STATIC
+from yarnlab.sparkapp import SparkApp, job_checksum
+
+pytestmark = [pytest.mark.yarn, pytest.mark.long]
+
+#: A map stage of ~20 s on 3 executors, so tasks keep starting on the victim across the NM's restart.
+SPEC = {"n": 40_000, "keys": 97, "maps": 60, "map_sleep": 1.0, "reduces": 6, "reduce_sleep": 0.2}
+
+
+def test_executors_whose_local_dirs_a_restarted_nodemanager_deleted_are_dropped(lab: Any) -> None:
+    """Shuffle service on, 3 static executors. Mid-map, the NodeManager of a node running executors is
+    killed (its containers live on) and started again: it deletes the app's dirs, and every task offered to
+    those executors fails at once. decom drops them (and the outputs they held) at the first such failure:
+    the job finishes right, and no task starts on them after decom acted."""
+    with SparkApp(lab, executors=3, conf=STATIC, decom=True, name="nm-restart") as app:
+        app.start_job(**SPEC)
+        app.wait_stage("map", 0, min_done=6, timeout=240)
+        victims, _ = pick_victims(app, 1, {app.am_host()})
+        assert victims, f"no executor node besides the AM's: {app.executor_ids()}"
+        victim = victims[0]
+        lab.kill_nm(victim, containers=False)
+        lab.start_nm(victim)
+        out = app.wait_job(timeout=420)
+        rep = app.report()
+    assert rep is not None
+    gone = [e for e in rep["shim"]["events"] if e["action"] == "local-dirs-gone"]
+    tasks = [t for a in out["attempts"] for t in a["tasks"]]
+    dir_failures = [t for t in tasks if "blockmgr-" in (t.get("error") or "")]
+    print(f"\nNM restart on {victim}: job {out['wall_s']}s, aborted {out['aborted']}; decom: "
+          f"{[(e['target'], e['detail']['executors'], e['detail']['outputs']) for e in gone]}; "
+          f"task failures for missing local dirs: {len(dir_failures)}")
+    assert not out["aborted"], out["error"]
+    assert out["checksum"] == job_checksum(SPEC), "wrong answer"
+    assert gone, f"decom never dropped executors for missing local dirs ({len(dir_failures)} such task failures)"
+    assert all(e["target"] == victim for e in gone), gone
+    dropped = {x for e in gone for x in e["detail"]["executors"]}
+    acted = min(e["time"] for e in gone) / 1000
+    late = [t for t in tasks if t["executor"] in dropped and t["launch"] is not None and t["launch"] > acted + 1]
+    assert not late, f"tasks started on executors decom had dropped: {late}"
