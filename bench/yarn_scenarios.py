@@ -185,13 +185,19 @@ class NodeWatch:
             time.sleep(0.25)
 
 
+def _partition(task: dict[str, Any]) -> int:
+    """The task's partition. Records from before SparkProbe kept partitionId hold only the index, which is the
+    partition in a stage's first attempt (a later attempt's indexes start at 0 again)."""
+    return int(task.get("partition", task["index"]))
+
+
 def holders(attempts: list[dict[str, Any]], map_stage: int) -> dict[str, list[int]]:
     """host -> map partitions whose current output (latest successful attempt) is there."""
     holder: dict[int, str] = {}
     for a in sorted((a for a in attempts if a["stage"] == map_stage), key=lambda a: a["attempt"]):
         for t in a["tasks"]:
             if t["status"] == "SUCCESS":
-                holder[t.get("partition", t["index"])] = t["host"]
+                holder[_partition(t)] = t["host"]
     out: dict[str, list[int]] = {}
     for idx, host in sorted(holder.items()):
         out.setdefault(host, []).append(idx)
@@ -223,7 +229,7 @@ def reruns(attempts: list[dict[str, Any]]) -> tuple[int, int]:
             what = tuple(a.get("rdds") or ()) or a["stage"]
             for t in a["tasks"]:
                 if t["status"] == "SUCCESS":
-                    k = (what, t.get("partition", t["index"]))
+                    k = (what, _partition(t))
                     runs[k] = runs.get(k, 0) + 1
     return sum(n - 1 for n in runs.values()), sum(1 for n in runs.values() if n > 2)
 
@@ -240,7 +246,7 @@ def outputs_at(attempts: list[dict[str, Any]], hosts: list[str], when: float) ->
             continue
         for t in a["tasks"]:
             launch = t["launch"] or 0.0
-            part = t.get("partition", t["index"])
+            part = _partition(t)
             if t["status"] == "SUCCESS" and launch < when and launch >= holder.get(part, (-1.0, ""))[0]:
                 holder[part] = (launch, t["host"])
     return sum(1 for _, h in holder.values() if h in hosts)
