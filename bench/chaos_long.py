@@ -206,6 +206,9 @@ def run_one(lab: YarnLab, s: Schedule, mode: str, jobs: dict[str, Any], log: Cal
             "drain_by_node": o.drain_by_node, "tasks_on_victims_after": o.tasks_on_victims_after,
             "timeline": [{k: v for k, v in e.items() if k in ("how", "timeout", "victims", "told_t", "stages",
                                                               "outputs_there")} for e in o.events] + o.recoveries,
+            # what the shim did, t in s since the job's start: a run is looked into after its lab logs are gone
+            "shim_events": [{k: e.get(k) for k in ("t", "action", "target", "detail")}
+                            for e in (o.decom or {}).get("events", [])],
         })
         row["abort_cause"] = abort_cause(row)
     return row
