@@ -142,8 +142,6 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     conf.getBoolean(Keys.KeepCapacity, defaultValue = true) && conf.getBoolean(Keys.ShuffleService, false)
   private val retryFetching = conf.getBoolean(Keys.RetryFetching, defaultValue = true)
   private val dropWithoutLocalDirs = conf.getBoolean(Keys.DropWithoutLocalDirs, defaultValue = true)
-  /** Executors decom dropped because their local dirs were gone. */
-  private val withoutLocalDirs = mutable.LinkedHashSet.empty[String]
   // Spark's own decommissioning with the shuffle service off and block migration on: Spark's YARN trigger
   // then tells a DECOMMISSIONING node's executors to migrate their blocks and exit, but skips executors
   // decom already marked; so decom tells them itself. Only then: a told executor exits on its own once
@@ -307,28 +305,37 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
    * (Apache's default) deletes the app's dirs as it starts, while the executors it had started live on;
    * YARN tells the app only once the NM re-registers, and the RM never shows the node LOST if it is back
    * within the liveness expiry. Meanwhile every task offered there fails at once, and one task failing
-   * `spark.task.maxFailures` times aborts the job (seconds, not minutes). So the app's executors on that
-   * host are dropped now, as lost with their outputs (the files are gone; with the shuffle service on, the
-   * restarted service no longer knows them), and running readers of those outputs are retried. The node
-   * itself is not excluded: executors YARN starts there later get fresh dirs.
+   * `spark.task.maxFailures` times aborts the job (seconds, not minutes). So the executors are dropped
+   * now, as lost with their outputs (the files are gone), and running readers of those outputs are retried.
+   * With the shuffle service on, all the app's executors on the host and all outputs there go: the dirs
+   * are the NM's per-app dirs. With it off, only the failing executor: an executor stopping (preempted,
+   * killed by YARN) deletes its own dirs then, and its neighbours are fine; they are dropped at their own
+   * first such failure if theirs are gone too. The node itself is not excluded: executors YARN starts
+   * there later get fresh dirs.
    */
   private[decom] def localDirsGone(execId: String, taskId: Long, detail: String): Unit = synchronized {
-    if (!dropWithoutLocalDirs || withoutLocalDirs.contains(execId) || !alive.contains(execId)) return
+    if (!dropWithoutLocalDirs || !alive.contains(execId)) return
     val found = executors.get(execId)
     if (found.isEmpty) return
     val host = found.get.host
-    val ids = executors.values.filter(e => e.host == host && alive.contains(e.id)).map(_.id).toSeq
-    withoutLocalDirs ++= ids
+    val ids =
+      if (shuffleService) executors.values.filter(e => e.host == host && alive.contains(e.id)).map(_.id).toSeq
+      else Seq(execId)
+    // No new task there from now: the listener hears of a failure after Spark may have offered the
+    // executor the retry; marked, it gets no more offers while the rest of this runs.
+    SparkInternals.markDecommissioning(sc, ids, if (shuffleService) Some(host) else None,
+      s"decom: executor $execId's local dirs are gone")
     val t = now()
     val rec = record(NodeTarget(host, None))
     val lost: (String, String) => Boolean =
       if (shuffleService) (_, h) => h == host else (eid, _) => ids.contains(eid)
     val matched = SparkInternals.outputsMatching(lost)
     if (shuffleService) SparkInternals.removeOutputsOnHost(host) else ids.foreach(SparkInternals.removeOutputsOnExecutor)
-    // Dropped as decommissioned, so their running tasks' failures count toward no limit; the kill after
-    // it reaches a restarted NM that no longer knows the container, which is harmless.
+    // Dropped as decommissioned, so their running tasks' failures count toward no limit. The kill is not
+    // awaited (it would hold this lock while the AM talks to the RM): a restarted NM no longer knows the
+    // container anyway, and the executor exits once the driver refuses it.
     val gone = SparkInternals.releaseExecutors(sc, ids, if (shuffleService) Some(host) else None,
-      s"decom: executor $execId's local dirs are gone ($detail)", decommissionFirst = true)
+      s"decom: executor $execId's local dirs are gone ($detail)", decommissionFirst = true, awaitKill = false)
     alive --= gone
     rec.executorsLost ++= ids
     rec.executorsReleased ++= gone

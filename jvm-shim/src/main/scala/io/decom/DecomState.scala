@@ -170,15 +170,6 @@ final class RetryPolicy(val userLimit: Int) {
 }
 
 /**
- * Which nodes a fetch failure is to be blamed on. Pure bookkeeping over [[NodeRecord]]s.
- *
- * With an address (executor id + host of the block manager that served the output): a node that
- * decom excluded or decommissioned and that ran that executor or is that host. Without one (Spark's
- * "Missing an output location", seen by reducers after outputs were unregistered): a node whose
- * outputs of that shuffle decom unregistered since the stage attempt began (`slackMs` absorbs the
- * clock gap between Spark's submission time and ours).
- */
-/**
  * Does a task failure say its executor's local dirs are gone? Spark names them `blockmgr-<uuid>`; a missing
  * one shows as `NoSuchFileException` (a subdir created under it) or `FileNotFoundException` "(No such file or
  * directory)" (a file under a subdir made before); other file errors there (too many open files, permission)
@@ -188,12 +179,22 @@ object LocalDirsGone {
   private val Dir = "/blockmgr-"
 
   def in(className: String, description: String, fullStackTrace: String): Option[String] =
-    (s"$className: $description" +: Option(fullStackTrace).toSeq.flatMap(_.linesIterator.take(200).toSeq))
+    (s"$className: $description".linesIterator.toSeq ++
+      Option(fullStackTrace).toSeq.flatMap(_.linesIterator.take(400).toSeq))
       .map(_.trim)
       .find(l => l.contains(Dir) && (l.contains("java.nio.file.NoSuchFileException") ||
         (l.contains("java.io.FileNotFoundException") && l.contains("(No such file or directory)"))))
 }
 
+/**
+ * Which nodes a fetch failure is to be blamed on. Pure bookkeeping over [[NodeRecord]]s.
+ *
+ * With an address (executor id + host of the block manager that served the output): a node that
+ * decom excluded or decommissioned and that ran that executor or is that host. Without one (Spark's
+ * "Missing an output location", seen by reducers after outputs were unregistered): a node whose
+ * outputs of that shuffle decom unregistered since the stage attempt began (`slackMs` absorbs the
+ * clock gap between Spark's submission time and ours).
+ */
 object Blame {
   def of(
       nodes: Iterable[NodeRecord],

@@ -152,11 +152,12 @@ object SparkInternals {
    * service on it then keeps their outputs and re-runs none of their finished map tasks. With
    * `decommissionFirst` they are dropped first, so Spark loses them as decommissioned executors: a running
    * map stage then re-runs only the finished tasks whose outputs did not move off them (a kill would re-run
-   * them all when the shuffle service is off), and the containers are killed after.
+   * them all when the shuffle service is off), and the containers are killed after (the kill awaited for up
+   * to 30 s unless `awaitKill` is false).
    */
   def releaseExecutors(
       sc: SparkContext, execIds: Seq[String], workerHost: Option[String], message: String,
-      decommissionFirst: Boolean = false)
+      decommissionFirst: Boolean = false, awaitKill: Boolean = true)
       : Seq[String] = backend(sc) match {
     case Some(b) if execIds.nonEmpty =>
       val alive = execIds.filter(b.getExecutorIds().contains)
@@ -168,7 +169,7 @@ object SparkInternals {
         // killExecutors skips executors the driver no longer knows: ask the cluster manager directly.
         val kill = b.getClass.getMethod("doKillExecutors", classOf[scala.collection.immutable.Seq[_]])
         val done = kill.invoke(b, alive).asInstanceOf[scala.concurrent.Future[Any]]
-        scala.util.Try(org.apache.spark.util.ThreadUtils.awaitResult(done,
+        if (awaitKill) scala.util.Try(org.apache.spark.util.ThreadUtils.awaitResult(done,
           scala.concurrent.duration.Duration(30, java.util.concurrent.TimeUnit.SECONDS)))
       } else {
         b.killExecutors(alive, adjustTargetNumExecutors = false, countFailures = false, force = true)
