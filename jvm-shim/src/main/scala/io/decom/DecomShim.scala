@@ -336,7 +336,8 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     // container anyway, and the executor exits once the driver refuses it.
     val gone = SparkInternals.releaseExecutors(sc, ids, if (shuffleService) Some(host) else None,
       s"decom: executor $execId's local dirs are gone ($detail)", decommissionFirst = true, awaitKill = false)
-    alive --= gone
+    // All of them, also those Spark had dropped already: more failures queued from them must not run this again.
+    alive --= ids
     rec.executorsLost ++= ids
     rec.executorsReleased ++= gone
     matched.foreach { case (shuffle, n) =>
