@@ -268,20 +268,11 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     if (cleanup) {
       // Outputs first, for all targets, so the next map attempt recomputes all of them at once.
       perTarget.foreach { case (target, rec, execIds, _) =>
-        val matched = SparkInternals.outputsMatching(outputsOf(target, rec.executorsLost))
-        target match {
-          case NodeTarget(h, None) => SparkInternals.removeOutputsOnHost(h)
-          case _ => ()
-        }
-        rec.executorsLost.foreach(SparkInternals.removeOutputsOnExecutor)
+        val matched = unregisterOutputs(rec, rec.wholeHost, rec.executorsLost, t)
         rec.executorsLost.foreach(id => SparkInternals.removeBlockLocations(sc, id))
         dropped ++= matched.keys
         lostExecs ++= rec.executorsLost
-        matched.foreach { case (shuffle, n) =>
-          rec.cleanups.getOrElseUpdate(shuffle, mutable.ArrayBuffer.empty) += t
-          rec.outputsUnregistered += n
-          unregistered += n
-        }
+        unregistered += matched.values.sum
         event("outputs-unregistered", target.key,
           ("outputs" -> matched.values.sum) ~ ("shuffles" -> matched.keys.toSeq.sorted))
       }
@@ -315,35 +306,30 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
    */
   private[decom] def localDirsGone(execId: String, taskId: Long, detail: String): Unit = synchronized {
     if (!dropWithoutLocalDirs || !alive.contains(execId)) return
-    val found = executors.get(execId)
-    if (found.isEmpty) return
-    val host = found.get.host
+    val host = executors.get(execId) match {
+      case Some(e) => e.host
+      case None => return
+    }
+    // The shuffle service's per-app dirs on the host went with the executors' own.
+    val lossHost = if (shuffleService) Some(host) else None
     val ids =
       if (shuffleService) executors.values.filter(e => e.host == host && alive.contains(e.id)).map(_.id).toSeq
       else Seq(execId)
     // No new task there from now: the listener hears of a failure after Spark may have offered the
     // executor the retry; marked, it gets no more offers while the rest of this runs.
-    SparkInternals.markDecommissioning(sc, ids, if (shuffleService) Some(host) else None,
-      s"decom: executor $execId's local dirs are gone")
+    SparkInternals.markDecommissioning(sc, ids, lossHost, s"decom: executor $execId's local dirs are gone")
     val t = now()
     val rec = record(NodeTarget(host, None))
-    val lost: (String, String) => Boolean =
-      if (shuffleService) (_, h) => h == host else (eid, _) => ids.contains(eid)
-    val matched = SparkInternals.outputsMatching(lost)
-    if (shuffleService) SparkInternals.removeOutputsOnHost(host) else ids.foreach(SparkInternals.removeOutputsOnExecutor)
+    val matched = unregisterOutputs(rec, lossHost, ids.toSet, t)
     // Dropped as decommissioned, so their running tasks' failures count toward no limit. The kill is not
     // awaited (it would hold this lock while the AM talks to the RM): a restarted NM no longer knows the
     // container anyway, and the executor exits once the driver refuses it.
-    val gone = SparkInternals.releaseExecutors(sc, ids, if (shuffleService) Some(host) else None,
+    val gone = SparkInternals.releaseExecutors(sc, ids, lossHost,
       s"decom: executor $execId's local dirs are gone ($detail)", decommissionFirst = true, awaitKill = false)
     // All of them, also those Spark had dropped already: more failures queued from them must not run this again.
     alive --= ids
     rec.executorsLost ++= ids
     rec.executorsReleased ++= gone
-    matched.foreach { case (shuffle, n) =>
-      rec.cleanups.getOrElseUpdate(shuffle, mutable.ArrayBuffer.empty) += t
-      rec.outputsUnregistered += n
-    }
     event("local-dirs-gone", rec.target.key, ("executors" -> gone) ~ ("task" -> taskId) ~
       ("outputs" -> matched.values.sum) ~ ("shuffles" -> matched.keys.toSeq.sorted) ~ ("failure" -> detail))
     if (retryFetching && matched.nonEmpty) retryTasksReading(matched.keySet, ids.toSet, t,
@@ -772,12 +758,26 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   }
 
   private def holdsOutputs(n: NodeRecord): Boolean =
-    SparkInternals.outputsMatching(outputsOf(n.target, n.executorsExcluded)).nonEmpty
+    SparkInternals.outputsMatching(outputsOf(n.wholeHost, n.executorsExcluded)).nonEmpty
 
-  /** Which map outputs are the target's: on its host (a whole node), or written by these executors. */
-  private def outputsOf(t: Target, execs: collection.Set[String]): (String, String) => Boolean = t match {
-    case NodeTarget(h, None) => (eid, host) => host == h || execs.contains(eid)
-    case _ => (eid, _) => execs.contains(eid)
+  /** Which map outputs are these: served from `host` (a whole node's), or written by `execs`. */
+  private def outputsOf(host: Option[String], execs: collection.Set[String]): (String, String) => Boolean =
+    (eid, h) => host.contains(h) || execs.contains(eid)
+
+  /**
+   * Drops the outputs `outputsOf(host, execs)` names from Spark's map-output tracker and records them on the
+   * node (its cleanups and unregistered count). Returns shuffle id -> outputs dropped.
+   */
+  private def unregisterOutputs(rec: NodeRecord, host: Option[String], execs: collection.Set[String],
+      t: Long): Map[Int, Int] = {
+    val matched = SparkInternals.outputsMatching(outputsOf(host, execs))
+    host.foreach(SparkInternals.removeOutputsOnHost)
+    execs.foreach(SparkInternals.removeOutputsOnExecutor)
+    matched.foreach { case (shuffle, n) =>
+      rec.cleanups.getOrElseUpdate(shuffle, mutable.ArrayBuffer.empty) += t
+      rec.outputsUnregistered += n
+    }
+    matched
   }
 
   /** Every 500 ms: expire exclusions, follow migrations, let go of nodes. */
