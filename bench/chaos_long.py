@@ -222,6 +222,18 @@ def pct(values: list[float], q: float) -> float:
     return v[min(len(v) - 1, max(0, round(q * (len(v) - 1))))]
 
 
+def decom_dropped(row: dict[str, Any]) -> int:
+    """Map outputs decom dropped in a run, no copy being left: its `outputs-unregistered` (a node gone) and
+    `local-dirs-gone` events, on any node. The run's `outputs_unregistered` counts only the nodes the RM showed
+    changing, so it misses a drop on a node that stayed RUNNING (an NM restart within the liveness expiry);
+    rows recorded before the shim's events were kept fall back to it."""
+    events = row.get("shim_events")
+    if not events:
+        return int(row.get("outputs_unregistered") or 0)
+    return sum(int((e.get("detail") or {}).get("outputs") or 0) for e in events
+               if e.get("action") in ("outputs-unregistered", "local-dirs-gone"))
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """What the README's reliability table holds, from every chunk's rows."""
     ok = [r for r in rows if "failed" not in r]
@@ -248,13 +260,14 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
                                "p90": round(pct(vals, 0.9), 2) if vals else None,
                                "max": round(max(vals), 2) if vals else None,
                                "over_1_2x": [{**_which(r), "ratio": round(x, 2)} for x, r in ratios if x > 1.2]}
-    # decom's promise: each lost output recomputed once. Lost: the map outputs decom unregistered (no copy left);
-    # recomputed: a partition's successful runs after its first, over the stages but the last. Fewer recomputed
-    # than lost is expected when a lost output's consumer had already finished; more is work done twice.
-    out["recompute_differs"] = [{**_which(r), "mode": r["mode"], "lost": r["outputs_unregistered"],
+    # decom's promise: each lost output recomputed once. Lost: the map outputs decom dropped, no copy left
+    # (decom_dropped); recomputed: a partition's successful runs after its first, over the stages but the last.
+    # Fewer recomputed than lost is expected when a lost output's consumer had already finished; more is work
+    # done twice.
+    out["recompute_differs"] = [{**_which(r), "mode": r["mode"], "lost": decom_dropped(r),
                                  "recomputed": r["tasks_recomputed"]}
                                 for r in ok if r["mode"] == "decom" and not r["aborted"]
-                                and r["outputs_unregistered"] != r["tasks_recomputed"]]
+                                and decom_dropped(r) != r["tasks_recomputed"]]
     # Recorded since 2026-12-02 (rows before have no such field): partitions computed three times or more.
     out["recomputed_more_than_once"] = [{**_which(r), "mode": r["mode"], "partitions": r["partitions_recomputed_twice"]}
                                         for r in ok if r.get("partitions_recomputed_twice")]
@@ -298,15 +311,15 @@ def markdown(doc: dict[str, Any]) -> str:
     if s["aborts"]:
         lines += ["", "Aborts:"] + [f"- {_label(a)} {a['mode']} ({a['cause']}): {a['error']}" for a in s["aborts"]]
     if s["recompute_differs"]:
-        lines += ["", "decom runs where the outputs it found lost (unregistered) and the tasks recomputed differ:"] + [
+        lines += ["", "decom runs where the outputs it dropped (unregistered) and the tasks recomputed differ:"] + [
             f"- {_label(d)} {d['mode']}: lost {d['lost']}, recomputed {d['recomputed']}"
             for d in s["recompute_differs"]]
     if s.get("recomputed_more_than_once"):
         lines += ["", "Runs where a partition was computed three times or more:"] + [
             f"- {_label(d)} {d['mode']}: {d['partitions']} partition(s)" for d in s["recomputed_more_than_once"]]
     lines += ["", "On victims / unregistered / recomputed: the job's first stage's outputs on the victims when they "
-              "were hit (both modes); the outputs decom unregistered, no copy being left (decom only); a partition's "
-              "successful runs after its first, in any attempt or job (both modes).", "",
+              "were hit (both modes); the outputs decom dropped, no copy being left, on any node (decom only); a "
+              "partition's successful runs after its first, in any attempt or job (both modes).", "",
               "| seed | schedule | mode | wall s | right | aborted | FetchFailed | attempts | on victims / "
               "unregistered / recomputed | drain s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -316,7 +329,7 @@ def markdown(doc: dict[str, Any]) -> str:
                          "| | | | | | |")
             continue
         drains = ", ".join(f"{h} {d}" for h, d in row["drain_by_node"].items()) or "-"
-        unreg = row["outputs_unregistered"] if row["mode"] == "decom" else "-"
+        unreg = decom_dropped(row) if row["mode"] == "decom" else "-"
         lines.append(f"| {row['seed']} | {sched} | {row['mode']} | {row['wall_s']} | {row['correct']} | "
                      f"{row['aborted']} | {row['fetch_failed_tasks']} | {row['stage_attempts']} | "
                      f"{row['outputs_lost']} / {unreg} / {row['tasks_recomputed']} | {drains} |")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bench import chaos_long
-from bench.chaos_long import GENERATOR, SCALE_IN, abort_cause, schedule, summarize
+from bench.chaos_long import GENERATOR, SCALE_IN, abort_cause, decom_dropped, schedule, summarize
 from yarnlab.sparkapp import MOD, job_checksum
 
 
@@ -89,6 +89,20 @@ def test_ratios_count_only_seeds_stock_finished_and_name_the_slow_ones() -> None
                                        "recomputed": 5}]
     assert s["stock"]["aborts_by_cause"]["scale-in"] == 1 and s["decom"]["aborts"] == 0
     assert s["decom"]["scale_in_events"] == 12
+
+
+def test_lost_is_every_output_decom_dropped_also_on_a_node_the_rm_showed_running() -> None:
+    # HA seed 6's shape: an NM restart within the liveness expiry (the RM never showed the node change) took
+    # 2 outputs with its local dirs; a later decommission unregistered 1. The node figures saw 0.
+    events = [{"t": 12.2, "action": "outputs-unregistered", "target": "n1", "detail": {"outputs": 0}},
+              {"t": 31.1, "action": "local-dirs-gone", "target": "n2", "detail": {"executors": ["3"], "outputs": 2}},
+              {"t": 34.6, "action": "outputs-unregistered", "target": "n6", "detail": {"outputs": 1}},
+              {"t": 34.6, "action": "outputs-migrated", "target": "n4", "detail": {"outputs": 5}}]
+    row = _row(6, "decom", 50.0, outputs_unregistered=0, tasks_recomputed=3, shim_events=events)
+    assert decom_dropped(row) == 3
+    assert decom_dropped(_row(6, "decom", 50.0, outputs_unregistered=4)) == 4  # rows without the shim's events
+    assert summarize([_row(6, "stock", 50.0), row])["recompute_differs"] == []
+    assert summarize([_row(6, "stock", 50.0), {**row, "tasks_recomputed": 4}])["recompute_differs"][0]["lost"] == 3
 
 
 def test_merge_joins_chunks_of_both_generators_and_leaves_out_unknown_ones_and_repeats(
