@@ -1,13 +1,18 @@
 """A NodeManager restarted mid-job (Apache's default: no NM recovery) deletes the app's local dirs as it
 starts, while the executors it had started live on; YARN tells the app only once the NM re-registers. Found
-by `make chaos --long` (generator 3, seed 8): in that window one task failed 4 times within a second on two
-such executors and Spark aborted the job. decom drops those executors at the first such failure.
+by `make chaos --long` (generator 3, seed 8), twice:
+- mid-map, one task failed 4 times within a second on two such executors and Spark aborted the job. decom
+  drops those executors at the first such failure;
+- mid-reduce (replayed on 2026-12-02), the node's shuffle service was down: a reader on that node failed at
+  once, Spark dropped one executor's outputs, re-ran its map task on the same node, failed again and aborted
+  at 2 stage attempts. decom drops the node's executors and all its outputs at the first refused fetch.
 
 Real Spark 4.3, a real NodeManager killed and started again on the Apache lab; Spark's own records.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -56,3 +61,45 @@ def test_executors_whose_local_dirs_a_restarted_nodemanager_deleted_are_dropped(
     acted = min(e["time"] for e in gone) / 1000
     late = [t for t in tasks if t["executor"] in dropped and t["launch"] is not None and t["launch"] > acted + 1]
     assert not late, f"tasks started on executors decom had dropped: {late}"
+
+
+#: Short maps, then 30 reducers of ~1 s on 3 executors: readers keep starting while the NodeManager is down.
+READ_SPEC = {"n": 40_000, "keys": 97, "maps": 12, "map_sleep": 0.5, "reduces": 30, "reduce_sleep": 1.0}
+
+
+def test_a_node_whose_shuffle_service_is_down_mid_read_is_dropped_whole(lab: Any) -> None:
+    """Shuffle service on, 3 static executors. While the reduce stage reads, the NodeManager of a node
+    holding map outputs is killed (the shuffle service with it; its containers live on), left down 4 s and
+    started again without recovery. Readers' fetches there are refused, then answered "Executor is not
+    registered". decom drops the node's executors and every output there at the first such fetch failure:
+    the job finishes right, not aborted, and no task starts on those executors after."""
+    with SparkApp(lab, executors=3, conf=STATIC, decom=True, name="nm-down-read") as app:
+        app.start_job(**READ_SPEC)
+        assert app.wait_stage("reduce", 0, min_done=3, timeout=240) is not None, "the job ended before it read"
+        victims, _ = pick_victims(app, 1, {app.am_host()})
+        assert victims, f"no executor node besides the AM's: {app.executor_ids()}"
+        victim = victims[0]
+        on_victim = {e for e, h in app.executor_ids().items() if h == victim}
+        lab.kill_nm(victim, containers=False)
+        time.sleep(4)
+        lab.start_nm(victim)
+        out = app.wait_job(timeout=420)
+        rep = app.report()
+    assert rep is not None
+    drops = [e for e in rep["shim"]["events"] if e["action"] in ("shuffle-service-down", "local-dirs-gone")]
+    tasks = [t for a in out["attempts"] for t in a["tasks"]]
+    fetch_failed = [t for t in tasks if "FetchFailed" in (t.get("error") or "")]
+    print(f"\nNM down mid-read on {victim} (executors {sorted(on_victim)}): job {out['wall_s']}s, aborted "
+          f"{out['aborted']}, stage attempts {len(out['attempts'])}, FetchFailed tasks {len(fetch_failed)}; decom: "
+          f"{[(e['action'], e['target'], e['detail']['executors'], e['detail']['outputs']) for e in drops]}")
+    assert not out["aborted"], out["error"]
+    assert out["checksum"] == job_checksum(READ_SPEC), "wrong answer"
+    assert drops, f"decom dropped nothing on {victim} ({len(fetch_failed)} fetch failures)"
+    assert all(e["target"] == victim for e in drops), drops
+    assert sum(e["detail"]["outputs"] for e in drops) > 0, f"no output dropped on {victim}: {drops}"
+    dropped = {x for e in drops for x in e["detail"]["executors"]}
+    # YARN may report the containers lost first (the NM re-registered): then Spark dropped them, not decom.
+    assert dropped <= on_victim, f"dropped {dropped}, on {victim} when its NM went: {on_victim}"
+    acted = min(e["time"] for e in drops) / 1000
+    late = [t for t in tasks if t["executor"] in on_victim and t["launch"] is not None and t["launch"] > acted + 1]
+    assert not late, f"tasks started on {victim}'s executors after decom dropped the node's outputs: {late}"

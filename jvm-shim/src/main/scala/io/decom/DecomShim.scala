@@ -38,6 +38,9 @@ object Keys {
   /** Drop an executor whose local dirs are gone (a NodeManager restarted without recovery deleted them),
    * and the app's other executors on its host, at the first task that fails for it. */
   val DropWithoutLocalDirs = "spark.decom.dropExecutorsWithoutLocalDirs"
+  /** With the shuffle service on: at the first fetch failure a node's shuffle service refused (its NodeManager
+   * is down), drop the app's executors on that node and every output it serves. */
+  val DropWithoutShuffleService = "spark.decom.dropExecutorsWithoutShuffleService"
   /** Set by the plugin when it, not the user, turned spark.decommission.enabled on. */
   val DecommissionSetByDecom = "spark.decom.internal.decommissionEnabledByDecom"
   val ShuffleService = "spark.shuffle.service.enabled"
@@ -142,6 +145,7 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     conf.getBoolean(Keys.KeepCapacity, defaultValue = true) && conf.getBoolean(Keys.ShuffleService, false)
   private val retryFetching = conf.getBoolean(Keys.RetryFetching, defaultValue = true)
   private val dropWithoutLocalDirs = conf.getBoolean(Keys.DropWithoutLocalDirs, defaultValue = true)
+  private val dropWithoutShuffleService = conf.getBoolean(Keys.DropWithoutShuffleService, defaultValue = true)
   // Spark's own decommissioning with the shuffle service off and block migration on: Spark's YARN trigger
   // then tells a DECOMMISSIONING node's executors to migrate their blocks and exit, but skips executors
   // decom already marked; so decom tells them itself. Only then: a told executor exits on its own once
@@ -315,25 +319,53 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     val ids =
       if (shuffleService) executors.values.filter(e => e.host == host && alive.contains(e.id)).map(_.id).toSeq
       else Seq(execId)
+    dropOnHost(host, ids, lossHost, "local-dirs-gone", s"executor $execId's local dirs are gone",
+      ("task" -> taskId) ~ ("failure" -> detail))
+  }
+
+  /**
+   * A node's shuffle service refused a reducer's fetch (nothing listens: the node's NodeManager, which runs
+   * the service, is down) or no longer knows the app (the NodeManager restarted without recovery, Apache's
+   * default, and deleted the app's dirs). No output on the node can be served now, and a reader on that node
+   * fails at once (host-local reads ask the local service for the dirs, with no retry): Spark drops only the
+   * one executor's outputs, a map task re-run there fails its readers again, and two such attempts abort the
+   * job. So the app's executors on the node and every output it serves are dropped now, as for lost local
+   * dirs; the fetch failures that name the node during this stage attempt are then decom's (exempt, see
+   * [[Blame]]). A fetch that times out (a node cut off) is the RM's to report, not this.
+   */
+  private def shuffleServiceDown(host: String, port: Int, stageAttempt: String): Unit = {
+    val ids = executors.values.filter(e => e.host == host && alive.contains(e.id)).map(_.id).toSeq
+    if (ids.isEmpty && SparkInternals.outputsMatching(outputsOf(Some(host), Set.empty)).isEmpty) return
+    dropOnHost(host, ids, Some(host), "shuffle-service-down",
+      s"the shuffle service on $host:$port refused a fetch", "stageAttempt" -> stageAttempt)
+  }
+
+  /**
+   * Drops executors `ids` on `host` and their outputs (all outputs served from `lossHost` when given) as lost:
+   * marked first (no new task there), outputs unregistered and recorded on the host's node record (the node
+   * is not excluded: executors YARN starts there later are used), released as decommissioned (their running
+   * tasks' failures count toward no limit), running readers of the dropped outputs retried.
+   */
+  private def dropOnHost(host: String, ids: Seq[String], lossHost: Option[String], action: String, why: String,
+      detail: JObject): Unit = {
     // No new task there from now: the listener hears of a failure after Spark may have offered the
     // executor the retry; marked, it gets no more offers while the rest of this runs.
-    SparkInternals.markDecommissioning(sc, ids, lossHost, s"decom: executor $execId's local dirs are gone")
+    if (ids.nonEmpty) SparkInternals.markDecommissioning(sc, ids, lossHost, s"decom: $why")
     val t = now()
     val rec = record(NodeTarget(host, None))
     val matched = unregisterOutputs(rec, lossHost, ids.toSet, t)
-    // Dropped as decommissioned, so their running tasks' failures count toward no limit. The kill is not
-    // awaited (it would hold this lock while the AM talks to the RM): a restarted NM no longer knows the
-    // container anyway, and the executor exits once the driver refuses it.
-    val gone = SparkInternals.releaseExecutors(sc, ids, lossHost,
-      s"decom: executor $execId's local dirs are gone ($detail)", decommissionFirst = true, awaitKill = false)
+    // The kill is not awaited (it would hold this lock while the AM talks to the RM): a restarted NM no longer
+    // knows the container anyway, and the executor exits once the driver refuses it.
+    val gone = if (ids.isEmpty) Seq.empty[String] else SparkInternals.releaseExecutors(sc, ids, lossHost,
+      s"decom: $why", decommissionFirst = true, awaitKill = false)
     // All of them, also those Spark had dropped already: more failures queued from them must not run this again.
     alive --= ids
     rec.executorsLost ++= ids
     rec.executorsReleased ++= gone
-    event("local-dirs-gone", rec.target.key, ("executors" -> gone) ~ ("task" -> taskId) ~
-      ("outputs" -> matched.values.sum) ~ ("shuffles" -> matched.keys.toSeq.sorted) ~ ("failure" -> detail))
+    event(action, rec.target.key, ("executors" -> gone) ~ ("outputs" -> matched.values.sum) ~
+      ("shuffles" -> matched.keys.toSeq.sorted) ~ detail)
     if (retryFetching && matched.nonEmpty) retryTasksReading(matched.keySet, ids.toSet, t,
-      why = s"map outputs on $host are gone with its executors' local dirs")
+      why = s"map outputs on $host are gone: $why")
   }
 
   def setExemptionEnabled(enabled: Boolean): Unit = exemptEnabled = enabled
@@ -463,6 +495,11 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   private[decom] def fetchFailed(stage: Int, attempt: Int, f: FetchFailed): Unit = synchronized {
     fetchFailures += 1
     val addr = Option(f.bmAddress)
+    // First, so the blame below sees the outputs dropped during this attempt.
+    addr.filter(a => shuffleService && dropWithoutShuffleService &&
+        ShuffleServiceDown.in(Option(f.message).getOrElse(""), a.host, a.port)).foreach { a =>
+      shuffleServiceDown(a.host, a.port, s"$stage.$attempt")
+    }
     val started = policy.startedAt(stage, attempt).getOrElse(now())
     val causes =
       if (!exemptEnabled) Nil

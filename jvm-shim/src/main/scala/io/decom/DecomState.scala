@@ -187,13 +187,29 @@ object LocalDirsGone {
 }
 
 /**
+ * Does a fetch failure from the shuffle service at `host:port` say the service can't serve the app's outputs?
+ * Either it refused the connection: nothing listens there, so the node's NodeManager, which runs the service,
+ * is down (a node cut off times out instead; Spark's message reads "Failed to connect to /host:port" with a
+ * cause "Connection refused"). Or it answered "Executor is not registered": it restarted without NodeManager
+ * recovery and forgot the app's executors (SPARK-9401), whose dirs the restarted NodeManager deleted.
+ */
+object ShuffleServiceDown {
+  def in(message: String, host: String, port: Int): Boolean =
+    message.contains("Executor is not registered (appId=") ||
+      (message.contains("Connection refused") && message.linesIterator.take(400).exists(l =>
+        l.contains("Failed to connect to ") && l.contains(s":$port") &&
+          (l.contains(s"/$host:$port") || l.contains(s"to $host/") || l.contains(s"to $host:$port"))))
+}
+
+/**
  * Which nodes a fetch failure is to be blamed on. Pure bookkeeping over [[NodeRecord]]s.
  *
  * With an address (executor id + host of the block manager that served the output): a node that
- * decom excluded or decommissioned and that ran that executor or is that host. Without one (Spark's
- * "Missing an output location", seen by reducers after outputs were unregistered): a node whose
- * outputs of that shuffle decom unregistered since the stage attempt began (`slackMs` absorbs the
- * clock gap between Spark's submission time and ours).
+ * decom excluded or decommissioned and that ran that executor or is that host, or that host when decom
+ * dropped its outputs of that shuffle since the stage attempt began (its shuffle service or local dirs
+ * gone). Without one (Spark's "Missing an output location", seen by reducers after outputs were
+ * unregistered): a node whose outputs of that shuffle decom unregistered since the stage attempt began
+ * (`slackMs` absorbs the clock gap between Spark's submission time and ours).
  */
 object Blame {
   def of(
@@ -205,15 +221,16 @@ object Blame {
       slackMs: Long = 1000L): Seq[String] = execId match {
     case Some(id) =>
       nodes.filter { n =>
-        n.doomed && (n.executorsExcluded.contains(id) || n.executorsLost.contains(id) ||
+        (n.doomed && (n.executorsExcluded.contains(id) || n.executorsLost.contains(id) ||
           n.executorsReleased.contains(id) || (n.target match {
             case ExecutorTarget(eid) => eid == id
             case NodeTarget(h, _) => host.contains(h)
-          }))
+          }))) || (n.wholeHost.exists(host.contains) && cleanedSince(n, shuffleId, attemptStartedAt - slackMs))
       }.map(_.target.key).toSeq
     case None =>
-      nodes.filter { n =>
-        n.cleanups.get(shuffleId).exists(_.exists(_ >= attemptStartedAt - slackMs))
-      }.map(_.target.key).toSeq
+      nodes.filter(n => cleanedSince(n, shuffleId, attemptStartedAt - slackMs)).map(_.target.key).toSeq
   }
+
+  private def cleanedSince(n: NodeRecord, shuffleId: Int, since: Long): Boolean =
+    n.cleanups.get(shuffleId).exists(_.exists(_ >= since))
 }

@@ -1,5 +1,7 @@
 package io.decom
 
+import scala.collection.mutable
+
 import org.scalatest.funsuite.AnyFunSuite
 
 class DecomStateSuite extends AnyFunSuite {
@@ -51,6 +53,38 @@ class DecomStateSuite extends AnyFunSuite {
     assert(Blame.of(Seq(node), None, None, 4, attemptStartedAt = 4000).isEmpty, "other shuffle")
     assert(Blame.of(Seq(node), None, None, 3, attemptStartedAt = 9000).isEmpty,
       "the attempt began after the clean-up: its missing outputs are someone else's")
+  }
+
+  test("blame: an address on a host whose outputs of that shuffle decom dropped during the attempt") {
+    // A node decom never saw leave (its NodeManager restarted): not doomed, but its outputs were dropped.
+    val r = new NodeRecord(Target.node("h1"))
+    r.cleanups.getOrElseUpdate(2, mutable.ArrayBuffer.empty) += 5000L
+    assert(Blame.of(Seq(r), Some("8"), Some("h1"), 2, attemptStartedAt = 4000) == Seq("h1"))
+    assert(Blame.of(Seq(r), Some("8"), Some("h2"), 2, attemptStartedAt = 4000).isEmpty, "another host")
+    assert(Blame.of(Seq(r), Some("8"), Some("h1"), 3, attemptStartedAt = 4000).isEmpty, "another shuffle")
+    assert(Blame.of(Seq(r), Some("8"), Some("h1"), 2, attemptStartedAt = 9000).isEmpty,
+      "the attempt began after the drop: a failure of its own")
+  }
+
+  test("shuffle service down: a refused connection to that host's service, not a timeout nor another host") {
+    def failure(cause: String): String =
+      "org.apache.spark.shuffle.FetchFailedException\n\tat org.apache.spark.storage.ShuffleBlockFetcherIterator" +
+        s".throwFetchFailedException(ShuffleBlockFetcherIterator.scala:1259)\nCaused by: $cause\nCaused by: " +
+        "java.net.ConnectException: finishConnect(..) failed with error(-111): Connection refused\n"
+    val refused = failure("java.io.IOException: Failed to connect to /198.18.0.14:7337")
+    assert(ShuffleServiceDown.in(refused, "198.18.0.14", 7337))
+    assert(!ShuffleServiceDown.in(refused, "198.18.0.1", 7337), "a host whose address is a prefix")
+    assert(!ShuffleServiceDown.in(refused, "198.18.0.15", 7337), "another host")
+    assert(!ShuffleServiceDown.in(refused, "198.18.0.14", 7447), "another port")
+    assert(ShuffleServiceDown.in(failure("java.io.IOException: Failed to connect to n4.example/10.0.0.4:7337"),
+      "n4.example", 7337), "a host name")
+    val timedOut = refused.replace("Connection refused", "Connection timed out")
+    assert(!ShuffleServiceDown.in(timedOut, "198.18.0.14", 7337), "a node cut off times out: the RM's to report")
+    val forgot = "org.apache.spark.shuffle.FetchFailedException: java.lang.RuntimeException: Executor is not " +
+      "registered (appId=application_1_0001, execId=8)\n\tat org.apache.spark.network.shuffle." +
+      "ExternalShuffleBlockResolver.getContinuousBlocksData(ExternalShuffleBlockResolver.java:196)\n"
+    assert(ShuffleServiceDown.in(forgot, "198.18.0.14", 7337), "restarted without recovery: the app is forgotten")
+    assert(!ShuffleServiceDown.in("java.io.IOException: Stream is corrupted", "198.18.0.14", 7337))
   }
 
   test("blame: a recommissioned node is no longer blamed") {
