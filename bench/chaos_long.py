@@ -224,14 +224,14 @@ def pct(values: list[float], q: float) -> float:
 
 def decom_dropped(row: dict[str, Any]) -> int:
     """Map outputs decom dropped in a run, no copy being left: its `outputs-unregistered` (a node gone),
-    `local-dirs-gone` and `shuffle-service-down` events, on any node. The run's `outputs_unregistered` counts
+    `local-dirs-gone` and `shuffle-service-lost` events, on any node. The run's `outputs_unregistered` counts
     only the nodes the RM showed changing, so it misses a drop on a node that stayed RUNNING (an NM restart
     within the liveness expiry); rows recorded before the shim's events were kept fall back to it."""
     events = row.get("shim_events")
     if not events:
         return int(row.get("outputs_unregistered") or 0)
     return sum(int((e.get("detail") or {}).get("outputs") or 0) for e in events
-               if e.get("action") in ("outputs-unregistered", "local-dirs-gone", "shuffle-service-down"))
+               if e.get("action") in ("outputs-unregistered", "local-dirs-gone", "shuffle-service-lost"))
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:

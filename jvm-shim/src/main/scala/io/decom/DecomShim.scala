@@ -10,6 +10,7 @@ import scala.util.control.NonFatal
 import org.apache.spark.{ExceptionFailure, FetchFailed, SparkConf, SparkContext}
 import org.apache.spark.decom.SparkInternals
 import org.apache.spark.scheduler._
+import org.apache.spark.storage.BlockManagerId
 import org.json4s._
 import org.json4s.JsonDSL._
 import org.json4s.jackson.JsonMethods.{compact, render}
@@ -38,12 +39,14 @@ object Keys {
   /** Drop an executor whose local dirs are gone (a NodeManager restarted without recovery deleted them),
    * and the app's other executors on its host, at the first task that fails for it. */
   val DropWithoutLocalDirs = "spark.decom.dropExecutorsWithoutLocalDirs"
-  /** With the shuffle service on: at the first fetch failure a node's shuffle service refused (its NodeManager
-   * is down), drop the app's executors on that node and every output it serves. */
-  val DropWithoutShuffleService = "spark.decom.dropExecutorsWithoutShuffleService"
+  /** With the shuffle service on: at the first fetch failure saying a node's shuffle service lost the app's
+   * outputs (it refused the connection, or forgot the app), drop the app's executors on that node and every
+   * output it serves. */
+  val DropOnShuffleServiceLoss = "spark.decom.dropExecutorsOnShuffleServiceLoss"
   /** Set by the plugin when it, not the user, turned spark.decommission.enabled on. */
   val DecommissionSetByDecom = "spark.decom.internal.decommissionEnabledByDecom"
   val ShuffleService = "spark.shuffle.service.enabled"
+  val ShuffleServicePort = "spark.shuffle.service.port"
   val ShuffleTracking = "spark.dynamicAllocation.shuffleTracking.enabled"
   val NativeDecommission = "spark.decommission.enabled"
   val StorageDecommission = "spark.storage.decommission.enabled"
@@ -145,7 +148,8 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     conf.getBoolean(Keys.KeepCapacity, defaultValue = true) && conf.getBoolean(Keys.ShuffleService, false)
   private val retryFetching = conf.getBoolean(Keys.RetryFetching, defaultValue = true)
   private val dropWithoutLocalDirs = conf.getBoolean(Keys.DropWithoutLocalDirs, defaultValue = true)
-  private val dropWithoutShuffleService = conf.getBoolean(Keys.DropWithoutShuffleService, defaultValue = true)
+  private val dropOnShuffleServiceLoss = conf.getBoolean(Keys.DropOnShuffleServiceLoss, defaultValue = true)
+  private val shuffleServicePort = conf.getInt(Keys.ShuffleServicePort, 7337)
   // Spark's own decommissioning with the shuffle service off and block migration on: Spark's YARN trigger
   // then tells a DECOMMISSIONING node's executors to migrate their blocks and exit, but skips executors
   // decom already marked; so decom tells them itself. Only then: a told executor exits on its own once
@@ -316,12 +320,13 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     }
     // The shuffle service's per-app dirs on the host went with the executors' own.
     val lossHost = if (shuffleService) Some(host) else None
-    val ids =
-      if (shuffleService) executors.values.filter(e => e.host == host && alive.contains(e.id)).map(_.id).toSeq
-      else Seq(execId)
-    dropOnHost(host, ids, lossHost, "local-dirs-gone", s"executor $execId's local dirs are gone",
+    val ids = if (shuffleService) aliveOn(host) else Seq(execId)
+    dropOnHost(host, ids, lossHost, "local-dirs-gone", s"executor $execId's local dirs are gone ($detail)",
       ("task" -> taskId) ~ ("failure" -> detail))
   }
+
+  private def aliveOn(host: String): Seq[String] =
+    executors.values.filter(e => e.host == host && alive.contains(e.id)).map(_.id).toSeq
 
   /**
    * A node's shuffle service refused a reducer's fetch (nothing listens: the node's NodeManager, which runs
@@ -330,14 +335,28 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
    * fails at once (host-local reads ask the local service for the dirs, with no retry): Spark drops only the
    * one executor's outputs, a map task re-run there fails its readers again, and two such attempts abort the
    * job. So the app's executors on the node and every output it serves are dropped now, as for lost local
-   * dirs; the fetch failures that name the node during this stage attempt are then decom's (exempt, see
-   * [[Blame]]). A fetch that times out (a node cut off) is the RM's to report, not this.
+   * dirs; the fetch failures that name the node's executors during this stage attempt are then decom's
+   * (exempt, see [[Blame]]). A fetch that times out (a node cut off) is the RM's to report, not this. Only
+   * the service's port counts: a migrated output is served by its receiving executor, which refuses once it
+   * exits normally. With NodeManager recovery on, a restart also refuses for a few seconds: the node's
+   * executors are dropped though their files survive (replacements cost seconds, a lost job costs more).
    */
-  private def shuffleServiceDown(host: String, port: Int, stageAttempt: String): Unit = {
-    val ids = executors.values.filter(e => e.host == host && alive.contains(e.id)).map(_.id).toSeq
-    if (ids.isEmpty && SparkInternals.outputsMatching(outputsOf(Some(host), Set.empty)).isEmpty) return
-    dropOnHost(host, ids, Some(host), "shuffle-service-down",
-      s"the shuffle service on $host:$port refused a fetch", "stageAttempt" -> stageAttempt)
+  private def shuffleServiceLost(at: BlockManagerId, shuffleId: Int, stageAttempt: String): Unit = {
+    val rec = record(NodeTarget(at.host, None))
+    // Act on a current loss only: the executor named is still alive, or its outputs still registered. A late
+    // failure naming an executor decom (or YARN, with its outputs) already dropped must not take executors
+    // YARN started since on the restarted NodeManager, nor their outputs.
+    val current = !rec.executorsLost.contains(at.executorId) && (alive.contains(at.executorId) ||
+      SparkInternals.outputsMatching((eid, _) => eid == at.executorId).nonEmpty)
+    if (current) {
+      // Every executor the app ran there lost its outputs with the service, also those YARN dropped before.
+      rec.executorsLost ++= executors.values.filter(_.host == at.host).map(_.id)
+      dropOnHost(at.host, aliveOn(at.host), Some(at.host), "shuffle-service-lost",
+        s"the shuffle service on ${at.host}:${at.port} lost the app's outputs", "stageAttempt" -> stageAttempt)
+    }
+    // Spark unregisters the failed output itself, maybe before this ran: this attempt's fetch failures naming
+    // the node are decom's to exempt even when nothing of that shuffle was left to drop here.
+    rec.cleanups.getOrElseUpdate(shuffleId, mutable.ArrayBuffer.empty) += now()
   }
 
   /**
@@ -350,14 +369,14 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
       detail: JObject): Unit = {
     // No new task there from now: the listener hears of a failure after Spark may have offered the
     // executor the retry; marked, it gets no more offers while the rest of this runs.
-    if (ids.nonEmpty) SparkInternals.markDecommissioning(sc, ids, lossHost, s"decom: $why")
+    SparkInternals.markDecommissioning(sc, ids, lossHost, s"decom: $why")
     val t = now()
     val rec = record(NodeTarget(host, None))
     val matched = unregisterOutputs(rec, lossHost, ids.toSet, t)
     // The kill is not awaited (it would hold this lock while the AM talks to the RM): a restarted NM no longer
     // knows the container anyway, and the executor exits once the driver refuses it.
-    val gone = if (ids.isEmpty) Seq.empty[String] else SparkInternals.releaseExecutors(sc, ids, lossHost,
-      s"decom: $why", decommissionFirst = true, awaitKill = false)
+    val gone = SparkInternals.releaseExecutors(sc, ids, lossHost, s"decom: $why", decommissionFirst = true,
+      awaitKill = false)
     // All of them, also those Spark had dropped already: more failures queued from them must not run this again.
     alive --= ids
     rec.executorsLost ++= ids
@@ -496,9 +515,11 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
     fetchFailures += 1
     val addr = Option(f.bmAddress)
     // First, so the blame below sees the outputs dropped during this attempt.
-    addr.filter(a => shuffleService && dropWithoutShuffleService &&
-        ShuffleServiceDown.in(Option(f.message).getOrElse(""), a.host, a.port)).foreach { a =>
-      shuffleServiceDown(a.host, a.port, s"$stage.$attempt")
+    addr.foreach { a =>
+      if (shuffleService && dropOnShuffleServiceLoss && a.port == shuffleServicePort &&
+          ShuffleServiceLost.in(Option(f.message).getOrElse(""), a.host, a.port)) {
+        shuffleServiceLost(a, f.shuffleId, s"$stage.$attempt")
+      }
     }
     val started = policy.startedAt(stage, attempt).getOrElse(now())
     val causes =

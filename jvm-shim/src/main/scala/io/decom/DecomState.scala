@@ -193,7 +193,7 @@ object LocalDirsGone {
  * cause "Connection refused"). Or it answered "Executor is not registered": it restarted without NodeManager
  * recovery and forgot the app's executors (SPARK-9401), whose dirs the restarted NodeManager deleted.
  */
-object ShuffleServiceDown {
+object ShuffleServiceLost {
   def in(message: String, host: String, port: Int): Boolean =
     message.contains("Executor is not registered (appId=") ||
       (message.contains("Connection refused") && message.linesIterator.take(400).exists(l =>
@@ -206,8 +206,8 @@ object ShuffleServiceDown {
  *
  * With an address (executor id + host of the block manager that served the output): a node that
  * decom excluded or decommissioned and that ran that executor or is that host, or that host when decom
- * dropped its outputs of that shuffle since the stage attempt began (its shuffle service or local dirs
- * gone). Without one (Spark's "Missing an output location", seen by reducers after outputs were
+ * dropped that executor and outputs of that shuffle there since the stage attempt began (the node's shuffle
+ * service or the executor's local dirs gone). Without one (Spark's "Missing an output location", seen by reducers after outputs were
  * unregistered): a node whose outputs of that shuffle decom unregistered since the stage attempt began
  * (`slackMs` absorbs the clock gap between Spark's submission time and ours).
  */
@@ -225,7 +225,8 @@ object Blame {
           n.executorsReleased.contains(id) || (n.target match {
             case ExecutorTarget(eid) => eid == id
             case NodeTarget(h, _) => host.contains(h)
-          }))) || (n.wholeHost.exists(host.contains) && cleanedSince(n, shuffleId, attemptStartedAt - slackMs))
+          }))) || (n.executorsLost.contains(id) && n.wholeHost.exists(host.contains) &&
+          cleanedSince(n, shuffleId, attemptStartedAt - slackMs))
       }.map(_.target.key).toSeq
     case None =>
       nodes.filter(n => cleanedSince(n, shuffleId, attemptStartedAt - slackMs)).map(_.target.key).toSeq

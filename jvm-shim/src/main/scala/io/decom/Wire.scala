@@ -85,6 +85,7 @@ object Wire {
   val ConfigKeys: Seq[String] =
     Seq(Keys.ExemptEnabled, Keys.SparkMaxAttempts, Keys.UserMaxAttempts, Keys.ExtraAttempts, Keys.ReleaseIdle,
       Keys.KeepCapacity, Keys.RetryFetching, Keys.Enabled, Keys.MigrateBlocks, Keys.MigrationWait,
-      Keys.DropWithoutLocalDirs, Keys.DropWithoutShuffleService, Keys.DecommissionSetByDecom, Keys.ShuffleService,
-      Keys.ShuffleTracking, Keys.NativeDecommission, Keys.StorageDecommission, Keys.ShuffleBlocks, Keys.RddBlocks)
+      Keys.DropWithoutLocalDirs, Keys.DropOnShuffleServiceLoss, Keys.DecommissionSetByDecom, Keys.ShuffleService,
+      Keys.ShuffleServicePort, Keys.ShuffleTracking, Keys.NativeDecommission, Keys.StorageDecommission,
+      Keys.ShuffleBlocks, Keys.RddBlocks)
 }

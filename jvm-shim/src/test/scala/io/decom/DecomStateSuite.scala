@@ -59,7 +59,10 @@ class DecomStateSuite extends AnyFunSuite {
     // A node decom never saw leave (its NodeManager restarted): not doomed, but its outputs were dropped.
     val r = new NodeRecord(Target.node("h1"))
     r.cleanups.getOrElseUpdate(2, mutable.ArrayBuffer.empty) += 5000L
+    r.executorsLost += "8"
     assert(Blame.of(Seq(r), Some("8"), Some("h1"), 2, attemptStartedAt = 4000) == Seq("h1"))
+    assert(Blame.of(Seq(r), Some("9"), Some("h1"), 2, attemptStartedAt = 4000).isEmpty,
+      "a neighbour decom did not drop (shuffle service off: only the failing executor goes)")
     assert(Blame.of(Seq(r), Some("8"), Some("h2"), 2, attemptStartedAt = 4000).isEmpty, "another host")
     assert(Blame.of(Seq(r), Some("8"), Some("h1"), 3, attemptStartedAt = 4000).isEmpty, "another shuffle")
     assert(Blame.of(Seq(r), Some("8"), Some("h1"), 2, attemptStartedAt = 9000).isEmpty,
@@ -72,19 +75,19 @@ class DecomStateSuite extends AnyFunSuite {
         s".throwFetchFailedException(ShuffleBlockFetcherIterator.scala:1259)\nCaused by: $cause\nCaused by: " +
         "java.net.ConnectException: finishConnect(..) failed with error(-111): Connection refused\n"
     val refused = failure("java.io.IOException: Failed to connect to /198.18.0.14:7337")
-    assert(ShuffleServiceDown.in(refused, "198.18.0.14", 7337))
-    assert(!ShuffleServiceDown.in(refused, "198.18.0.1", 7337), "a host whose address is a prefix")
-    assert(!ShuffleServiceDown.in(refused, "198.18.0.15", 7337), "another host")
-    assert(!ShuffleServiceDown.in(refused, "198.18.0.14", 7447), "another port")
-    assert(ShuffleServiceDown.in(failure("java.io.IOException: Failed to connect to n4.example/10.0.0.4:7337"),
+    assert(ShuffleServiceLost.in(refused, "198.18.0.14", 7337))
+    assert(!ShuffleServiceLost.in(refused, "198.18.0.1", 7337), "a host whose address is a prefix")
+    assert(!ShuffleServiceLost.in(refused, "198.18.0.15", 7337), "another host")
+    assert(!ShuffleServiceLost.in(refused, "198.18.0.14", 7447), "another port")
+    assert(ShuffleServiceLost.in(failure("java.io.IOException: Failed to connect to n4.example/10.0.0.4:7337"),
       "n4.example", 7337), "a host name")
     val timedOut = refused.replace("Connection refused", "Connection timed out")
-    assert(!ShuffleServiceDown.in(timedOut, "198.18.0.14", 7337), "a node cut off times out: the RM's to report")
+    assert(!ShuffleServiceLost.in(timedOut, "198.18.0.14", 7337), "a node cut off times out: the RM's to report")
     val forgot = "org.apache.spark.shuffle.FetchFailedException: java.lang.RuntimeException: Executor is not " +
       "registered (appId=application_1_0001, execId=8)\n\tat org.apache.spark.network.shuffle." +
       "ExternalShuffleBlockResolver.getContinuousBlocksData(ExternalShuffleBlockResolver.java:196)\n"
-    assert(ShuffleServiceDown.in(forgot, "198.18.0.14", 7337), "restarted without recovery: the app is forgotten")
-    assert(!ShuffleServiceDown.in("java.io.IOException: Stream is corrupted", "198.18.0.14", 7337))
+    assert(ShuffleServiceLost.in(forgot, "198.18.0.14", 7337), "restarted without recovery: the app is forgotten")
+    assert(!ShuffleServiceLost.in("java.io.IOException: Stream is corrupted", "198.18.0.14", 7337))
   }
 
   test("blame: a recommissioned node is no longer blamed") {
