@@ -69,11 +69,14 @@ READ_SPEC = {"n": 40_000, "keys": 97, "maps": 12, "map_sleep": 0.5, "reduces": 3
 
 def test_a_node_whose_shuffle_service_is_down_mid_read_is_dropped_whole(lab: Any) -> None:
     """Shuffle service on, 3 static executors. While the reduce stage reads, the NodeManager of a node
-    holding map outputs is killed (the shuffle service with it; its containers live on), left down 4 s and
-    started again without recovery. Readers' fetches there are refused, then answered "Executor is not
-    registered". decom drops the node's executors and every output there at the first such fetch failure:
-    the job finishes right, not aborted, and no task starts on those executors after."""
-    with SparkApp(lab, executors=3, conf=STATIC, decom=True, name="nm-down-read") as app:
+    holding map outputs is killed (the shuffle service with it; its containers live on), left down 8 s and
+    started again without recovery, within the lab's NM liveness expiry (the RM never shows the node LOST).
+    Remote readers' fetches there are refused until their retry runs out (one retry, 5 s: so it does within
+    the outage; Spark's default of 3 outlasts the lab's expiry, and the node would go LOST). decom drops the
+    node's executors and every output there at the first such fetch failure: the job finishes right, not
+    aborted, and no task starts on those executors after."""
+    conf = STATIC | {"spark.shuffle.io.maxRetries": "1"}
+    with SparkApp(lab, executors=3, conf=conf, decom=True, name="nm-down-read") as app:
         app.start_job(**READ_SPEC)
         assert app.wait_stage("reduce", 0, min_done=3, timeout=240) is not None, "the job ended before it read"
         victims, _ = pick_victims(app, 1, {app.am_host()})
@@ -81,7 +84,7 @@ def test_a_node_whose_shuffle_service_is_down_mid_read_is_dropped_whole(lab: Any
         victim = victims[0]
         on_victim = {e for e, h in app.executor_ids().items() if h == victim}
         lab.kill_nm(victim, containers=False)
-        time.sleep(4)
+        time.sleep(8)  # past the readers' one fetch retry (spark.shuffle.io.retryWait, 5 s)
         lab.start_nm(victim)
         out = app.wait_job(timeout=420)
         rep = app.report()
@@ -94,7 +97,8 @@ def test_a_node_whose_shuffle_service_is_down_mid_read_is_dropped_whole(lab: Any
           f"{[(e['action'], e['target'], e['detail']['executors'], e['detail']['outputs']) for e in drops]}")
     assert not out["aborted"], out["error"]
     assert out["checksum"] == job_checksum(READ_SPEC), "wrong answer"
-    assert drops, f"decom dropped nothing on {victim} ({len(fetch_failed)} fetch failures)"
+    assert any(e["action"] == "shuffle-service-lost" for e in drops), \
+        f"decom never dropped {victim} for its shuffle service ({len(fetch_failed)} fetch failures): {drops}"
     assert all(e["target"] == victim for e in drops), drops
     dropped = {x for e in drops for x in e["detail"]["executors"]}
     # YARN may report the containers lost first (the NM re-registered): then Spark dropped them, not decom.
