@@ -27,20 +27,30 @@ pytestmark = [pytest.mark.yarn, pytest.mark.long]
 SPEC = {"n": 40_000, "keys": 97, "maps": 60, "map_sleep": 1.0, "reduces": 6, "reduce_sleep": 0.2}
 
 
+def _restart_nm_mid_stage(lab: Any, app: SparkApp, spec: dict[str, Any], stage: str, min_done: int,
+                          down_s: float) -> tuple[str, set[str]]:
+    """Start the job; once `stage` has min_done tasks done, kill the NodeManager of a node running executors
+    (not the AM's; its containers live on) and start it again `down_s` later, without recovery. Returns the
+    node and the executors it ran then."""
+    app.start_job(**spec)
+    assert app.wait_stage(stage, 0, min_done=min_done, timeout=240) is not None, f"the job ended before its {stage}"
+    victims, _ = pick_victims(app, 1, {app.am_host()})
+    assert victims, f"no executor node besides the AM's: {app.executor_ids()}"
+    victim = victims[0]
+    on_victim = {e for e, h in app.executor_ids().items() if h == victim}
+    lab.kill_nm(victim, containers=False)
+    time.sleep(down_s)
+    lab.start_nm(victim)
+    return victim, on_victim
+
+
 def test_executors_whose_local_dirs_a_restarted_nodemanager_deleted_are_dropped(lab: Any) -> None:
     """Shuffle service on, 3 static executors. Mid-map, the NodeManager of a node running executors is
     killed (its containers live on) and started again: it deletes the app's dirs, and every task offered to
     those executors fails at once. decom drops them (and the outputs they held) at the first such failure:
     the job finishes right, and no task starts on them after decom acted."""
     with SparkApp(lab, executors=3, conf=STATIC, decom=True, name="nm-restart") as app:
-        app.start_job(**SPEC)
-        assert app.wait_stage("map", 0, min_done=6, timeout=240) is not None, "the job ended before its map stage ran"
-        victims, _ = pick_victims(app, 1, {app.am_host()})
-        assert victims, f"no executor node besides the AM's: {app.executor_ids()}"
-        victim = victims[0]
-        on_victim = {e for e, h in app.executor_ids().items() if h == victim}
-        lab.kill_nm(victim, containers=False)
-        lab.start_nm(victim)
+        victim, on_victim = _restart_nm_mid_stage(lab, app, SPEC, "map", min_done=6, down_s=0.0)
         out = app.wait_job(timeout=420)
         rep = app.report()
     assert rep is not None
@@ -77,15 +87,8 @@ def test_a_node_whose_shuffle_service_is_down_mid_read_is_dropped_whole(lab: Any
     aborted, and no task starts on those executors after."""
     conf = STATIC | {"spark.shuffle.io.maxRetries": "1"}
     with SparkApp(lab, executors=3, conf=conf, decom=True, name="nm-down-read") as app:
-        app.start_job(**READ_SPEC)
-        assert app.wait_stage("reduce", 0, min_done=3, timeout=240) is not None, "the job ended before it read"
-        victims, _ = pick_victims(app, 1, {app.am_host()})
-        assert victims, f"no executor node besides the AM's: {app.executor_ids()}"
-        victim = victims[0]
-        on_victim = {e for e, h in app.executor_ids().items() if h == victim}
-        lab.kill_nm(victim, containers=False)
-        time.sleep(8)  # past the readers' one fetch retry (spark.shuffle.io.retryWait, 5 s)
-        lab.start_nm(victim)
+        # Down past the readers' one fetch retry (spark.shuffle.io.retryWait, 5 s).
+        victim, on_victim = _restart_nm_mid_stage(lab, app, READ_SPEC, "reduce", min_done=3, down_s=8.0)
         out = app.wait_job(timeout=420)
         rep = app.report()
     assert rep is not None
