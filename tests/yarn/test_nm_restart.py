@@ -3,7 +3,7 @@ starts, while the executors it had started live on; YARN tells the app only once
 by `make chaos --long` (generator 3, seed 8), twice:
 - mid-map, one task failed 4 times within a second on two such executors and Spark aborted the job. decom
   drops those executors at the first such failure;
-- mid-reduce (replayed on 2026-12-02), the node's shuffle service was down: a reader on that node failed at
+- mid-reduce (the generator-3 rerun of 2026-12-02), the node's shuffle service was down: a reader on that node failed at
   once, Spark dropped one executor's outputs, re-ran its map task on the same node, failed again and aborted
   at 2 stage attempts. decom drops the node's executors and all its outputs at the first refused fetch.
 
@@ -78,14 +78,15 @@ READ_SPEC = {"n": 40_000, "keys": 97, "maps": 12, "map_sleep": 0.5, "reduces": 3
 
 
 def test_a_node_whose_shuffle_service_is_down_mid_read_is_dropped_whole(lab: Any) -> None:
-    """Shuffle service on, 3 static executors. While the reduce stage reads, the NodeManager of a node
-    holding map outputs is killed (the shuffle service with it; its containers live on), left down 8 s and
-    started again without recovery, within the lab's NM liveness expiry (the RM never shows the node LOST).
+    """Shuffle service on, 3 static executors, spark.stage.maxConsecutiveAttempts=2 as in the chaos runs.
+    While the reduce stage reads, the NodeManager of a node running executors (so holding map outputs) is
+    killed (the shuffle service with it; its containers live on), left down 8 s and started again without
+    recovery, within the lab's NM liveness expiry (the RM never shows the node LOST).
     Remote readers' fetches there are refused until their retry runs out (one retry, 5 s: so it does within
     the outage; Spark's default of 3 outlasts the lab's expiry, and the node would go LOST). decom drops the
     node's executors and every output there at the first such fetch failure: the job finishes right, not
     aborted, and no task starts on those executors after."""
-    conf = STATIC | {"spark.shuffle.io.maxRetries": "1"}
+    conf = STATIC | {"spark.shuffle.io.maxRetries": "1", "spark.stage.maxConsecutiveAttempts": "2"}
     with SparkApp(lab, executors=3, conf=conf, decom=True, name="nm-down-read") as app:
         # Down past the readers' one fetch retry (spark.shuffle.io.retryWait, 5 s).
         victim, on_victim = _restart_nm_mid_stage(lab, app, READ_SPEC, "reduce", min_done=3, down_s=8.0)

@@ -46,7 +46,6 @@ object Keys {
   /** Set by the plugin when it, not the user, turned spark.decommission.enabled on. */
   val DecommissionSetByDecom = "spark.decom.internal.decommissionEnabledByDecom"
   val ShuffleService = "spark.shuffle.service.enabled"
-  val ShuffleServicePort = "spark.shuffle.service.port"
   val ShuffleTracking = "spark.dynamicAllocation.shuffleTracking.enabled"
   val NativeDecommission = "spark.decommission.enabled"
   val StorageDecommission = "spark.storage.decommission.enabled"
@@ -149,7 +148,8 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   private val retryFetching = conf.getBoolean(Keys.RetryFetching, defaultValue = true)
   private val dropWithoutLocalDirs = conf.getBoolean(Keys.DropWithoutLocalDirs, defaultValue = true)
   private val dropOnShuffleServiceLoss = conf.getBoolean(Keys.DropOnShuffleServiceLoss, defaultValue = true)
-  private val shuffleServicePort = conf.getInt(Keys.ShuffleServicePort, 7337)
+  // As the app's block managers have it: spark.shuffle.service.port, which yarn-site overrides on YARN.
+  private lazy val shuffleServicePort = SparkInternals.shuffleServicePort(sc)
   // Spark's own decommissioning with the shuffle service off and block migration on: Spark's YARN trigger
   // then tells a DECOMMISSIONING node's executors to migrate their blocks and exit, but skips executors
   // decom already marked; so decom tells them itself. Only then: a told executor exits on its own once
@@ -331,12 +331,14 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
   /**
    * A node's shuffle service refused a reducer's fetch (nothing listens: the node's NodeManager, which runs
    * the service, is down) or no longer knows the app (the NodeManager restarted without recovery, Apache's
-   * default, and deleted the app's dirs). No output on the node can be served now, and a reader on that node
-   * fails at once (host-local reads ask the local service for the dirs, with no retry): Spark drops only the
-   * one executor's outputs, a map task re-run there fails its readers again, and two such attempts abort the
-   * job. So the app's executors on the node and every output it serves are dropped now, as for lost local
-   * dirs; the fetch failures that name the node's executors during this stage attempt are then decom's
-   * (exempt, see [[Blame]]). A fetch that times out (a node cut off) is the RM's to report, not this. Only
+   * default, and deleted the app's dirs; SPARK-9439 keeps the registrations only with recovery on). No output
+   * on the node can be served now, and a reader on that node fails at once (host-local reads,
+   * spark.shuffle.readHostLocalDisk, ask the local service for the dirs, with no retry): Spark drops only the
+   * one executor's outputs (spark.files.fetchFailure.unRegisterOutputOnHost is off by default), a map task
+   * re-run there fails its readers again, and spark.stage.maxConsecutiveAttempts such attempts abort the job
+   * (SPARK-27736 proposed asking the service instead; it did not land). So the app's executors on the node
+   * and every output it serves are dropped now, as for lost local dirs; the fetch failures that name the
+   * node's executors during this stage attempt are then decom's (exempt, see [[Blame]]). A fetch that times out (a node cut off) is the RM's to report, not this. Only
    * the service's port counts: a migrated output is served by its receiving executor, which refuses once it
    * exits normally. With NodeManager recovery on, a restart also refuses for a few seconds: the node's
    * executors are dropped though their files survive (replacements cost seconds, a lost job costs more).
@@ -353,10 +355,10 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
       rec.executorsLost ++= executors.values.filter(_.host == at.host).map(_.id)
       dropOnHost(at.host, aliveOn(at.host), Some(at.host), "shuffle-service-lost",
         s"the shuffle service on ${at.host}:${at.port} lost the app's outputs", "stageAttempt" -> stageAttempt)
+      // Spark unregisters the failed output itself, maybe before this ran: this attempt's fetch failures
+      // naming the node are decom's to exempt even when nothing of that shuffle was left to drop here.
+      rec.cleanups.getOrElseUpdate(shuffleId, mutable.ArrayBuffer.empty) += now()
     }
-    // Spark unregisters the failed output itself, maybe before this ran: this attempt's fetch failures naming
-    // the node are decom's to exempt even when nothing of that shuffle was left to drop here.
-    rec.cleanups.getOrElseUpdate(shuffleId, mutable.ArrayBuffer.empty) += now()
   }
 
   /**

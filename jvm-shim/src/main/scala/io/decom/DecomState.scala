@@ -191,7 +191,7 @@ object LocalDirsGone {
  * Either it refused the connection: nothing listens there, so the node's NodeManager, which runs the service,
  * is down (a node cut off times out instead; Spark's message reads "Failed to connect to /host:port" with a
  * cause "Connection refused"). Or it answered "Executor is not registered": it restarted without NodeManager
- * recovery and forgot the app's executors (SPARK-9401), whose dirs the restarted NodeManager deleted.
+ * recovery and forgot the app's executors (SPARK-9439), whose dirs the restarted NodeManager deleted.
  */
 object ShuffleServiceLost {
   def in(message: String, host: String, port: Int): Boolean =
@@ -207,9 +207,9 @@ object ShuffleServiceLost {
  * With an address (executor id + host of the block manager that served the output): a node that
  * decom excluded or decommissioned and that ran that executor or is that host, or that host when decom
  * dropped that executor and outputs of that shuffle there since the stage attempt began (the node's shuffle
- * service or the executor's local dirs gone). Without one (Spark's "Missing an output location", seen by reducers after outputs were
- * unregistered): a node whose outputs of that shuffle decom unregistered since the stage attempt began
- * (`slackMs` absorbs the clock gap between Spark's submission time and ours).
+ * service or the executor's local dirs gone). Without one (Spark's "Missing an output location", seen by
+ * reducers after outputs were unregistered): a node whose outputs of that shuffle decom unregistered since the
+ * stage attempt began (`slackMs` absorbs the clock gap between Spark's submission time and ours).
  */
 object Blame {
   def of(
@@ -225,8 +225,9 @@ object Blame {
           n.executorsReleased.contains(id) || (n.target match {
             case ExecutorTarget(eid) => eid == id
             case NodeTarget(h, _) => host.contains(h)
-          }))) || (n.executorsLost.contains(id) && n.wholeHost.exists(host.contains) &&
-          cleanedSince(n, shuffleId, attemptStartedAt - slackMs))
+          }))) ||
+          (n.executorsLost.contains(id) && n.wholeHost.exists(host.contains) &&
+            cleanedSince(n, shuffleId, attemptStartedAt - slackMs))
       }.map(_.target.key).toSeq
     case None =>
       nodes.filter(n => cleanedSince(n, shuffleId, attemptStartedAt - slackMs)).map(_.target.key).toSeq

@@ -86,6 +86,5 @@ object Wire {
     Seq(Keys.ExemptEnabled, Keys.SparkMaxAttempts, Keys.UserMaxAttempts, Keys.ExtraAttempts, Keys.ReleaseIdle,
       Keys.KeepCapacity, Keys.RetryFetching, Keys.Enabled, Keys.MigrateBlocks, Keys.MigrationWait,
       Keys.DropWithoutLocalDirs, Keys.DropOnShuffleServiceLoss, Keys.DecommissionSetByDecom, Keys.ShuffleService,
-      Keys.ShuffleServicePort, Keys.ShuffleTracking, Keys.NativeDecommission, Keys.StorageDecommission,
-      Keys.ShuffleBlocks, Keys.RddBlocks)
+      Keys.ShuffleTracking, Keys.NativeDecommission, Keys.StorageDecommission, Keys.ShuffleBlocks, Keys.RddBlocks)
 }

@@ -134,6 +134,10 @@ object SparkInternals {
       true
     }
 
+  /** The external shuffle service's port the app's block managers register outputs at: Spark's conf, which
+   * the NodeManager's yarn-site overrides on YARN (StorageUtils.externalShuffleServicePort). */
+  def shuffleServicePort(sc: SparkContext): Int = sc.env.blockManager.externalShuffleServicePort
+
   def removeOutputsOnHost(host: String): Unit = mapOutputTracker.foreach(_.removeOutputsOnHost(host))
 
   def removeOutputsOnExecutor(execId: String): Unit =
