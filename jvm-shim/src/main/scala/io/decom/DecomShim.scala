@@ -338,10 +338,11 @@ final class DecomShim private (val sc: SparkContext, retryMode: String) {
    * re-run there fails its readers again, and spark.stage.maxConsecutiveAttempts such attempts abort the job
    * (SPARK-27736 proposed asking the service instead; it did not land). So the app's executors on the node
    * and every output it serves are dropped now, as for lost local dirs; the fetch failures that name the
-   * node's executors during this stage attempt are then decom's (exempt, see [[Blame]]). A fetch that times out (a node cut off) is the RM's to report, not this. Only
-   * the service's port counts: a migrated output is served by its receiving executor, which refuses once it
-   * exits normally. With NodeManager recovery on, a restart also refuses for a few seconds: the node's
-   * executors are dropped though their files survive (replacements cost seconds, a lost job costs more).
+   * node's executors during this stage attempt are then decom's (exempt, see [[Blame]]). A fetch that times
+   * out (a node cut off) is the RM's to report, not this. Only the service's port counts: a migrated output is
+   * served by its receiving executor, which refuses once it exits normally. With NodeManager recovery on, a
+   * restart also refuses for a few seconds: the node's executors are dropped though their files survive
+   * (replacements cost seconds, a lost job costs more).
    */
   private def shuffleServiceLost(at: BlockManagerId, shuffleId: Int, stageAttempt: String): Unit = {
     val rec = record(NodeTarget(at.host, None))
